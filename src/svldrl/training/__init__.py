@@ -1,1 +1,28 @@
-"""svldrl.training"""
+"""Training: the Trainer engine (stages, checkpoints, resume, logs), SVL-DRL, and the METHODS registry."""
+
+from svldrl.training.checkpoint import load_checkpoint, load_trained
+from svldrl.training.logs import read_log
+from svldrl.training.methods import METHODS
+from svldrl.training.seeding import resolve_device, seed_everything
+from svldrl.training.stages import Stage, StageSchedule
+from svldrl.training.svldrl import GradientPlan, Rollout, SVLDRLTrainer, episode_rewards, gradient_plan, stage_loss
+from svldrl.training.trainer import Trainer, build_dice_loss
+
+__all__ = [
+    "METHODS",
+    "GradientPlan",
+    "Rollout",
+    "SVLDRLTrainer",
+    "Stage",
+    "StageSchedule",
+    "Trainer",
+    "build_dice_loss",
+    "episode_rewards",
+    "gradient_plan",
+    "load_checkpoint",
+    "load_trained",
+    "read_log",
+    "resolve_device",
+    "seed_everything",
+    "stage_loss",
+]

@@ -1,0 +1,103 @@
+"""Time an inference pass of ``ThreeHeadNet.segment`` against the plain MONAI backbone on the same input.
+
+Run: ``python benchmarks/bench_inference.py [--sizes 64 96] [--feature-size 48] [--repeats 7] [--threads 1]``.
+
+method.md: at inference only the segmentation decoder runs, so a deployed SVL-DRL model must cost no
+more than the plain backbone (target: ratio <= 1.05). References, in the same process:
+  - swin-unetr: ``monai.networks.nets.SwinUNETR`` with the same ``feature_size``;
+  - unet: ``monai.networks.nets.DynUNet`` with the same channels, kernel 3, strides (1, 2, 2, ...)
+    and one decoder (the layout our 'unet' backbone copies).
+Both networks run under ``torch.no_grad`` in eval mode; after warm-up the two are timed in
+alternation (the order flips each round, so a load change on the shared machine hits both) and the
+medians are compared. The maximum absolute difference of the outputs is printed for the swin-unetr
+case after copying the MONAI weights into our network (0 means the same computation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from monai.networks.nets import DynUNet, SwinUNETR
+
+from svldrl.config import ModelConfig
+from svldrl.models import build_network, load_swin_unetr_weights
+
+
+def time_pair(
+    ours: Callable[[], torch.Tensor], reference: Callable[[], torch.Tensor], warmup: int, repeats: int
+) -> tuple[float, float]:
+    """Median seconds of ``ours`` and ``reference``, timed in alternation after ``warmup`` calls each."""
+    for _ in range(warmup):
+        ours()
+        reference()
+    times: dict[str, list[float]] = {"ours": [], "reference": []}
+    for i in range(repeats):
+        order = [("ours", ours), ("reference", reference)]
+        for name, fn in order if i % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return statistics.median(times["ours"]), statistics.median(times["reference"])
+
+
+def bench_swin(side: int, feature_size: int, warmup: int, repeats: int) -> None:
+    torch.manual_seed(0)
+    reference = SwinUNETR(in_channels=1, out_channels=2, feature_size=feature_size).eval()
+    net = build_network(ModelConfig(backbone="swin-unetr", feature_size=feature_size), 1, 2).eval()
+    load_swin_unetr_weights(net, reference.state_dict())
+    x = torch.rand(1, 1, side, side, side, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        diff = (net.segment(x) - reference(x)).abs().max().item()
+        ours, ref = time_pair(lambda: net.segment(x), lambda: reference(x), warmup, repeats)
+    report(f"swin-unetr fs={feature_size} {side}^3", ours, ref, f"max |diff| {diff:.1e}")
+
+
+def bench_unet(side: int, channels: tuple[int, ...], batch: int, warmup: int, repeats: int) -> None:
+    torch.manual_seed(0)
+    levels = len(channels)
+    reference = DynUNet(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=2,
+        kernel_size=[3] * levels,
+        strides=[1] + [2] * (levels - 1),
+        upsample_kernel_size=[2] * (levels - 1),
+        filters=list(channels),
+        norm_name=("instance", {"affine": True}),
+    ).eval()
+    net = build_network(ModelConfig(backbone="unet", channels=channels), 1, 2).eval()
+    params = (sum(p.numel() for p in net.seg_parameters()), sum(p.numel() for p in reference.parameters()))
+    x = torch.rand(batch, 1, side, side, side, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours, ref = time_pair(lambda: net.segment(x), lambda: reference(x), warmup, repeats)
+    report(f"unet {channels} B={batch} {side}^3", ours, ref, f"params seg path/DynUNet {params[0]}/{params[1]}")
+
+
+def report(name: str, ours: float, ref: float, note: str) -> None:
+    print(f"{name:<40} segment {ours * 1e3:8.1f} ms  MONAI {ref * 1e3:8.1f} ms  ratio {ours / ref:5.3f}  ({note})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96], help="swin-unetr cube sides")
+    parser.add_argument("--feature-size", type=int, default=48)
+    parser.add_argument("--unet-sizes", type=int, nargs="+", default=[48, 96], help="unet cube sides")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} thread(s), median of {args.repeats} after {args.warmup} warm-up")
+    for side in args.unet_sizes:
+        bench_unet(side, (16, 32, 64, 128), 1, args.warmup, args.repeats)
+    for side in args.sizes:
+        bench_swin(side, args.feature_size, args.warmup, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The three-decoder network of SVL-DRL: one shared encoder, a segmentation, a value and a policy decoder.
+
+Every voxel is an agent (method.md, "Network"), so the value and the policy are dense maps with
+the same spatial shape as the segmentation. The three decoders are three instances of one decoder
+class: only their number of output channels differs. At inference only the segmentation decoder
+runs, so a deployed model costs what the plain backbone costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+HEADS: tuple[str, ...] = ("seg", "value", "policy")
+"""Names of the three decoders, in the order of ``NetOutput``."""
+
+N_ACTIONS = 3
+"""Actions of Eq. 10: 0 keep, 1 enhance, 2 weaken."""
+
+POLICY_INIT_SCALE = 1e-3
+"""Factor applied to the default init of the value and policy output convs (see ``ThreeHeadNet``)."""
+
+
+class NetOutput(NamedTuple):
+    """What ``ThreeHeadNet.forward`` returns; a field is None when its decoder was not run."""
+
+    seg: torch.Tensor | None
+    """(B, n_outputs, H, W, D) segmentation logits."""
+    value: torch.Tensor | None
+    """(B, 1, H, W, D) state value per voxel."""
+    policy: torch.Tensor | None
+    """(B, 3, H, W, D) action logits per voxel."""
+
+
+class ThreeHeadNet(nn.Module):
+    """A shared encoder and three decoders built from one decoder class.
+
+    Contract of the parts (both backbones follow it):
+    ``encoder(x) -> list[Tensor]`` (the skip features and the bottleneck, whatever the decoder
+    needs) and ``decoder(features) -> Tensor`` (B, out_channels, H, W, D); each decoder has its
+    1x1x1 output block at ``decoder.out`` (MONAI's ``UnetOutBlock``).
+
+    Args:
+        encoder: the shared encoder.
+        make_decoder: builds one decoder given its number of output channels; called three times.
+        n_outputs: channels of the segmentation decoder (classes, or regions for sigmoid outputs).
+        backbone: name of the backbone, kept for checkpoints and messages.
+        patch_multiple: spatial sides of the input must be multiples of this.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        make_decoder: Callable[[int], nn.Module],
+        n_outputs: int,
+        *,
+        backbone: str,
+        patch_multiple: int,
+    ) -> None:
+        super().__init__()
+        if n_outputs < 1:
+            raise ValueError(f"n_outputs must be at least 1, got {n_outputs}")
+        self.backbone = backbone
+        self.n_outputs = n_outputs
+        self.patch_multiple = patch_multiple
+        self.encoder = encoder
+        self.decoders = nn.ModuleDict(
+            {"seg": make_decoder(n_outputs), "value": make_decoder(1), "policy": make_decoder(N_ACTIONS)}
+        )
+        self._init_rl_outputs()
+
+    @torch.no_grad()
+    def _init_rl_outputs(self) -> None:
+        # Shrink the value and policy output convs to ~0 (weights scaled, bias zeroed), because:
+        # - policy logits ~ 0 give near-uniform action probabilities, so the first rollouts explore
+        #   all three actions instead of following an arbitrary bias of the random init;
+        # - a value ~ 0 matches the scale of the returns (sums of Dice changes, ~0.01), so the
+        #   first advantages R - V are not dominated by the O(1) noise of a random output layer.
+        # Scaling (rather than redrawing) keeps the init reproducible from the module seed alone
+        # and leaves the weights non-zero, so the gradient still reaches the layers before.
+        for head in ("value", "policy"):
+            conv = _output_conv(self.decoders[head])
+            conv.weight.mul_(POLICY_INIT_SCALE)
+            if conv.bias is not None:
+                conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor, heads: Sequence[str] = HEADS) -> NetOutput:
+        """Run the encoder once and only the named decoders.
+
+        Args:
+            x: (B, C, H, W, D) image or state, sides multiples of ``patch_multiple``.
+            heads: any of "seg", "value", "policy".
+        """
+        unknown = [h for h in heads if h not in HEADS]
+        if unknown:
+            raise ValueError(f"heads: unknown decoder(s) {unknown}; valid: {', '.join(HEADS)}")
+        self._check_input(x)
+        features = self.encoder(x)
+        outputs = {head: self.decoders[head](features) for head in HEADS if head in heads}
+        return NetOutput(outputs.get("seg"), outputs.get("value"), outputs.get("policy"))
+
+    def segment(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, n_outputs, H, W, D) segmentation logits: encoder and seg decoder only (inference)."""
+        self._check_input(x)
+        return self.decoders["seg"](self.encoder(x))
+
+    def seg_parameters(self) -> Iterator[nn.Parameter]:
+        """Encoder and segmentation decoder: the shared encoder belongs to the segmentation group."""
+        yield from self.encoder.parameters()
+        yield from self.decoders["seg"].parameters()
+
+    def value_parameters(self) -> Iterator[nn.Parameter]:
+        """The value decoder only."""
+        yield from self.decoders["value"].parameters()
+
+    def policy_parameters(self) -> Iterator[nn.Parameter]:
+        """The policy decoder only."""
+        yield from self.decoders["policy"].parameters()
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 5:
+            raise ValueError(f"x: expected (B, C, H, W, D), got shape {tuple(x.shape)}")
+        bad = [s for s in x.shape[2:] if s % self.patch_multiple]
+        if bad:
+            raise ValueError(
+                f"x: spatial shape {tuple(x.shape[2:])} must be multiples of {self.patch_multiple} "
+                f"for the {self.backbone} backbone"
+            )
+
+
+def _output_conv(decoder: nn.Module) -> nn.Conv3d:
+    """The 1x1x1 convolution of a decoder's MONAI ``UnetOutBlock`` (``decoder.out.conv.conv``)."""
+    conv = decoder.out.conv.conv
+    if not isinstance(conv, nn.Conv3d):
+        raise TypeError(f"decoder.out.conv.conv should be a Conv3d, found {type(conv).__name__}")
+    return conv

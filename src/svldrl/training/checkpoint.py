@@ -1,0 +1,109 @@
+"""Checkpoints: written atomically, loadable with ``weights_only=True``, enough to resume or to predict."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from svldrl.config import TrainConfig, merge
+from svldrl.data import LabelSpec
+from svldrl.training.seeding import resolve_device
+
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest.pt"
+BEST = "best.pt"
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint written by the trainer; a clear error if the file is missing or not one of ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise ValueError(f"{path}: cannot read checkpoint ({exc})") from exc
+    missing = {"model", "config", "labels", "in_channels"} - set(payload)
+    if missing:
+        raise ValueError(f"{path}: not an svldrl checkpoint (missing {', '.join(sorted(missing))})")
+    return payload
+
+
+def checkpoint_path(run_dir_or_checkpoint: str | Path) -> Path:
+    """A checkpoint file itself, or the best (else the latest) checkpoint of a run folder."""
+    path = Path(run_dir_or_checkpoint)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: neither a run folder nor a checkpoint file")
+    for name in (BEST, LATEST):
+        candidate = path / CHECKPOINT_DIR / name
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{path}: no {CHECKPOINT_DIR}/{BEST} or {CHECKPOINT_DIR}/{LATEST} in this run folder")
+
+
+def labels_to_dict(labels: LabelSpec) -> dict[str, Any]:
+    return {"names": list(labels.names), "mode": labels.mode}
+
+
+def labels_from_dict(data: dict[str, Any]) -> LabelSpec:
+    return LabelSpec(names=tuple(data["names"]), mode=str(data["mode"]))
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """The resolved configuration stored in a checkpoint."""
+    return merge(TrainConfig(), data)
+
+
+def load_trained(
+    run_dir_or_checkpoint: str | Path, device: str | torch.device = "auto"
+) -> tuple[nn.Module, TrainConfig, LabelSpec]:
+    """The trained network (eval mode, on ``device``), its configuration and label spec.
+
+    Args:
+        run_dir_or_checkpoint: a run folder (uses ``checkpoints/best.pt``, else ``latest.pt``) or a
+            checkpoint file.
+        device: "auto", "cpu", "cuda", "cuda:N" or a torch.device.
+    """
+    from svldrl.models import build_network  # local: models imports nothing from training, keep it so
+
+    path = checkpoint_path(run_dir_or_checkpoint)
+    target = resolve_device(device)
+    payload = load_checkpoint(path, map_location="cpu")
+    cfg = config_from_dict(payload["config"])
+    labels = labels_from_dict(payload["labels"])
+    net = build_network(cfg.model, int(payload["in_channels"]), labels.n_outputs)
+    net.load_state_dict(payload["model"])
+    return net.to(target).eval(), cfg, labels

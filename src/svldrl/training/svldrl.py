@@ -1,0 +1,322 @@
+"""SVL-DRL: the paper's training step, read top to bottom in the order it runs.
+
+Warmup (Eq. 1) trains the encoder and segmentation decoder on the image. Transition (Eq. 4) and
+Full RL (Eq. 7) run an episode of K voxel-action steps from s(0) = x (Eq. 10), score each step
+(Eqs. 11-14), turn the rewards into n-step returns (Eq. 2) and combine Dice, value (Eq. 3) and
+policy (Eqs. 5-6) losses. "Every voxel is an agent": values, actions and log-probabilities are
+per-voxel maps, all agents of a batch are updated together (synchronous A2C, method.md).
+
+Two gradient estimators of the same loss (``method_options["gradient_estimator"]``):
+
+- ``"full"`` (default, method.md): every state s(0..K) is forwarded with gradient; Dice loss on
+  the states of ``rl.seg_loss_states``, value and policy losses averaged over the K steps.
+- ``"sampled"``: the rollout runs without gradient except at two states: s(0) and s(n) with
+  n ~ U{1..K}. The Dice loss is ``L(s0) / (K+1) + L(s(n)) * K / (K+1)``, and the value/policy
+  losses are taken at the single step m = n mod K (uniform on 0..K-1), whose state is s(0) or
+  s(n) and so costs no extra pass. Both are unbiased estimates of the full-form losses (with
+  ``seg_loss_states="last"``: Dice on s(K), step m ~ U{0..K-1}). Fewer backward passes, same
+  expected gradient, more variance; see benchmarks/bench_training.py for the cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from svldrl.config import StageConfig, TrainConfig
+from svldrl.data import Case, LabelSpec
+from svldrl.rl import (
+    ENHANCE,
+    KEEP,
+    WEAKEN,
+    RewardParts,
+    action_log_prob_and_entropy,
+    apply_actions,
+    discounted_returns,
+    policy_loss,
+    sample_actions,
+    step_reward,
+    value_loss,
+)
+from svldrl.training.methods import METHODS
+from svldrl.training.stages import Stage, StageSchedule
+from svldrl.training.trainer import Trainer
+
+GRADIENT_ESTIMATORS = ("full", "sampled")
+METHOD_OPTIONS = {"gradient_estimator": "full"}
+"""Options of this method in ``cfg.method_options`` and their defaults."""
+
+
+class GradientPlan(NamedTuple):
+    """Which states of an episode carry gradient, and the weight of each one's loss terms."""
+
+    seg_weights: dict[int, float]
+    """state index t in 0..K -> weight of Dice(seg(s(t)), y) in L_dice."""
+    rl_weights: dict[int, float]
+    """state index t in 0..K-1 -> weight of the value and policy terms of the step taken from s(t)."""
+
+    @property
+    def grad_states(self) -> set[int]:
+        return set(self.seg_weights) | set(self.rl_weights)
+
+
+class Rollout(NamedTuple):
+    """One episode of K steps; index t is the state s(t). Only the planned states keep gradient."""
+
+    states: list[torch.Tensor]
+    """s(0..K), each (B, C, h, w, d), detached: no gradient flows through the image."""
+    probs: list[torch.Tensor]
+    """f(0..K), each (B, F, h, w, d) foreground probabilities, detached (rewards)."""
+    seg_logits: dict[int, torch.Tensor]
+    """t -> (B, n_outputs, h, w, d) segmentation logits with gradient, for t in ``seg_weights``."""
+    values: dict[int, torch.Tensor]
+    """t -> (B, 1, h, w, d) V(s(t)) with gradient, for t in ``rl_weights``."""
+    policy_logits: dict[int, torch.Tensor]
+    """t -> (B, 3, h, w, d) policy logits of s(t), for t in ``rl_weights``."""
+    actions: list[torch.Tensor]
+    """a(0..K-1), each (B, h, w, d) long: the action taken in s(t), leading to s(t+1)."""
+    entropy: list[torch.Tensor]
+    """per step, (B, h, w, d) policy entropy at s(t) (detached, for the logs)."""
+    bootstrap: torch.Tensor
+    """(B, 1, h, w, d) V(s(K)), detached: the tail of the n-step return."""
+
+
+def gradient_plan(k: int, estimator: str, seg_loss_states: str, generator: torch.Generator) -> GradientPlan:
+    """Loss weights per state for one episode (see the module docstring); "sampled" draws from ``generator``."""
+    if estimator == "full":
+        seg = {t: 1.0 / (k + 1) for t in range(k + 1)} if seg_loss_states == "all" else {k: 1.0}
+        return GradientPlan(seg, {t: 1.0 / k for t in range(k)})
+    draw = int(torch.randint(0, k, (1,), generator=generator, device=generator.device))
+    return sampled_plan(k, draw, seg_loss_states)
+
+
+def sampled_plan(k: int, draw: int, seg_loss_states: str) -> GradientPlan:
+    """The "sampled" estimator's plan for a uniform ``draw`` in 0..K-1.
+
+    "all": Dice on s(0) and s(n), n = draw + 1, weighted 1/(K+1) and K/(K+1); value/policy on the
+    step from s(n mod K), which is s(n) or s(0), so two states carry all the gradient.
+    "last": Dice on s(K); value/policy on the step from s(draw).
+    """
+    if seg_loss_states == "all":
+        n = draw + 1
+        return GradientPlan({0: 1.0 / (k + 1), n: k / (k + 1)}, {n % k: 1.0})
+    return GradientPlan({k: 1.0}, {draw: 1.0})
+
+
+def stage_loss(
+    stage: Stage,
+    stage_cfg: StageConfig,
+    l_dice: torch.Tensor,
+    l_value: torch.Tensor | None = None,
+    l_policy: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The loss of each stage: Eq. 1 (Warmup), Eq. 4 (Transition), Eq. 7 (Full RL)."""
+    if stage is Stage.WARMUP:
+        return l_dice  # Eq. 1
+    if l_value is None:
+        raise ValueError(f"stage_loss: {stage.value} needs the value loss")
+    if stage is Stage.TRANSITION:
+        return (1.0 - stage_cfg.lambda_value) * l_dice + stage_cfg.lambda_value * l_value  # Eq. 4
+    if l_policy is None:
+        raise ValueError("stage_loss: full_rl needs the policy loss")
+    alpha, beta = stage_cfg.alpha, stage_cfg.beta
+    return (1.0 - alpha - beta) * l_dice + alpha * l_value + beta * l_policy  # Eq. 7 (alpha value, beta policy)
+
+
+@METHODS.register("svl-drl", aliases=("svldrl",))
+class SVLDRLTrainer(Trainer):
+    """Staged voxel-level deep RL (Warmup -> Transition -> Full RL) on the three-decoder network."""
+
+    TRAIN_SCALARS = (
+        "loss", "loss_dice", "loss_value", "loss_policy",
+        "reward", "reward_dice_gain", "reward_penalty_change",
+        "action_keep", "action_enhance", "action_weaken", "value_mean", "policy_entropy",
+    )
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        train_cases: Sequence[Case],
+        val_cases: Sequence[Case],
+        labels: LabelSpec,
+        run_dir: str | Path,
+        *,
+        progress: bool = True,
+    ) -> None:
+        self.options = _method_options(cfg)
+        _check_rl_config(cfg)
+        self.schedule = StageSchedule(cfg.stages, cfg.optim.epochs)
+        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress)
+
+    def stage_name(self, epoch: int) -> str:
+        return self.schedule.stage(epoch).value
+
+    def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
+        """One SVL-DRL step; the stage of ``epoch`` decides the loss (Eqs. 1, 4, 7)."""
+        stage = self.schedule.stage(epoch)
+        image, label = batch["image"], batch["label"]  # (B, C, h, w, d), (B, n_outputs, h, w, d)
+        self.optimizer.zero_grad(set_to_none=True)
+        if stage is Stage.WARMUP:
+            # Eq. 1: Dice loss of the prediction on the image; only the segmentation decoder runs,
+            # so no gradient can reach the value and policy decoders.
+            l_dice = self.compute_loss(self.net(image, heads=("seg",)).seg, label)
+            loss = stage_loss(stage, self.cfg.stages, l_dice)
+            self.backward_and_step(loss)
+            return {"loss": loss.item(), "loss_dice": l_dice.item()}
+
+        rl = self.cfg.rl
+        plan = gradient_plan(rl.episode_length, self.options["gradient_estimator"], rl.seg_loss_states, self.generator)
+        # 1. Rollout: K steps of sampled voxel actions (Eq. 10), s(t+1) = apply_actions(s(t), a(t), eps).
+        rollout = self.rollout(image, plan, train_policy=stage is Stage.FULL_RL)
+        # 2. Rewards r(1..K) (Eqs. 11-14): Dice gain minus the change of anatomical penalty, against
+        #    the training label y (noisy or not), without gradient.
+        rewards = episode_rewards(rollout.probs, self.foreground(label), self.cfg)
+        # 3. Returns (Eq. 2): R(t) = r(t) + gamma R(t+1), R(K) = r(K) + gamma V(s(K)); R[t] is the
+        #    return of the state s(t) the action a(t) was taken in (n-step A2C).
+        returns = discounted_returns(rewards.total, rollout.bootstrap, rl.gamma)  # (K, B, 1, h, w, d)
+        # 4. Losses. Dice over the planned states (method.md: mean over s(0..K); "last": s(K)).
+        l_dice = sum(w * self.compute_loss(rollout.seg_logits[t], label) for t, w in plan.seg_weights.items())
+        # Eq. 3: value loss (R(t) - V(s(t)))^2, mean over voxels and steps.
+        l_value = sum(w * value_loss(returns[t : t + 1], rollout.values[t][None]) for t, w in plan.rl_weights.items())
+        l_policy = None
+        if stage is Stage.FULL_RL:
+            # Eqs. 5-6: A = R - V (detached), -log pi(a|s) A minus the entropy bonus.
+            l_policy = sum(w * self.policy_term(rollout, returns, t) for t, w in plan.rl_weights.items())
+        # Eq. 4 (Transition) or Eq. 7 (Full RL). In Transition the policy logits are used detached
+        # (for sampling only), so no gradient reaches the policy decoder.
+        loss = stage_loss(stage, self.cfg.stages, l_dice, l_value, l_policy)
+        self.backward_and_step(loss)
+        return self.step_scalars(loss, l_dice, l_value, l_policy, rollout, rewards, plan)
+
+    # ------------------------------------------------------------------ 1. rollout
+
+    def rollout(self, image: torch.Tensor, plan: GradientPlan, *, train_policy: bool) -> Rollout:
+        """Run the episode from s(0) = image; forwards keep gradient only at the planned states."""
+        rl = self.cfg.rl
+        k = rl.episode_length
+        states, probs, actions, entropy = [image.detach()], [], [], []
+        seg_logits, values, policy_logits = {}, {}, {}
+        bootstrap = None
+        for t in range(k + 1):
+            last = t == k
+            heads = ("seg", "value") if last or t in plan.rl_weights else ("seg",)
+            heads = heads if last else (*heads, "policy")
+            with torch.set_grad_enabled(t in plan.grad_states):
+                out = self.net(states[t], heads=heads)
+            probs.append(self.foreground_probabilities(out.seg.detach()))  # (B, F, h, w, d) f(t)
+            if t in plan.seg_weights:
+                seg_logits[t] = out.seg
+            if last:
+                bootstrap = out.value.detach()  # (B, 1, h, w, d) V(s(K))
+                break
+            if t in plan.rl_weights:
+                values[t] = out.value
+                policy_logits[t] = out.policy if train_policy else out.policy.detach()
+            action, _ = sample_actions(out.policy.detach(), rl.tau, self.generator)  # (B, h, w, d)
+            eps = torch.rand(action.shape, generator=self.generator, device=action.device)  # (B, h, w, d) U(0, 1)
+            with torch.no_grad():
+                states.append(apply_actions(states[t], action, eps, rl.action_scale))  # s(t+1), Eq. 10
+                entropy.append(action_log_prob_and_entropy(out.policy.detach(), action, tau=rl.tau)[1])
+            actions.append(action)
+        assert bootstrap is not None
+        return Rollout(states, probs, seg_logits, values, policy_logits, actions, entropy, bootstrap)
+
+    def foreground_probabilities(self, seg_logits: torch.Tensor) -> torch.Tensor:
+        """(B, F, h, w, d) f: softmax without the background channel (classes) or sigmoid (regions)."""
+        if self.labels.mode == "classes":
+            return torch.softmax(seg_logits, dim=1)[:, 1:]
+        return torch.sigmoid(seg_logits)
+
+    def foreground(self, label: torch.Tensor) -> torch.Tensor:
+        """(B, F, h, w, d) the foreground channels of a one-hot or region label."""
+        return label[:, 1:] if self.labels.mode == "classes" else label
+
+    # ------------------------------------------------------------------ 4. policy term
+
+    def policy_term(self, rollout: Rollout, returns: torch.Tensor, t: int) -> torch.Tensor:
+        """Eqs. 5-6 for the step taken from s(t): -log pi(a(t)|s(t)) A(t) - c H(pi(.|s(t)))."""
+        rl = self.cfg.rl
+        log_prob, entropy = action_log_prob_and_entropy(
+            rollout.policy_logits[t], rollout.actions[t], tau=rl.tau
+        )  # (B, h, w, d) each
+        advantage = returns[t] - rollout.values[t].detach()  # (B, 1, h, w, d) Eq. 5
+        return policy_loss(log_prob[None], advantage[None], entropy[None], rl.entropy_coef)
+
+    # ------------------------------------------------------------------ logs
+
+    def step_scalars(
+        self,
+        loss: torch.Tensor,
+        l_dice: torch.Tensor,
+        l_value: torch.Tensor,
+        l_policy: torch.Tensor | None,
+        rollout: Rollout,
+        rewards: RewardParts,
+        plan: GradientPlan,
+    ) -> dict[str, float]:
+        """What the log records of an RL step (means over the batch, voxels and steps)."""
+        actions = torch.stack(rollout.actions)  # (K, B, h, w, d)
+        scalars = {
+            "loss": loss.item(),
+            "loss_dice": l_dice.item(),
+            "loss_value": l_value.item(),
+            "reward": rewards.total.mean().item(),
+            "reward_dice_gain": rewards.dice_gain.mean().item(),
+            "reward_penalty_change": rewards.penalty_change.mean().item(),
+            "action_keep": (actions == KEEP).float().mean().item(),
+            "action_enhance": (actions == ENHANCE).float().mean().item(),
+            "action_weaken": (actions == WEAKEN).float().mean().item(),
+            "value_mean": sum(w * rollout.values[t].detach().mean() for t, w in plan.rl_weights.items()).item(),
+            "policy_entropy": torch.stack(rollout.entropy).mean().item(),
+        }
+        if l_policy is not None:
+            scalars["loss_policy"] = l_policy.item()
+        return scalars
+
+
+# ---------------------------------------------------------------------- 2. rewards
+
+
+def episode_rewards(probs: list[torch.Tensor], target: torch.Tensor, cfg: TrainConfig) -> RewardParts:
+    """r(1..K) from f(0..K), stacked on a leading step axis: total (K, B) or (K, B, 1, h, w, d), parts (K, B)."""
+    rl = cfg.rl
+    parts, prev_penalty = [], None
+    for t in range(1, len(probs)):
+        part = step_reward(
+            probs[t - 1], probs[t], target, granularity=rl.reward, penalty_weight=rl.penalty_weight,
+            penalty_form=rl.penalty_form, prev_penalty=prev_penalty,
+        )
+        parts.append(part)
+        prev_penalty = part.penalty  # C~(f(t)) is scored once and reused as the next step's "before"
+    return RewardParts(*(torch.stack(field) for field in zip(*parts, strict=True)))
+
+
+# ---------------------------------------------------------------------- configuration checks
+
+
+def _method_options(cfg: TrainConfig) -> dict[str, Any]:
+    unknown = sorted(set(cfg.method_options) - set(METHOD_OPTIONS))
+    if unknown:
+        raise ValueError(f"method_options: unknown option(s) {unknown} for svl-drl; valid: {sorted(METHOD_OPTIONS)}")
+    options = {**METHOD_OPTIONS, **cfg.method_options}
+    if options["gradient_estimator"] not in GRADIENT_ESTIMATORS:
+        raise ValueError(
+            f"method_options.gradient_estimator must be one of {GRADIENT_ESTIMATORS}, "
+            f"got {options['gradient_estimator']!r}"
+        )
+    return options
+
+
+def _check_rl_config(cfg: TrainConfig) -> None:
+    rl, st = cfg.rl, cfg.stages
+    if rl.episode_length < 1:
+        raise ValueError(f"rl.episode_length must be >= 1, got {rl.episode_length}")
+    if rl.seg_loss_states not in ("all", "last"):
+        raise ValueError(f"rl.seg_loss_states must be 'all' or 'last', got {rl.seg_loss_states!r}")
+    if not 0.0 <= st.lambda_value <= 1.0:
+        raise ValueError(f"stages.lambda_value must be in [0, 1], got {st.lambda_value}")
+    if st.alpha < 0 or st.beta < 0 or st.alpha + st.beta > 1.0:
+        raise ValueError(f"stages.alpha and stages.beta must be >= 0 with alpha + beta <= 1, got {st.alpha}, {st.beta}")

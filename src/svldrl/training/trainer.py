@@ -1,0 +1,318 @@
+"""The training engine: epochs, validation, checkpoints, resume, logs. Variants override narrow hooks.
+
+``Trainer`` itself trains the backbone with the Dice loss only: that is the "baseline" method.
+SVL-DRL (``training/svldrl.py``) and the noisy-label baselines are subclasses overriding
+``train_step``, ``compute_loss``, ``build_models`` or ``eval_model``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.losses import DiceLoss
+from torch import nn
+from tqdm.auto import tqdm
+
+from svldrl.config import TrainConfig, dump_config, to_dict
+from svldrl.data import Case, LabelSpec, PatchSampler
+from svldrl.inference import labels_from_probabilities, predict_probabilities
+from svldrl.metrics import dice
+from svldrl.models import build_network, check_patch_size
+from svldrl.training.checkpoint import (
+    BEST,
+    CHECKPOINT_DIR,
+    LATEST,
+    atomic_torch_save,
+    atomic_write_text,
+    labels_to_dict,
+    load_checkpoint,
+)
+from svldrl.training.logs import EpochLogger, ScalarMeans
+from svldrl.training.methods import METHODS
+from svldrl.training.seeding import capture_rng_state, resolve_device, restore_rng_state, seed_everything
+
+CONFIG_FILE = "config.yaml"
+
+
+def build_dice_loss(labels: LabelSpec) -> DiceLoss:
+    """MONAI Dice loss matching the output activation (Eq. 1).
+
+    Classes: softmax, background channel included. Training patches may hold no foreground (half
+    of them are drawn at random); without the background channel such a patch's foreground Dice
+    is ~1 - 1e-5 / (sum p + 1e-5) whatever the prediction, so false positives there would cost
+    nothing. With it, they lower the background Dice. (MONAI's and the SwinUNETR tutorials'
+    default as well.) Regions: sigmoid, every channel (there is no background channel).
+    """
+    if labels.mode == "classes":
+        return DiceLoss(softmax=True, include_background=True)
+    if labels.mode == "regions":
+        return DiceLoss(sigmoid=True, include_background=True)
+    raise ValueError(f"labels.mode must be 'classes' or 'regions', got {labels.mode!r}")
+
+
+@METHODS.register("baseline")
+class Trainer:
+    """Supervised training of the segmentation decoder with the Dice loss (the "baseline" method).
+
+    Args:
+        cfg: the resolved configuration.
+        train_cases: cases with (possibly noisy) training labels, prepared for the model.
+        val_cases: cases with clean labels, validated by sliding window every ``cfg.val_every``
+            epochs and after the last; may be empty (then no ``best.pt``).
+        labels: what the label channels mean.
+        run_dir: the run folder (checkpoints, log.csv, tensorboard, config.yaml).
+        progress: show a progress bar over epochs.
+    """
+
+    TRAIN_SCALARS: tuple[str, ...] = ("loss",)
+    """Scalars ``train_step`` returns; with the validation metrics they are the columns of log.csv."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        train_cases: Sequence[Case],
+        val_cases: Sequence[Case],
+        labels: LabelSpec,
+        run_dir: str | Path,
+        *,
+        progress: bool = True,
+    ) -> None:
+        _check_cases(train_cases, val_cases, labels)
+        check_patch_size(cfg.model.backbone, cfg.data.patch_size, cfg.model)
+        if cfg.val_every < 1:
+            raise ValueError(f"val_every must be >= 1, got {cfg.val_every}")
+        self.cfg = cfg
+        self.train_cases = list(train_cases)
+        self.val_cases = list(val_cases)
+        self.labels = labels
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.in_channels = self.train_cases[0].n_channels
+        self.device = resolve_device(cfg.device)
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
+        seed_everything(cfg.seed)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(cfg.seed)
+        self.net = self.build_models().to(self.device)
+        self.optimizer = self.build_optimizer()
+        self.lr_scheduler = self.build_lr_scheduler()
+        self.seg_loss = build_dice_loss(labels)
+        self.sampler = PatchSampler(self.train_cases, labels, cfg.data, seed=cfg.seed)
+        self.epoch = 0
+        """Epochs completed (the next epoch to run)."""
+        self.best_score = -math.inf
+        self.last_metrics: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ hooks for variants
+
+    def build_models(self) -> nn.Module:
+        """The network(s) to train; variants with a second model (teachers, peers) extend this."""
+        return build_network(self.cfg.model, self.in_channels, self.labels.n_outputs)
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """SGD (with momentum) or Adam over all parameters (unused decoders get no gradient, so no update)."""
+        optim = self.cfg.optim
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if optim.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+        if optim.optimizer == "adam":
+            return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        raise ValueError(f"optim.optimizer must be 'sgd' or 'adam', got {optim.optimizer!r}")
+
+    def build_lr_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
+        """Stepped once per epoch: constant, or nnU-Net's poly ``lr0 * (1 - e / E) ** 0.9``."""
+        optim = self.cfg.optim
+        if optim.lr_schedule == "constant":
+            return torch.optim.lr_scheduler.ConstantLR(self.optimizer, factor=1.0, total_iters=0)
+        if optim.lr_schedule == "poly":
+            return torch.optim.lr_scheduler.PolynomialLR(self.optimizer, total_iters=optim.epochs, power=0.9)
+        raise ValueError(f"optim.lr_schedule must be 'constant' or 'poly', got {optim.lr_schedule!r}")
+
+    def compute_loss(self, seg_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Segmentation loss of ``(B, n_outputs, h, w, d)`` logits against the training label (Eq. 1)."""
+        return self.seg_loss(seg_logits, target)
+
+    def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
+        """One optimisation step on a batch; returns the scalars to log (keys of ``log_columns``)."""
+        image, label = batch["image"], batch["label"]
+        self.optimizer.zero_grad(set_to_none=True)
+        seg_logits = self.net(image, heads=("seg",)).seg  # (B, n_outputs, h, w, d)
+        loss = self.compute_loss(seg_logits, label)
+        self.backward_and_step(loss)
+        return {"loss": loss.item()}
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called after each epoch's steps and validation, before the checkpoint (EMA, label updates, ...)."""
+
+    def eval_model(self) -> nn.Module:
+        """The module validated and saved for inference (a teacher, for mean-teacher variants)."""
+        return self.net
+
+    def stage_name(self, epoch: int) -> str:
+        """What the ``stage`` column of the log says for ``epoch``."""
+        return "supervised"
+
+    def log_columns(self) -> list[str]:
+        """Stable columns of log.csv after ``epoch`` and ``stage``."""
+        val = ["val_dice", *(f"val_dice_{name}" for name in self.labels.foreground_names)]
+        return [*self.TRAIN_SCALARS, *val, "lr", "epoch_time"]
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to resume; variants with more state extend it (call super)."""
+        state = {
+            "model": self.eval_model().state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "epoch": self.epoch,
+            "best_score": self.best_score,
+            "last_metrics": dict(self.last_metrics),
+            "rng": capture_rng_state(self.generator),
+            "config": to_dict(self.cfg),
+            "labels": labels_to_dict(self.labels),
+            "in_channels": self.in_channels,
+            "method": self.cfg.method,
+        }
+        if self.eval_model() is not self.net:  # e.g. a teacher is validated, the student trained
+            state["train_model"] = self.net.state_dict()
+        return state
+
+    def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
+        """Inverse of ``checkpoint_state``."""
+        self.net.load_state_dict(payload.get("train_model", payload["model"]))
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.lr_scheduler.load_state_dict(payload["lr_scheduler"])
+        self.epoch = int(payload["epoch"])
+        self.best_score = float(payload["best_score"])
+        self.last_metrics = dict(payload["last_metrics"])
+        restore_rng_state(payload["rng"], self.generator)
+
+    # ------------------------------------------------------------------ shared machinery
+
+    def backward_and_step(self, loss: torch.Tensor) -> None:
+        """Backward pass, optional gradient clipping, optimiser step."""
+        loss.backward()
+        if self.cfg.optim.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.optim.grad_clip)
+        self.optimizer.step()
+
+    def fit(self, resume: bool = False, stop_after: int | None = None) -> dict[str, float]:
+        """Train to ``optim.epochs`` (or until ``stop_after`` epochs are done); returns the last metrics.
+
+        Args:
+            resume: continue from ``checkpoints/latest.pt``; the result equals an uninterrupted run.
+            stop_after: stop once this many epochs are complete (the schedule still spans
+                ``optim.epochs``); used for budgeted chunks and to test resuming.
+        """
+        if resume:
+            self.load_checkpoint_state(load_checkpoint(self.latest_path, map_location=self.device))
+        else:
+            atomic_write_text(dump_config(self.cfg), self.run_dir / CONFIG_FILE)
+        end = self.cfg.optim.epochs if stop_after is None else min(stop_after, self.cfg.optim.epochs)
+        logger = EpochLogger(self.run_dir, self.log_columns(), start_epoch=self.epoch)
+        try:
+            for epoch in self._epochs(self.epoch, end):
+                self._run_epoch(epoch, logger)
+        finally:
+            logger.close()
+        return {**self.last_metrics, "best_val_dice": self.best_score, "epochs_done": float(self.epoch)}
+
+    @property
+    def latest_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_DIR / LATEST
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_DIR / BEST
+
+    def _epochs(self, start: int, end: int) -> Iterator[int]:
+        return iter(tqdm(range(start, end), desc="epochs", disable=not self.progress, initial=start,
+                         total=self.cfg.optim.epochs))
+
+    def _run_epoch(self, epoch: int, logger: EpochLogger) -> None:
+        start = time.perf_counter()
+        row = self._train_epoch(epoch)
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        self.lr_scheduler.step()
+        improved = False
+        if self.should_validate(epoch):
+            metrics = self.validate()
+            row.update(metrics)
+            self.last_metrics = metrics
+            improved = metrics["val_dice"] > self.best_score
+            if improved:
+                self.best_score = metrics["val_dice"]
+        self.on_epoch_end(epoch)
+        row["epoch_time"] = time.perf_counter() - start
+        logger.log(epoch, self.stage_name(epoch), row)
+        self.epoch = epoch + 1
+        state = self.checkpoint_state()
+        atomic_torch_save(state, self.latest_path)
+        if improved:
+            atomic_torch_save(state, self.best_path)
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        self.net.train()
+        means = ScalarMeans()
+        for batch in self.sampler.epoch(epoch, self.batches_per_epoch, self.cfg.optim.batch_size):
+            means.add(self.train_step(self._to_device(batch), epoch))
+        return means.means()
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """``optim.iters_per_epoch``, else one pass: every case visited ``samples_per_volume`` times."""
+        if self.cfg.optim.iters_per_epoch is not None:
+            return self.cfg.optim.iters_per_epoch
+        patches = len(self.train_cases) * self.cfg.data.samples_per_volume
+        return max(1, math.ceil(patches / self.cfg.optim.batch_size))
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        out = dict(batch)
+        for key in ("image", "label"):
+            out[key] = torch.as_tensor(batch[key], dtype=torch.float32).to(self.device, non_blocking=True)
+        return out
+
+    def should_validate(self, epoch: int) -> bool:
+        """Every ``val_every`` epochs and after the last one, if there are validation cases."""
+        if not self.val_cases:
+            return False
+        return (epoch + 1) % self.cfg.val_every == 0 or epoch + 1 == self.cfg.optim.epochs
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean Dice per foreground class over the validation cases (clean labels, sliding window)."""
+        model = self.eval_model()
+        names = self.labels.foreground_names
+        scores: dict[str, list[float]] = {name: [] for name in names}
+        for case in self.val_cases:
+            prob = predict_probabilities(
+                model, case.image, self.cfg.data.patch_size, overlap=self.cfg.sw_overlap,
+                sw_batch_size=self.cfg.sw_batch_size, device=self.device, mode=self.labels.mode,
+            )  # (n_outputs, H, W, D)
+            pred = self.labels.foreground_masks(labels_from_probabilities(prob, self.labels))
+            ref = self.labels.foreground_masks(case.label)
+            for name, p, r in zip(names, pred, ref, strict=True):
+                scores[name].append(dice(p, r))
+        metrics = {f"val_dice_{name}": float(np.mean(values)) for name, values in scores.items()}
+        metrics["val_dice"] = float(np.mean(list(metrics.values())))
+        return metrics
+
+
+def _check_cases(train_cases: Sequence[Case], val_cases: Sequence[Case], labels: LabelSpec) -> None:
+    if not train_cases:
+        raise ValueError("train_cases: need at least one training case")
+    channels = {c.n_channels for c in [*train_cases, *val_cases]}
+    if len(channels) != 1:
+        raise ValueError(f"train_cases/val_cases: all images must have the same number of channels, got {channels}")
+    for role, cases in (("train_cases", train_cases), ("val_cases", val_cases)):
+        unlabelled = [c.case_id for c in cases if c.label is None]
+        if unlabelled:
+            raise ValueError(f"{role}: cases without a label: {', '.join(unlabelled[:5])}")
+    if labels.mode not in ("classes", "regions"):
+        raise ValueError(f"labels.mode must be 'classes' or 'regions', got {labels.mode!r}")
