@@ -8,9 +8,10 @@ more than the plain backbone (target: ratio <= 1.05). References, in the same pr
   - unet: ``monai.networks.nets.DynUNet`` with the same channels, kernel 3, strides (1, 2, 2, ...)
     and one decoder (the layout our 'unet' backbone copies).
 Both networks run under ``torch.no_grad`` in eval mode; after warm-up the two are timed in
-alternation (the order flips each round, so a load change on the shared machine hits both) and the
-medians are compared. The maximum absolute difference of the outputs is printed for the swin-unetr
-case after copying the MONAI weights into our network (0 means the same computation).
+alternation (the order flips each round). Printed: the median times, the median of the per-round
+ratios (robust to load changes on a shared machine) and the ratio of the fastest runs. For
+swin-unetr the MONAI weights are copied into our network first and the largest absolute difference
+of the two outputs is printed (0 means the same computation).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from monai.networks.nets import DynUNet, SwinUNETR
@@ -27,21 +29,33 @@ from svldrl.config import ModelConfig
 from svldrl.models import build_network, load_swin_unetr_weights
 
 
+class PairTiming(NamedTuple):
+    """Seconds of each timed round of the two functions."""
+
+    ours: list[float]
+    reference: list[float]
+
+    def ratio(self) -> float:
+        """Median over rounds of ours / reference: each pair ran back to back, so a load change on the
+        shared machine affects both sides of a ratio, unlike the ratio of two medians."""
+        return statistics.median(o / r for o, r in zip(self.ours, self.reference, strict=True))
+
+
 def time_pair(
     ours: Callable[[], torch.Tensor], reference: Callable[[], torch.Tensor], warmup: int, repeats: int
-) -> tuple[float, float]:
-    """Median seconds of ``ours`` and ``reference``, timed in alternation after ``warmup`` calls each."""
+) -> PairTiming:
+    """Seconds per call of ``ours`` and ``reference``, timed in alternation after ``warmup`` calls each."""
     for _ in range(warmup):
         ours()
         reference()
-    times: dict[str, list[float]] = {"ours": [], "reference": []}
+    timing = PairTiming([], [])
     for i in range(repeats):
-        order = [("ours", ours), ("reference", reference)]
-        for name, fn in order if i % 2 == 0 else order[::-1]:
+        order = [(timing.ours, ours), (timing.reference, reference)]
+        for times, fn in order if i % 2 == 0 else order[::-1]:
             start = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - start)
-    return statistics.median(times["ours"]), statistics.median(times["reference"])
+            times.append(time.perf_counter() - start)
+    return timing
 
 
 def bench_swin(side: int, feature_size: int, warmup: int, repeats: int) -> None:
@@ -52,8 +66,8 @@ def bench_swin(side: int, feature_size: int, warmup: int, repeats: int) -> None:
     x = torch.rand(1, 1, side, side, side, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         diff = (net.segment(x) - reference(x)).abs().max().item()
-        ours, ref = time_pair(lambda: net.segment(x), lambda: reference(x), warmup, repeats)
-    report(f"swin-unetr fs={feature_size} {side}^3", ours, ref, f"max |diff| {diff:.1e}")
+        timing = time_pair(lambda: net.segment(x), lambda: reference(x), warmup, repeats)
+    report(f"swin-unetr fs={feature_size} {side}^3", timing, f"max |diff| {diff:.1e}")
 
 
 def bench_unet(side: int, channels: tuple[int, ...], batch: int, warmup: int, repeats: int) -> None:
@@ -73,12 +87,17 @@ def bench_unet(side: int, channels: tuple[int, ...], batch: int, warmup: int, re
     params = (sum(p.numel() for p in net.seg_parameters()), sum(p.numel() for p in reference.parameters()))
     x = torch.rand(batch, 1, side, side, side, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        ours, ref = time_pair(lambda: net.segment(x), lambda: reference(x), warmup, repeats)
-    report(f"unet {channels} B={batch} {side}^3", ours, ref, f"params seg path/DynUNet {params[0]}/{params[1]}")
+        timing = time_pair(lambda: net.segment(x), lambda: reference(x), warmup, repeats)
+    report(f"unet {channels} B={batch} {side}^3", timing, f"params seg path/DynUNet {params[0]}/{params[1]}")
 
 
-def report(name: str, ours: float, ref: float, note: str) -> None:
-    print(f"{name:<40} segment {ours * 1e3:8.1f} ms  MONAI {ref * 1e3:8.1f} ms  ratio {ours / ref:5.3f}  ({note})")
+def report(name: str, timing: PairTiming, note: str) -> None:
+    ours, ref = statistics.median(timing.ours), statistics.median(timing.reference)
+    fastest = min(timing.ours) / min(timing.reference)
+    print(
+        f"{name:<34} segment {ours * 1e3:7.1f} ms  MONAI {ref * 1e3:7.1f} ms (medians)  "
+        f"ratio: paired {timing.ratio():5.3f}, of minima {fastest:5.3f}  ({note})"
+    )
 
 
 def main() -> None:

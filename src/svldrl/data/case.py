@@ -21,7 +21,12 @@ class Case:
         case_id: identifier, unique within a data set.
         affine: 4x4 voxel-to-world matrix of the source file (RAS, nibabel convention), kept so
             predictions can be written back on the input's own grid.
-        meta: provenance (source path, format, original shape and spacing, NIfTI header, ...).
+        meta: provenance. The loaders fill: ``format`` ("la-h5", "msd", "brats", "phantom"),
+            ``image_files`` (the original, un-normalised source files), ``label_file``,
+            ``modality`` (one name per channel), ``codec`` (``LabelCodec``: how the label file
+            encodes the label), ``intensity_window`` (per-channel (low, high) mapped to 0 and 1),
+            ``original_shape``, ``original_spacing``, ``original_affine`` (the grid before any
+            resampling, kept by ``resample_case``), and ``nifti_header`` for NIfTI sources.
     """
 
     image: np.ndarray

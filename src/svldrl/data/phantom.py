@@ -22,7 +22,7 @@ from svldrl.data.labels import class_codec
 
 PHANTOM_LABELS = LabelSpec(("background", "organ"))
 PHANTOM_MODALITY: tuple[str, ...] = ("MRI",)
-ORGAN_SHARE = (0.07, 0.15)
+ORGAN_SHARE = (0.08, 0.16)
 """Range of the organ ellipsoid's share of the volume (before deformation; the vessel adds a little)."""
 DISTRACTOR_RATIO = (0.35, 0.7)
 """Range of the distractor's volume relative to the organ's."""

@@ -119,7 +119,9 @@ class PatchSampler:
 
     def _prepare(self, case: Case) -> _Volume:
         image = _pad(case.image.astype(np.float32, copy=False), self.patch_size)
-        target = _pad(_target(case.label, self.labels), self.patch_size)
+        label = case.label if self.labels.mode == "regions" else case.label[None]
+        label = _pad(label, self.patch_size)  # padding is background (class 0 / no region)
+        target = _target(label if self.labels.mode == "regions" else label[0], self.labels)
         foreground = np.flatnonzero(target[1:].any(0) if self.labels.mode == "classes" else target.any(0))
         return _Volume(case.case_id, image, target, foreground)
 

@@ -261,7 +261,7 @@ class Trainer:
         self.net.train()
         means = ScalarMeans()
         for batch in self.sampler.epoch(epoch, self.batches_per_epoch, self.cfg.optim.batch_size):
-            means.add(self.train_step(self._to_device(batch), epoch))
+            means.add(self.train_step(self.batch_to_device(batch), epoch))
         return means.means()
 
     @property
@@ -272,7 +272,7 @@ class Trainer:
         patches = len(self.train_cases) * self.cfg.data.samples_per_volume
         return max(1, math.ceil(patches / self.cfg.optim.batch_size))
 
-    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def batch_to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         out = dict(batch)
         for key in ("image", "label"):
             out[key] = torch.as_tensor(batch[key], dtype=torch.float32).to(self.device, non_blocking=True)

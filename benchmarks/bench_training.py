@@ -1,0 +1,129 @@
+"""Cost of a Full-RL SVL-DRL training step relative to a baseline (Dice-only) step.
+
+Issue target: at K = 3 a Full-RL step costs at most 2x a baseline step with the same backbone,
+patch and batch. Both gradient estimators of ``training/svldrl.py`` are measured: "full" (every
+state of the episode carries gradient, method.md) and "sampled" (the rollout runs without
+gradient except at s(0) and one uniformly drawn state).
+
+The steps timed are the trainers' own ``train_step`` on one fixed batch (phantom patch), so the
+numbers include everything a real step does (rollout, rewards with connected components, returns,
+losses, backward, optimiser). Measurements of the baseline and the variants are interleaved, so a
+change of machine load hits all of them alike; the median over repeats is reported.
+
+    python benchmarks/bench_training.py                      # unet, 48^3 and 64^3, K = 1, 3, 5
+    python benchmarks/bench_training.py --backbone swin-unetr --sizes 64 --ks 3 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from svldrl.config import CPU, TrainConfig, merge
+from svldrl.data import PHANTOM_LABELS, make_phantoms
+from svldrl.training import METHODS, Trainer
+
+
+def make_config(backbone: str, size: int, batch_size: int, k: int = 3, estimator: str = "full") -> TrainConfig:
+    """The cpu preset with the benchmarked backbone, patch, batch and episode; every epoch is Full RL."""
+    model = {"backbone": backbone}
+    if backbone == "swin-unetr":
+        model["feature_size"] = 48
+    return merge(
+        CPU,
+        {
+            "model": model,
+            "data": {"patch_size": [size] * 3},
+            "optim": {"batch_size": batch_size, "epochs": 10},
+            "rl": {"episode_length": k},
+            "stages": {"skip_warmup": True, "skip_transition": True},
+            "method_options": {"gradient_estimator": estimator},
+        },
+    )
+
+
+def step_timer(method: str, cfg: TrainConfig, run_dir: Path) -> Callable[[], float]:
+    """A function timing one ``train_step`` of ``method`` (epoch 0) on a fixed batch, in seconds."""
+    size = cfg.data.patch_size[0]
+    cases = make_phantoms(2, size, seed=0)
+    trainer: Trainer = METHODS.get(method)(cfg, cases, [], PHANTOM_LABELS, run_dir, progress=False)
+    batch = trainer.batch_to_device(next(trainer.sampler.epoch(0, 1, cfg.optim.batch_size)))
+    trainer.net.train()
+
+    def run() -> float:
+        start = time.perf_counter()
+        trainer.train_step(batch, 0)
+        return time.perf_counter() - start
+
+    run()  # warm-up: allocator, oneDNN kernels
+    return run
+
+
+def bench_size(backbone: str, size: int, batch_size: int, ks: list[int], estimators: list[str], repeats: int) -> dict:
+    """Median step times and ratios for one backbone and patch size."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench_training_"))
+    timers = {"baseline": step_timer("baseline", make_config(backbone, size, batch_size), tmp / "baseline")}
+    for k in ks:
+        for estimator in estimators:
+            cfg = make_config(backbone, size, batch_size, k, estimator)
+            timers[f"K={k} {estimator}"] = step_timer("svl-drl", cfg, tmp / f"k{k}_{estimator}")
+    times: dict[str, list[float]] = {name: [] for name in timers}
+    for _ in range(repeats):
+        for name, timer in timers.items():  # interleaved: load changes hit every variant alike
+            times[name].append(timer())
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    base = medians["baseline"]
+    return {
+        "backbone": backbone,
+        "patch": size,
+        "batch": batch_size,
+        "repeats": repeats,
+        "seconds": medians,
+        "all_seconds": times,
+        "ratio_to_baseline": {name: t / base for name, t in medians.items()},
+    }
+
+
+def print_table(result: dict) -> None:
+    print(f"\n{result['backbone']} {result['patch']}^3, batch {result['batch']}, median of {result['repeats']}")
+    print(f"{'step':<18}{'seconds':>10}{'x baseline':>12}")
+    for name, seconds in result["seconds"].items():
+        print(f"{name:<18}{seconds:>10.2f}{result['ratio_to_baseline'][name]:>12.2f}")
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="unet", choices=["unet", "swin-unetr"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[48, 64])
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 3, 5])
+    parser.add_argument("--estimators", nargs="+", default=["full", "sampled"], choices=["full", "sampled"])
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=None, help="append the results as JSON lines to this file")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    results = []
+    for size in args.sizes:
+        result = bench_size(args.backbone, size, args.batch_size, args.ks, args.estimators, args.repeats)
+        print_table(result)
+        results.append(result)
+        if args.out is not None:
+            with args.out.open("a") as handle:
+                handle.write(json.dumps(result) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

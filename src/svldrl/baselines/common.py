@@ -1,0 +1,201 @@
+"""What the noisy-label baselines share: a Trainer base with options and oracle flags, the class view of
+labels and outputs, per-voxel cross-entropy, EMA updates and whole-volume predictions.
+
+The class view puts both label modes in one shape, ``(B, G, n, ...)``: G groups of n mutually
+exclusive classes. Classes (softmax): one group of ``n_outputs`` classes. Regions (sigmoid, BraTS):
+one group per region with the two classes "outside" and "inside" (``softmax([0, z]) = (1 - s(z), s(z))``).
+Every voxel-wise mechanism (transition matrices, small-loss selection, confident learning, label
+correction) is then written once, for classes, and holds for overlapping regions too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from svldrl.config import TrainConfig, _from_dict
+from svldrl.data import Case, LabelSpec
+from svldrl.inference import predict_probabilities
+from svldrl.noise import NoiseManifest
+from svldrl.training import Trainer
+
+OptionsT = TypeVar("OptionsT")
+
+
+def option(default: Any, doc: str) -> Any:
+    """A field of a method's options dataclass, with its one-line doc (shown by ``describe``)."""
+    return dataclasses.field(default=default, metadata={"doc": doc})
+
+
+def parse_method_options(options_cls: type[OptionsT], method_options: Mapping[str, Any], method: str) -> OptionsT:
+    """``cfg.method_options`` as the method's frozen options dataclass; unknown keys fail with the valid list.
+
+    Values are coerced like every other configuration value (YAML and ``--set`` give strings and lists).
+    """
+    valid = [f.name for f in dataclasses.fields(options_cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(method_options) - set(valid))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], valid, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"method_options: unknown option {unknown[0]!r} for method {method!r}{hint}; valid: {', '.join(valid)}"
+        )
+    return _from_dict(options_cls, dict(method_options), "method_options")
+
+
+class BaselineTrainer(Trainer):
+    """A noisy-label baseline: the common Trainer plus typed options, oracle flags and table labels.
+
+    Args:
+        cfg, train_cases, val_cases, labels, run_dir, progress: as ``Trainer``.
+        noise_manifest: the run's noise manifest; oracle methods read from it what a real user would
+            not know (which cases are clean, how noisy each class is). None when the run has no noise.
+    """
+
+    OPTIONS: ClassVar[type] = type(None)
+    """The frozen dataclass of this method's ``cfg.method_options``."""
+    NAME: ClassVar[str] = ""
+    """Name shown in tables (e.g. "MTCL")."""
+    ORACLE: ClassVar[bool] = False
+    """Whether the default options use information a real user would not have (the noise manifest)."""
+    DESCRIPTION: ClassVar[str] = ""
+    """One line for ``svldrl train --help``."""
+    FOOTNOTE: ClassVar[str] = ""
+    """Footnote for tables (reconstructions say so here); empty when there is nothing to add."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        train_cases: Sequence[Case],
+        val_cases: Sequence[Case],
+        labels: LabelSpec,
+        run_dir: str | Path,
+        *,
+        progress: bool = True,
+        noise_manifest: NoiseManifest | None = None,
+    ) -> None:
+        self.options = parse_method_options(self.OPTIONS, cfg.method_options, cfg.method)
+        self.noise_manifest = noise_manifest
+        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress)
+
+    @classmethod
+    def uses_oracle(cls, options: Any) -> bool:
+        """Whether a run with these options uses the noise manifest; methods with an estimate option override."""
+        return cls.ORACLE
+
+    @classmethod
+    def table_label(cls, method_options: Mapping[str, Any] | None = None) -> str:
+        """The method's name in tables, e.g. "MTCL (oracle)" when the options make it use the manifest."""
+        options = parse_method_options(cls.OPTIONS, method_options or {}, cls.NAME)
+        return f"{cls.NAME} (oracle)" if cls.uses_oracle(options) else cls.NAME
+
+    def require_manifest(self, why: str) -> NoiseManifest:
+        """The noise manifest, or a clear error saying which option needs it."""
+        if self.noise_manifest is None:
+            raise ValueError(f"{self.cfg.method}: {why} needs the run's noise manifest (noise_manifest=...)")
+        return self.noise_manifest
+
+    def group_log_probs(self, seg_logits: torch.Tensor) -> torch.Tensor:
+        return group_log_probs(seg_logits, self.labels.mode)
+
+    def group_targets(self, target: torch.Tensor) -> torch.Tensor:
+        return group_targets(target, self.labels.mode)
+
+    def volume_probs(self, net: nn.Module, image: np.ndarray | torch.Tensor) -> np.ndarray:
+        """(G, n, H, W, D) class-view probabilities of a whole volume (sliding window, seg decoder only)."""
+        prob = predict_probabilities(
+            net, image, self.cfg.data.patch_size, overlap=self.cfg.sw_overlap, sw_batch_size=self.cfg.sw_batch_size,
+            device=self.device, mode=self.labels.mode,
+        )  # (n_outputs, H, W, D)
+        return volume_group_probs(prob, self.labels.mode)
+
+
+# ----------------------------------------------------------------------------- the class view
+
+
+def n_groups_classes(labels: LabelSpec) -> tuple[int, int]:
+    """(G, n): one group of n_outputs classes, or one two-class group per region."""
+    return (1, labels.n_outputs) if labels.mode == "classes" else (labels.n_outputs, 2)
+
+
+def group_log_probs(seg_logits: torch.Tensor, mode: str) -> torch.Tensor:
+    """(B, G, n, h, w, d) log-probabilities from (B, n_outputs, h, w, d) logits."""
+    if mode == "classes":
+        return torch.log_softmax(seg_logits, dim=1)[:, None]  # (B, 1, n, h, w, d)
+    return torch.stack([F.logsigmoid(-seg_logits), F.logsigmoid(seg_logits)], dim=2)  # (B, K, 2, h, w, d)
+
+
+def group_targets(target: torch.Tensor, mode: str) -> torch.Tensor:
+    """(B, G, n, h, w, d) one-hot targets from the batch label (B, n_outputs, h, w, d).
+
+    Voxels of zero padding have no class in "classes" mode (an all-zero row) and so no loss.
+    """
+    if mode == "classes":
+        return target[:, None]  # (B, 1, n, h, w, d)
+    return torch.stack([1.0 - target, target], dim=2)  # (B, K, 2, h, w, d)
+
+
+def group_indices(target: torch.Tensor, mode: str) -> torch.Tensor:
+    """(B, G, h, w, d) long class index per group (padding counts as class 0)."""
+    return group_targets(target, mode).argmax(dim=2)
+
+
+def from_group_targets(onehot: torch.Tensor, mode: str) -> torch.Tensor:
+    """Inverse of ``group_targets``: (B, G, n, ...) one-hot -> the batch label layout (B, n_outputs, ...)."""
+    return onehot[:, 0] if mode == "classes" else onehot[:, :, 1]
+
+
+def voxel_cross_entropy(seg_logits: torch.Tensor, target: torch.Tensor, mode: str) -> torch.Tensor:
+    """(B, G, h, w, d) cross-entropy per voxel and group, no reduction (binary CE per region)."""
+    return -(group_targets(target, mode) * group_log_probs(seg_logits, mode)).sum(dim=2)
+
+
+def seg_probabilities(seg_logits: torch.Tensor, mode: str) -> torch.Tensor:
+    """(B, n_outputs, ...) softmax (classes) or sigmoid (regions) probabilities, the Dice loss's input."""
+    return torch.softmax(seg_logits, dim=1) if mode == "classes" else torch.sigmoid(seg_logits)
+
+
+def volume_group_probs(prob: np.ndarray, mode: str) -> np.ndarray:
+    """(G, n, H, W, D) from a volume's (n_outputs, H, W, D) probabilities."""
+    if mode == "classes":
+        return prob[None]
+    return np.stack([1.0 - prob, prob], axis=1)  # (K, 2, H, W, D)
+
+
+def label_groups(label: np.ndarray, mode: str) -> np.ndarray:
+    """(G, H, W, D) class index per group from a ``Case.label`` ((H, W, D) classes or (K, H, W, D) regions)."""
+    return label[None] if mode == "classes" else label
+
+
+def label_from_groups(groups: np.ndarray, mode: str) -> np.ndarray:
+    """Inverse of ``label_groups``, as uint8."""
+    return (groups[0] if mode == "classes" else groups).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
+    """teacher <- decay * teacher + (1 - decay) * student, parameter by parameter; buffers are copied."""
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(f"ema decay must be in [0, 1], got {decay}")
+    for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
+        t.mul_(decay).add_(s.detach(), alpha=1.0 - decay)
+    for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
+        t.copy_(s)
+
+
+def build_peer(build: Any, seed: int) -> nn.Module:
+    """A second network from ``build()`` with its own seed, leaving the global RNG state untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()

@@ -1,0 +1,111 @@
+"""The training labels of a run: clean, or corrupted once and frozen for every method compared.
+
+SFDA noise is expensive (a source model is trained), and every method of a comparison must see
+the same noisy labels (method.md "SFDA noise": freeze them). So noisy labels are made once per
+(data set, split, noise kind, ratio, seed) and cached under ``<runs root>/<dataset>/_noise/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from svldrl._io import atomic_path
+from svldrl.config import TrainConfig, to_dict
+from svldrl.data import Case, Dataset, LabelSpec, Split, prepare_cases
+from svldrl.noise import MANIFEST_NAME, NoiseManifest, Predictor, SourceTrainer, corrupt_labels
+
+LABELS_FILE = "labels.npz"
+
+
+def noise_key(cfg: TrainConfig, split: Split) -> str:
+    """A folder name that changes whenever the noisy labels would."""
+    noise = cfg.noise
+    payload = {"split": split.to_dict(), "kind": noise.kind, "ratio": noise.ratio, "seed": noise.seed}
+    if noise.kind == "sfda":  # the source model depends on how it is trained
+        payload["source"] = {k: v for k, v in to_dict(cfg).items() if k in ("data", "model", "optim")}
+        payload["source_options"] = cfg.method_options.get("sfda", {})
+    digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{noise.kind}-{noise.ratio:g}-seed{noise.seed}-{digest}"
+
+
+def training_labels(
+    dataset: Dataset,
+    train_ids: Sequence[str],
+    cfg: TrainConfig,
+    split: Split,
+    cache_root: Path,
+) -> tuple[dict[str, np.ndarray], NoiseManifest | None]:
+    """Training labels on the original grid by case id, and the noise manifest (None for clean runs)."""
+    if cfg.noise.kind == "none":
+        return {i: dataset.get(i).label for i in train_ids}, None
+    cache = cache_root / noise_key(cfg, split)
+    if (cache / MANIFEST_NAME).exists() and (cache / LABELS_FILE).exists():
+        with np.load(cache / LABELS_FILE) as npz:
+            labels = {i: npz[i] for i in train_ids}
+        return labels, NoiseManifest.load(cache / MANIFEST_NAME)
+    cases = [dataset.get(i) for i in train_ids]
+    options = {}
+    if cfg.noise.kind == "sfda":
+        options = sfda_options(cfg, cache, dataset.labels)
+    labels, manifest = corrupt_labels(cases, cfg.noise.kind, cfg.noise.ratio, cfg.noise.seed, **options)
+    manifest = replace(manifest, options={**manifest.options, "split": split.to_dict()})
+    cache.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache / LABELS_FILE) as tmp:
+        np.savez_compressed(tmp, **labels)
+    manifest.save(cache / MANIFEST_NAME)  # written last: its presence marks a complete cache
+    return labels, manifest
+
+
+def sfda_options(cfg: TrainConfig, cache: Path, labels: LabelSpec) -> dict:
+    """``train_source`` and ``domain_shift`` for ``sfda_noise`` (method.md "SFDA noise")."""
+    from svldrl.noise import DomainShift
+
+    opts = dict(cfg.method_options.get("sfda", {}))
+    budget = float(opts.pop("budget", 0.2))
+    shift = opts.pop("domain_shift", {"gamma": [0.7, 1.4], "shift": [-0.1, 0.1]})
+    if opts:
+        raise ValueError(f"method_options.sfda: unknown keys {sorted(opts)} (valid: budget, domain_shift)")
+    domain_shift = None if shift is None else DomainShift(**{k: tuple(v) if isinstance(v, list) else v
+                                                               for k, v in shift.items()})
+    return {"train_source": make_source_trainer(cfg, labels, cache / "source_model", budget), "domain_shift": domain_shift}
+
+
+def make_source_trainer(cfg: TrainConfig, labels: LabelSpec, run_dir: Path, budget: float = 0.2) -> SourceTrainer:
+    """A ``SourceTrainer``: trains the baseline on the source cases for ``budget`` of the run's epochs.
+
+    The source model sees clean labels only (the source domain); its thresholded predictions on the
+    target cases become their labels.
+    """
+    from svldrl.data import split_cases
+    from svldrl.inference import predict_case
+    from svldrl.training import Trainer
+
+    def train_source(cases: list[Case]) -> Predictor:
+        epochs = max(1, round(cfg.optim.epochs * budget))
+        source_cfg = replace(
+            cfg, method="baseline", noise=replace(cfg.noise, kind="none"),
+            optim=replace(cfg.optim, epochs=epochs), val_every=max(1, epochs),
+        )
+        ids = [c.case_id for c in cases]
+        inner = split_cases(ids, 0.2 if len(ids) >= 5 else 0.0, 0.0, cfg.data.split_seed)
+        by_id = {c.case_id: c for c in prepare_cases(cases, cfg.data)}
+        train = [by_id[i] for i in inner.train]
+        val = [by_id[i] for i in inner.val]
+        trainer = Trainer(source_cfg, train, val, labels, run_dir, progress=False)
+        trainer.fit()
+        net = trainer.eval_model()
+
+        def predict(case: Case) -> np.ndarray:
+            prepared = prepare_cases([case], cfg.data)[0]
+            return predict_case(net, prepared, labels, source_cfg, refine_steps=0)
+
+        return predict
+
+    return train_source
+

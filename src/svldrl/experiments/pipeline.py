@@ -1,0 +1,155 @@
+"""One training run from a data folder to ``metrics.json``, in the order it happens.
+
+check data -> run folder (new / resume / refuse) -> split -> training labels (clean or noisy,
+frozen) -> prepare (resample) -> train -> predict the held-out cases on their original grid ->
+score against their original clean labels -> ``metrics.json`` (written last: it marks a finished run).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from svldrl._io import write_json
+from svldrl.config import TrainConfig, to_dict
+from svldrl.data import Case, Dataset, LabelSpec, Split, check_dataset, format_problems, load_dataset, prepare_cases
+from svldrl.data import split_cases
+from svldrl.experiments.environment import environment_record
+from svldrl.experiments.noisy_labels import training_labels
+from svldrl.experiments.runs import METRICS_FILE, default_run_dir, plan_run, save_config
+from svldrl.metrics import evaluate_case, summarise
+from svldrl.noise import MANIFEST_NAME
+
+SPLIT_FILE = "split.json"
+
+
+class DataError(ValueError):
+    """The data set has problems that block training (the message lists them, file by file)."""
+
+
+def open_checked_dataset(path: Path) -> Dataset:
+    """Load a data set after ``check_dataset`` found nothing blocking (fails before any long work)."""
+    problems = check_dataset(path)
+    blocking = [p for p in problems if p.blocking]
+    if blocking:
+        raise DataError(f"{path}: {len(blocking)} problem(s) block training:\n{format_problems(blocking)}")
+    return load_dataset(path)
+
+
+def resolve_split(dataset: Dataset, cfg: TrainConfig, run_dir: Path) -> Split:
+    """The run's split: made from the configuration, saved with the run, re-checked on resume."""
+    ids = dataset.case_ids if cfg.data.max_cases is None else dataset.case_ids[: cfg.data.max_cases]
+    split = split_cases(ids, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
+    saved = run_dir / SPLIT_FILE
+    if saved.exists() and Split.load(saved) != split:
+        raise ValueError(f"{saved}: the saved split differs from the one the configuration makes")
+    if not saved.exists():
+        split.save(saved)
+    if not split.train:
+        raise ValueError(f"{dataset.name}: no training cases left after the split ({len(ids)} cases)")
+    return split
+
+
+def held_out_ids(split: Split) -> tuple[str, list[str]]:
+    """Cases scored at the end: the test set, or the validation set when there is no test set."""
+    return ("test", list(split.test)) if split.test else ("val", list(split.val))
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+def train_run(
+    data: str | Path,
+    cfg: TrainConfig,
+    *,
+    out: Path | None = None,
+    runs_root: Path = Path("runs"),
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> RunResult:
+    """Train ``cfg.method`` on the data set at ``data`` and score it on held-out clean labels.
+
+    Args:
+        stop_after: stop after this many epochs without finishing (budgeted chunks; tests of resume).
+    """
+    from svldrl.training import METHODS, resolve_device
+
+    data = Path(data)
+    trainer_cls = METHODS.get(cfg.method)  # a typo fails here, before any work
+    dataset = open_checked_dataset(data)
+    run_dir = out if out is not None else default_run_dir(dataset.name, cfg, runs_root)
+    plan = plan_run(run_dir, cfg, resume=resume, overwrite=overwrite)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(run_dir, cfg)
+    device = str(resolve_device(cfg.device))
+    write_json(run_dir / "env.json", {**environment_record(device), "data": str(data.resolve())})
+
+    split = resolve_split(dataset, cfg, run_dir)
+    labels_by_id, manifest = training_labels(dataset, split.train, cfg, split, runs_root / dataset.name / "_noise")
+    if manifest is not None:
+        manifest.save(run_dir / MANIFEST_NAME)
+    train_cases = prepare_cases([dataset.get(i).with_label(labels_by_id[i]) for i in split.train], cfg.data)
+    val_cases = prepare_cases([dataset.get(i) for i in split.val], cfg.data)
+
+    extra = {"noise_manifest": manifest} if getattr(trainer_cls, "USES_NOISE_MANIFEST", False) else {}
+    trainer = trainer_cls(cfg, train_cases, val_cases, dataset.labels, run_dir, progress=progress, **extra)
+    start = time.perf_counter()
+    trainer.fit(resume=plan.resume, stop_after=stop_after)
+    train_seconds = time.perf_counter() - start
+    if trainer.epoch < cfg.optim.epochs:
+        return RunResult(run_dir, {"finished": False, "epochs_done": trainer.epoch})
+
+    part, ids = held_out_ids(split)
+    net = trainer.eval_model()
+    scores = score_cases(net, dataset, ids, dataset.labels, cfg)
+    metrics = {
+        "method": cfg.method,
+        "dataset": dataset.name,
+        "evaluated_on": part,
+        "n_cases": len(ids),
+        "epochs": trainer.epoch,
+        "train_seconds_this_session": round(train_seconds, 1),
+        "seconds_per_epoch": round(train_seconds / max(1, cfg.optim.epochs - (plan.resume and 0)), 3),
+        "config": to_dict(cfg),
+        **scores,
+    }
+    write_json(run_dir / METRICS_FILE, metrics)
+    return RunResult(run_dir, metrics)
+
+
+def score_cases(
+    net: Any, dataset: Dataset, ids: Sequence[str], labels: LabelSpec, cfg: TrainConfig, refine_steps: int | None = None
+) -> dict[str, Any]:
+    """Predict each case on its original grid and score it against its original (clean) label."""
+    from svldrl.inference import predict_case
+
+    rows = []
+    per_case = {}
+    for case_id in ids:
+        original = dataset.get(case_id)
+        prepared = prepare_cases([original], cfg.data)[0]
+        pred = predict_case(net, prepared, labels, cfg, refine_steps=refine_steps)
+        row = score_prediction(pred, original, labels)
+        rows.append(row)
+        per_case[case_id] = row
+    return {"summary": summarise(rows).to_dict(), "per_case": per_case}
+
+
+def score_prediction(pred: np.ndarray, reference: Case, labels: LabelSpec) -> dict[str, Any]:
+    """The four metrics per foreground class and their mean (evaluate_case), in mm on the reference grid."""
+    if reference.label is None:
+        raise ValueError(f"case {reference.case_id!r}: no reference label to score against")
+    return evaluate_case(
+        labels.foreground_masks(pred), labels.foreground_masks(reference.label), reference.spacing,
+        labels.foreground_names,
+    )
