@@ -101,7 +101,174 @@ def noise(
     console.print(f"wrote noisy copy ({kind}, ratio {ratio}) and noise_manifest.json to {path}")
 
 
+# ----------------------------------------------------------------------------- the demo
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Report folder (data, runs, report.md, results.json/csv).")] = Path("demo_out"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the phantoms, the noise and the training.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """The main job on built-in data: phantoms, 50 % MT label noise, baseline vs SVL-DRL, a report.
+
+    Trains both methods with the `cpu` preset, scores them on clean test labels, prints the table and
+    writes `report.md` (table, training curves, example slices), `results.json` and `results.csv`.
+    An interrupted demo continues where it stopped when run again with the same `--out`.
+
+    Example: `svldrl demo --out demo_out`
+    """
+    from dataclasses import replace
+
+    from svldrl.experiments.demo import DemoSettings, run_demo
+
+    report = run_demo(out, replace(DemoSettings(), seed=seed), progress=not quiet)
+    typer.echo(report["table"])
+    typer.echo(f"\n{report['verdict']}\nTotal {report['seconds']:.0f} s. Report: {report['report']}")
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _method_help() -> str:
+    from svldrl.experiments.methods import method_table
+
+    return method_table()
+
+
+@app.command(epilog="Methods: see `svldrl methods`. Configuration keys: see `svldrl config-keys`.")
+def train(
+    data: Annotated[Path, typer.Argument(help="Data set folder (LA h5, MSD/nnU-Net NIfTI, BraTS).")],
+    method: Annotated[str, typer.Option("--method", "-m", help="Training method (`svldrl methods` lists them).")] = "svl-drl",
+    preset: Annotated[str, typer.Option("--preset", help="'cpu' (small U-Net, minutes) or 'paper' (SwinUNETR, Section 4.1).")] = "cpu",
+    noise: Annotated[str, typer.Option("--noise", help="Label noise on the training cases: 'none', 'mt' or 'sfda'.")] = "none",
+    noise_ratio: Annotated[float, typer.Option("--noise-ratio", min=0.0, max=1.0, help="Share of training cases corrupted.")] = 0.5,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file applied over the preset.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override one key, e.g. --set optim.epochs=20 (repeatable).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Training seed (default: from the configuration).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<dataset>/<method>__<noise>-<ratio>__seed<k>).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete a finished or interrupted run and start again.")] = False,
+    device: Annotated[str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a method on a data set (optionally with simulated label noise) and score it on clean held-out labels.
+
+    Configuration: the preset, then `--config FILE.yaml`, then `--set key=value`, then the flags.
+
+    Examples:
+
+    * `svldrl train data/phantoms --method svl-drl --noise mt --noise-ratio 0.5`
+    * `svldrl train ../shared/data/la2018 --method baseline --set data.spacing=1.25 --set optim.epochs=60`
+    * `svldrl train data/Task02_Heart --method co-teaching --preset paper --device cuda`
+    """
+    from svldrl.config import resolve_config
+    from svldrl.experiments.pipeline import train_run
+
+    _require_exists(data)
+    _load_methods()
+    cfg = resolve_config(preset, config, set_ or [], method=method, device=device, seed=seed,
+                         **{"noise.kind": noise, "noise.ratio": noise_ratio})
+    result = train_run(data, cfg, out=out, resume=resume, overwrite=overwrite, progress=not quiet)
+    _print_summary(result.run_dir, result.metrics)
+
+
+@app.command()
+def methods() -> None:
+    """List the training methods, with oracle and reconstruction notes."""
+    _load_methods()
+    console.print(_method_help())
+
+
+@app.command("config-keys")
+def config_keys() -> None:
+    """List every configuration key with its default and meaning (for --set and YAML files)."""
+    from svldrl.config import describe
+
+    for key, default, doc in describe():
+        typer.echo(f"{key:32s} {default:24s} {doc}")
+
+
+# ----------------------------------------------------------------------------- prediction and scoring
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run folder or a checkpoint file (.pt).")],
+    inputs: Annotated[Path, typer.Argument(help="A NIfTI or LA h5 file, an LA case folder, or a folder of them.")],
+    output: Annotated[Path, typer.Argument(help="Output folder (or a .nii.gz file for a single input).")],
+    refine_steps: Annotated[int | None, typer.Option("--refine-steps", min=0, help="Greedy policy steps before segmenting (default: the run's).")] = None,
+    device: Annotated[str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
+) -> None:
+    """Predict masks for new volumes, written as NIfTI on each input's own grid (affine and header kept).
+
+    Examples:
+
+    * `svldrl predict runs/phantoms/svl-drl__mt-0.5__seed0 data/phantoms/imagesTr preds/`
+    * `svldrl predict runs/la2018/baseline__clean__seed0 ../shared/data/la2018/06SR5RBREL16DQ6M8LWS pred.nii.gz`
+    """
+    from svldrl.experiments.evaluation import predict_inputs
+
+    _require_exists(run)
+    _require_exists(inputs)
+    _load_methods()
+    for path in predict_inputs(run, inputs, output, device=device, refine_steps=refine_steps):
+        console.print(f"wrote {path}")
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[Path, typer.Argument(help="A folder of <case id>.nii.gz masks, or a run folder.")],
+    ref: Annotated[Path, typer.Argument(help="A data set with reference labels (any supported format).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write <out>.csv (per case) and <out>.json (summary).")] = None,
+    refine_steps: Annotated[int | None, typer.Option("--refine-steps", min=0, help="With a run folder: greedy policy steps.")] = None,
+    device: Annotated[str, typer.Option("--device", help="With a run folder: 'auto', 'cpu', 'cuda'.")] = "auto",
+) -> None:
+    """Score predictions (Dice, IoU, HD95, ASD per class and mean) against reference labels.
+
+    With a run folder as PRED, it predicts every case of REF first and scores in one go.
+
+    Examples:
+
+    * `svldrl evaluate preds/ data/phantoms --out scores`
+    * `svldrl evaluate runs/la2018/svl-drl__mt-0.5__seed0 ../shared/data/la2018 --out la_scores`
+    """
+    from svldrl.experiments.evaluation import evaluate_folder, evaluate_run, write_evaluation
+    from svldrl.experiments.runs import CONFIG_FILE
+
+    _require_exists(pred)
+    _require_exists(ref)
+    _load_methods()
+    if (pred / CONFIG_FILE).exists():
+        result = evaluate_run(pred, ref, device=device, refine_steps=refine_steps)
+    else:
+        result = evaluate_folder(pred, ref)
+    _print_table({"": result["summary"]})
+    if out is not None:
+        for path in write_evaluation(result, out):
+            console.print(f"wrote {path}")
+
+
 # ----------------------------------------------------------------------------- helpers
+
+
+def _load_methods() -> None:
+    """Import the baselines so that they register their methods."""
+    import svldrl.baselines  # noqa: F401
+
+
+def _print_summary(run_dir: Path, metrics: dict) -> None:
+    if not metrics.get("finished", True):
+        console.print(f"stopped after {metrics.get('epochs_done')} epochs; continue with --resume ({run_dir})")
+        return
+    _print_table({metrics["method"]: metrics["summary"]})
+    console.print(f"run folder: {run_dir}")
+
+
+def _print_table(summaries: dict) -> None:
+    from svldrl.experiments.tables import summary_table
+
+    typer.echo(summary_table(summaries))
 
 
 def _require_exists(path: Path) -> None:

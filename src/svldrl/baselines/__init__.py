@@ -1,1 +1,36 @@
-"""svldrl.baselines"""
+"""svldrl.baselines: the noisy-label baselines, each a small Trainer subclass registered in ``METHODS`` on import."""
+
+from svldrl.baselines.adele import ADELEOptions, ADELETrainer
+from svldrl.baselines.clcs import CLCSOptions, CLCSTrainer, DualDecoderNet
+from svldrl.baselines.co_teaching import CoTeachingOptions, CoTeachingTrainer
+from svldrl.baselines.common import BaselineTrainer, ema_update, parse_method_options, voxel_cross_entropy
+from svldrl.baselines.jcas import JCASOptions, JCASTrainer
+from svldrl.baselines.loss_correction import LossCorrectionOptions, LossCorrectionTrainer
+from svldrl.baselines.mtcl import MTCLOptions, MTCLTrainer
+from svldrl.baselines.pixeldrl import MaskStateNet, PixelDRLTrainer
+from svldrl.baselines.rsf import RSFAssistedTrainer, RSFParameters, rsf_evolve
+
+__all__ = [
+    "ADELEOptions",
+    "ADELETrainer",
+    "BaselineTrainer",
+    "CLCSOptions",
+    "CLCSTrainer",
+    "CoTeachingOptions",
+    "CoTeachingTrainer",
+    "DualDecoderNet",
+    "JCASOptions",
+    "JCASTrainer",
+    "LossCorrectionOptions",
+    "LossCorrectionTrainer",
+    "MTCLOptions",
+    "MTCLTrainer",
+    "MaskStateNet",
+    "PixelDRLTrainer",
+    "RSFAssistedTrainer",
+    "RSFParameters",
+    "ema_update",
+    "parse_method_options",
+    "rsf_evolve",
+    "voxel_cross_entropy",
+]

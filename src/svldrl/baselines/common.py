@@ -118,6 +118,11 @@ class BaselineTrainer(Trainer):
         return volume_group_probs(prob, self.labels.mode)
 
 
+def epochs_of(fraction: float, epochs: int) -> int:
+    """``fraction * epochs`` rounded half up, as the stage schedule rounds (Python's round() is banker's)."""
+    return int(fraction * epochs + 0.5)
+
+
 # ----------------------------------------------------------------------------- the class view
 
 

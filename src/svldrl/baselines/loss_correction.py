@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from svldrl.baselines.common import BaselineTrainer, group_log_probs, group_targets, n_groups_classes, option
+from svldrl.baselines.common import (
+    BaselineTrainer,
+    epochs_of,
+    group_log_probs,
+    group_targets,
+    n_groups_classes,
+    option,
+)
 from svldrl.training import METHODS
 from svldrl.training.checkpoint import atomic_write_text
 
@@ -153,7 +160,8 @@ class LossCorrectionTrainer(BaselineTrainer):
         """(G, n, n) T per class group, once known."""
         if self.options.transition_matrix is not None:
             given = np.asarray(self.options.transition_matrix, dtype=np.float64)
-            self.set_transition(np.stack([given] * n_groups_classes(self.labels)[0]), "method_options.transition_matrix")
+            n_groups = n_groups_classes(self.labels)[0]
+            self.set_transition(np.stack([given] * n_groups), "method_options.transition_matrix")
         elif self.warmup_epochs < 1:
             raise ValueError(
                 "loss-correction: method_options.warmup_fraction * optim.epochs < 1 leaves no warmup to estimate "
@@ -163,7 +171,7 @@ class LossCorrectionTrainer(BaselineTrainer):
     @property
     def warmup_epochs(self) -> int:
         """Epochs with the plain loss; T is estimated at the end of the last of them."""
-        return int(round(self.options.warmup_fraction * self.cfg.optim.epochs))
+        return epochs_of(self.options.warmup_fraction, self.cfg.optim.epochs)
 
     def compute_loss(self, seg_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Dice (uncorrected) + mean per-voxel cross-entropy, corrected by T once it is known."""

@@ -34,6 +34,13 @@ def noise_key(cfg: TrainConfig, split: Split) -> str:
     return f"{noise.kind}-{noise.ratio:g}-seed{noise.seed}-{digest}"
 
 
+def noisy_labels_file(dataset_name: str, cfg: TrainConfig, split: Split, runs_root: Path) -> Path | None:
+    """Where the frozen noisy labels of a run are kept (None for clean runs)."""
+    if cfg.noise.kind == "none":
+        return None
+    return runs_root / dataset_name / "_noise" / noise_key(cfg, split) / LABELS_FILE
+
+
 def training_labels(
     dataset: Dataset,
     train_ids: Sequence[str],

@@ -20,12 +20,15 @@ from svldrl.config import TrainConfig, to_dict
 from svldrl.data import Case, Dataset, LabelSpec, Split, check_dataset, format_problems, load_dataset, prepare_cases
 from svldrl.data import split_cases
 from svldrl.experiments.environment import environment_record
-from svldrl.experiments.noisy_labels import training_labels
+from svldrl.experiments.noisy_labels import noisy_labels_file, training_labels
 from svldrl.experiments.runs import METRICS_FILE, default_run_dir, plan_run, save_config
 from svldrl.metrics import evaluate_case, summarise
 from svldrl.noise import MANIFEST_NAME
 
 SPLIT_FILE = "split.json"
+DATA_FILE = "data.json"
+NOISY_LABELS_FILE = "noisy_labels.json"
+"""Points to the frozen noisy training labels (shared by every run of the same noise)."""
 
 
 class DataError(ValueError):
@@ -39,6 +42,18 @@ def open_checked_dataset(path: Path) -> Dataset:
     if blocking:
         raise DataError(f"{path}: {len(blocking)} problem(s) block training:\n{format_problems(blocking)}")
     return load_dataset(path)
+
+
+def dataset_record(dataset: Dataset, path: Path) -> dict[str, Any]:
+    """What predict needs to read new inputs like the training data (``data.json`` in the run folder)."""
+    return {
+        "name": dataset.name,
+        "path": str(path.resolve()),
+        "format": dataset.format,
+        "modality": list(dataset.modality),
+        "labels": {"names": list(dataset.labels.names), "mode": dataset.labels.mode},
+        "n_cases": len(dataset),
+    }
 
 
 def resolve_split(dataset: Dataset, cfg: TrainConfig, run_dir: Path) -> Split:
@@ -94,10 +109,13 @@ def train_run(
     device = str(resolve_device(cfg.device))
     write_json(run_dir / "env.json", {**environment_record(device), "data": str(data.resolve())})
 
+    write_json(run_dir / DATA_FILE, dataset_record(dataset, data))
     split = resolve_split(dataset, cfg, run_dir)
     labels_by_id, manifest = training_labels(dataset, split.train, cfg, split, runs_root / dataset.name / "_noise")
     if manifest is not None:
         manifest.save(run_dir / MANIFEST_NAME)
+        labels_file = noisy_labels_file(dataset.name, cfg, split, runs_root)
+        write_json(run_dir / NOISY_LABELS_FILE, {"path": str(labels_file.resolve())})
     train_cases = prepare_cases([dataset.get(i).with_label(labels_by_id[i]) for i in split.train], cfg.data)
     val_cases = prepare_cases([dataset.get(i) for i in split.val], cfg.data)
 

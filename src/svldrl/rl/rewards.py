@@ -36,7 +36,9 @@ class RewardParts(NamedTuple):
 
 @torch.no_grad()
 def soft_dice(prob: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """(B,) soft Dice per sample, averaged over the F foreground channels.
+    """(B,) soft Dice per sample, averaged over the F foreground channels, without gradient.
+
+    A reward term, not a loss (the segmentation loss is MONAI's ``DiceLoss``, with gradient).
 
     ``(2 sum(p y) + eps) / (sum p + sum y + eps)`` per channel, so an empty target with an empty
     prediction scores 1 and an empty target with any prediction scores about 0.

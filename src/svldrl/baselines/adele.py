@@ -1,0 +1,327 @@
+"""ADELE: adaptive early-learning correction (Liu et al., CVPR 2022; reference code: Kangningthu/ADELE).
+
+Networks fit the clean patterns before they memorise the noise, and each class reaches that point
+at its own time. After every epoch the training IoU of each class against the CURRENT labels is
+fitted with ``a (1 - exp(-x^b / c))`` (scipy ``curve_fit``, the reference's bounds, start and
+weights); the class's correction starts at the first epoch where the fitted curve's slope has
+changed by more than r = 0.9 relative to its slope at epoch 1, and stays on. Correction replaces a
+voxel's label by the model's prediction, averaged over scales 0.7, 1.0, 1.5 and flips, where it is
+confident (> 0.7) and both the old and the new class are background or classes being corrected
+(the reference's ``merge_labels_with_skip``, class constraint included). It runs when a class
+starts and every ``correct_every`` epochs after (the 3D SegTHOR script's ``correct_freq``).
+
+Training adds a multi-scale consistency term: the mean KL of each scale's prediction to their mixture
+(Jensen-Shannon-like, weight 1), the scales made by trilinear resizing to sizes the backbone accepts.
+Differences from the reference, stated: cross-entropy is averaged over the scales without the
+reference's division of the logits by 3, its per-class confidence mask on the consistency (rho =
+0.8, almost always on) is left out, and a Dice term (``dice_weight``) is added at scale 1.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import curve_fit
+
+from svldrl.baselines.common import (
+    BaselineTrainer,
+    group_indices,
+    label_from_groups,
+    label_groups,
+    n_groups_classes,
+    option,
+    voxel_cross_entropy,
+)
+from svldrl.data import PatchSampler
+from svldrl.models import BACKBONES
+from svldrl.training import METHODS
+from svldrl.training.checkpoint import atomic_write_text
+
+HISTORY_FILE = "adele.json"
+MIXTURE_CLAMP = 1e-3
+"""The reference clamps the mixture to [1e-3, 1 - 1e-3] before its log."""
+
+
+@dataclass(frozen=True)
+class ADELEOptions:
+    """``method_options`` of adele (defaults from the reference)."""
+
+    r: float = option(0.9, "a class starts correction when its fitted slope changed by more than r (relative)")
+    tau_fg: float = option(0.7, "confidence a foreground prediction needs to replace a label")
+    tau_bg: float = option(0.7, "confidence a background prediction needs to replace a label")
+    scales: tuple[float, ...] = option((0.7, 1.0, 1.5), "input scales of the consistency term and of the correction")
+    flips: bool = option(True, "also average the correction's prediction over a flip of the last axis")
+    consistency_weight: float = option(1.0, "weight of the multi-scale consistency term (jsd_lambda)")
+    correct_every: int = option(10, "once started, labels are corrected again every this many epochs")
+    min_points: int = option(3, "IoU points (epochs) needed before the curve is fitted")
+    dice_weight: float = option(1.0, "weight of a Dice term at scale 1 (0 = the reference's CE only)")
+
+    def __post_init__(self) -> None:
+        if 1.0 not in self.scales or min(self.scales) <= 0:
+            raise ValueError(f"method_options.scales must be positive and include 1.0, got {self.scales}")
+        if not 0.0 < self.r < 1.0:
+            raise ValueError(f"method_options.r must be in (0, 1), got {self.r}")
+        if not (0.0 <= self.tau_fg < 1.0 and 0.0 <= self.tau_bg < 1.0):
+            raise ValueError("method_options.tau_fg and tau_bg must be in [0, 1)")
+        if self.correct_every < 1 or self.min_points < 3:
+            raise ValueError("method_options.correct_every must be >= 1 and min_points >= 3 (three parameters)")
+        if self.consistency_weight < 0 or self.dice_weight < 0:
+            raise ValueError("method_options.consistency_weight and dice_weight must be >= 0")
+
+
+# ----------------------------------------------------------------------------- when to correct
+
+
+def iou_curve(x: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
+    """The early-learning curve ``a (1 - exp(-x^b / c))``."""
+    return a * (1.0 - np.exp(-np.power(x, b) / c))
+
+
+def iou_curve_slope(x: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
+    """d/dx of ``iou_curve`` (x shifted by 1e-6, as the reference)."""
+    x = np.asarray(x, dtype=np.float64) + 1e-6
+    return a * b / c * np.exp(-np.power(x, b) / c) * np.power(x, b - 1.0)
+
+
+def fit_iou_curve(x: np.ndarray, iou: np.ndarray) -> tuple[float, float, float]:
+    """(a, b, c) fitted as the reference: start (1, 1, 1), bounds a, b in [0, 1], c >= 0, later points weighted more."""
+    sigma = np.geomspace(1.0, 0.1, len(iou))
+    params, _ = curve_fit(
+        iou_curve, x, iou, p0=(1.0, 1.0, 1.0), method="trf", sigma=sigma, absolute_sigma=True,
+        bounds=([0.0, 0.0, 0.0], [1.0, 1.0, np.inf]),
+    )
+    return tuple(float(p) for p in params)  # type: ignore[return-value]
+
+
+def correction_start_epoch(a: float, b: float, c: float, n_epochs: int, r: float = 0.9) -> int:
+    """First epoch (1-based) of correction: 1 + the number of epochs 1..n_epochs whose relative slope
+    change ``| |f'(e)| - |f'(1)| | / |f'(1)|`` is at most r (changes above 1 count as 0, as the reference)."""
+    epochs = np.arange(1, n_epochs + 1, dtype=np.float64)
+    first = abs(float(iou_curve_slope(np.array([1.0]), a, b, c)[0]))
+    change = np.abs(np.abs(iou_curve_slope(epochs, a, b, c)) - first) / first
+    change[change > 1] = 0.0
+    return int(np.sum(change <= r)) + 1
+
+
+def should_start_correction(history: Sequence[float], n_epochs: int, r: float, min_points: int = 3) -> bool:
+    """Whether a class with this per-epoch IoU history (epoch k at x = k + 1) should be corrected now.
+
+    Epochs without the class (NaN IoU) are left out of the fit; a fit that does not converge says no.
+    """
+    iou = np.asarray(history, dtype=np.float64)
+    x = np.arange(1, len(iou) + 1, dtype=np.float64)
+    seen = np.isfinite(iou)
+    if seen.sum() < min_points:
+        return False
+    try:
+        a, b, c = fit_iou_curve(x[seen], iou[seen])
+    except (RuntimeError, ValueError):
+        return False
+    if a <= 0 or b <= 0 or c <= 0:
+        return False
+    return len(iou) >= correction_start_epoch(a, b, c, n_epochs, r)
+
+
+# ----------------------------------------------------------------------------- how to correct
+
+
+def correct_labels(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    correcting: np.ndarray,
+    tau_fg: float = 0.7,
+    tau_bg: float = 0.7,
+    class_constraint: bool = True,
+) -> np.ndarray:
+    """Labels with confident predictions written in where the classes involved are being corrected.
+
+    Per group: a voxel takes the predicted class if (1) the prediction is confident (max foreground
+    probability > tau_fg, or background probability > tau_bg), (2) its current label is background or
+    a class being corrected, (3) the predicted class is background or a class being corrected, and
+    (4, class constraint) the predicted class is background or already present in the case's label.
+
+    Args:
+        labels: (G, ...) current class indices.
+        probs: (G, n, ...) prediction (averaged over scales and flips).
+        correcting: (G, n) bool, the classes under correction (column 0, background, is ignored).
+
+    Returns:
+        (G, ...) new class indices.
+    """
+    new = labels.copy()
+    for g in range(labels.shape[0]):
+        pred = probs[g].argmax(axis=0)
+        confident = (probs[g, 1:].max(axis=0) > tau_fg) | (probs[g, 0] > tau_bg)
+        allowed = np.flatnonzero(correcting[g]).tolist()
+        old_ok = (labels[g] == 0) | np.isin(labels[g], allowed)
+        new_ok = (pred == 0) | np.isin(pred, allowed)
+        replace = confident & old_ok & new_ok
+        if class_constraint:
+            replace &= (pred == 0) | np.isin(pred, np.unique(labels[g]))
+        new[g] = np.where(replace, pred, labels[g])
+    return new
+
+
+def multiscale_consistency(probs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean over scales of KL(p_s || m), m the clamped mixture (the reference's JSD term), mean over voxels."""
+    mixture = torch.stack(list(probs)).mean(dim=0).clamp(MIXTURE_CLAMP, 1.0 - MIXTURE_CLAMP)
+    log_mixture = mixture.log()
+    kl = [(torch.xlogy(p, p) - p * log_mixture).sum(dim=2) for p in probs]  # each (B, G, ...)
+    return torch.stack(kl).mean()
+
+
+def scaled_size(size: Sequence[int], scale: float, multiple: int, minimum: int) -> tuple[int, ...]:
+    """``size * scale`` rounded to the backbone's multiple and at least its minimum, per side."""
+    return tuple(max(minimum, multiple * int(round(s * scale / multiple))) for s in size)
+
+
+def iou_counts(pred: torch.Tensor, target: torch.Tensor, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(intersection, union), each (G, n), of class index maps (B, G, ...)."""
+    classes = torch.arange(n_classes, device=pred.device).view(1, 1, -1, *([1] * (pred.dim() - 2)))
+    p, t = pred.unsqueeze(2) == classes, target.unsqueeze(2) == classes  # (B, G, n, ...)
+    dims = [0, *range(3, p.dim())]
+    inter = (p & t).sum(dim=dims).double().cpu().numpy()
+    union = (p | t).sum(dim=dims).double().cpu().numpy()
+    return inter, union
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+@METHODS.register("adele")
+class ADELETrainer(BaselineTrainer):
+    """Multi-scale consistency training; per-class label correction once that class's IoU curve flattens."""
+
+    OPTIONS = ADELEOptions
+    NAME = "ADELE"
+    DESCRIPTION = "ADELE (Liu 2022): per-class label correction when the fitted training-IoU curve flattens"
+    TRAIN_SCALARS = ("loss", "loss_ce", "loss_dice", "loss_consistency", "train_iou")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        groups, n = n_groups_classes(self.labels)
+        self.multiple, self.minimum = BACKBONES.get(self.cfg.model.backbone).patch_rule(self.cfg.model)
+        self.iou_history: list[np.ndarray] = []
+        """Per completed epoch, (G, n) training IoU against the labels of that epoch."""
+        self.start_epoch = np.full((groups, n), -1, dtype=np.int64)
+        """(G, n) epoch (0-based) at whose end correction of the class started; -1 = not yet."""
+        self.corrections: list[int] = []
+        self._inter, self._union = np.zeros((groups, n)), np.zeros((groups, n))
+
+    def scaled_logits(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Seg logits of the image at each scale, resized back to the patch: each (B, n_outputs, h, w, d)."""
+        size = image.shape[2:]
+        out = []
+        for scale in self.options.scales:
+            target = scaled_size(size, scale, self.multiple, self.minimum) if scale != 1.0 else tuple(size)
+            resized = target != tuple(size)
+            x = F.interpolate(image, size=target, mode="trilinear", align_corners=True) if resized else image
+            logits = self.net(x, heads=("seg",)).seg
+            if resized:
+                logits = F.interpolate(logits, size=tuple(size), mode="trilinear", align_corners=True)
+            out.append(logits)
+        return out
+
+    def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
+        image, label = batch["image"], batch["label"]  # (B, C, h, w, d), (B, n_outputs, h, w, d)
+        mode = self.labels.mode
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.scaled_logits(image)
+        main = logits[self.options.scales.index(1.0)]
+        loss_ce = torch.stack([voxel_cross_entropy(z, label, mode).mean() for z in logits]).mean()
+        loss_cons = multiscale_consistency([self.group_log_probs(z).exp() for z in logits])
+        loss_dice = self.seg_loss(main, label)
+        loss = loss_ce + self.options.dice_weight * loss_dice + self.options.consistency_weight * loss_cons
+        self.backward_and_step(loss)
+        inter, union = iou_counts(self.group_log_probs(main.detach()).argmax(dim=2), group_indices(label, mode),
+                                  self._inter.shape[1])
+        self._inter += inter
+        self._union += union
+        fg = inter[:, 1:] / np.maximum(union[:, 1:], 1)
+        return {"loss": loss.item(), "loss_ce": loss_ce.item(), "loss_dice": loss_dice.item(),
+                "loss_consistency": loss_cons.item(), "train_iou": float(fg.mean())}
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Record the epoch's IoU, start classes whose curve flattened, correct the labels when due."""
+        iou = np.divide(self._inter, self._union, out=np.full_like(self._inter, np.nan), where=self._union > 0)
+        self.iou_history.append(iou)
+        self._inter[:], self._union[:] = 0.0, 0.0
+        history = np.stack(self.iou_history)  # (epochs, G, n)
+        started_now = False
+        for g, c in zip(*np.nonzero(self.start_epoch < 0), strict=True):
+            if c > 0 and should_start_correction(history[:, g, c], self.cfg.optim.epochs, self.options.r,
+                                                 self.options.min_points):
+                self.start_epoch[g, c] = epoch
+                started_now = True
+        if (self.start_epoch >= 0).any() and (started_now or (epoch + 1) % self.options.correct_every == 0):
+            self.correct_training_labels()
+            self.corrections.append(epoch)
+        self.write_history()
+
+    def correct_training_labels(self) -> None:
+        """Replace confident voxels of the classes under correction in every training label; new sampler."""
+        correcting = self.start_epoch >= 0
+        cases = []
+        for case in self.train_cases:
+            groups = label_groups(case.label, self.labels.mode)
+            new = correct_labels(groups, self.multiscale_probs(case.image), correcting, self.options.tau_fg,
+                                 self.options.tau_bg)
+            cases.append(case.with_label(label_from_groups(new, self.labels.mode)))
+        self.set_training_labels(cases)
+
+    def multiscale_probs(self, image: np.ndarray) -> np.ndarray:
+        """(G, n, H, W, D) whole-volume prediction averaged over the scales (and flips of the last axis)."""
+        x = torch.as_tensor(image, dtype=torch.float32, device=self.device)[None]  # (1, C, H, W, D)
+        size = tuple(x.shape[2:])
+        total, count = None, 0
+        for scale in self.options.scales:
+            scaled = x if scale == 1.0 else F.interpolate(
+                x, size=tuple(max(1, round(s * scale)) for s in size), mode="trilinear", align_corners=True)
+            for flip in (False, True) if self.options.flips else (False,):
+                view = scaled.flip(-1) if flip else scaled
+                prob = torch.from_numpy(self.volume_probs(self.net, view[0]))  # (G, n, h', w', d')
+                prob = prob.flip(-1) if flip else prob
+                if prob.shape[2:] != size:
+                    prob = F.interpolate(prob, size=size, mode="trilinear", align_corners=True)
+                total = prob if total is None else total + prob
+                count += 1
+        return (total / count).numpy()
+
+    def set_training_labels(self, cases: list) -> None:
+        self.train_cases = cases
+        self.sampler = PatchSampler(self.train_cases, self.labels, self.cfg.data, seed=self.cfg.seed)
+
+    def write_history(self) -> None:
+        """adele.json: IoU per epoch and class, the epoch each class started, the epochs labels were corrected."""
+        record = {
+            "iou": [[[None if np.isnan(v) else float(v) for v in row] for row in epoch] for epoch in self.iou_history],
+            "start_epoch": self.start_epoch.tolist(),
+            "corrections": self.corrections,
+        }
+        atomic_write_text(json.dumps(record) + "\n", self.run_dir / HISTORY_FILE)
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        state = super().checkpoint_state()
+        state["adele"] = {
+            "iou_history": torch.as_tensor(np.stack(self.iou_history)) if self.iou_history else torch.zeros(0),
+            "start_epoch": torch.as_tensor(self.start_epoch),
+            "corrections": list(self.corrections),
+            "labels": {c.case_id: torch.from_numpy(np.ascontiguousarray(c.label)) for c in self.train_cases}
+            if self.corrections else {},
+        }
+        return state
+
+    def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
+        super().load_checkpoint_state(payload)
+        saved = payload["adele"]
+        self.iou_history = list(saved["iou_history"].numpy()) if saved["iou_history"].numel() else []
+        self.start_epoch = saved["start_epoch"].numpy().copy()
+        self.corrections = [int(e) for e in saved["corrections"]]
+        if saved["labels"]:
+            self.set_training_labels([c.with_label(saved["labels"][c.case_id].numpy()) for c in self.train_cases])

@@ -1,0 +1,309 @@
+"""Co-Teaching (Han et al., NeurIPS 2018; reference code: bhanML/Co-teaching), voxel-wise and per class.
+
+Two networks with different initial weights. Each ranks the voxels of a batch by its own per-voxel
+cross-entropy and keeps the small-loss fraction ``1 - forget_rate``; each network is then updated on
+the voxels its PEER kept. The selection is made per class (background and each foreground class
+apart, after the voxel form of gaozhitong/SP_guided_Noisy_Label_Seg) so the rare foreground is not
+thrown away wholesale. The forget rate of class c rises linearly from 0 to its final value over the
+first 10 % of epochs (the reference's ``num_gradual``, ``np.linspace(0, rate, num_gradual)``).
+
+The final rate is ``1 - precision`` of the noisy labels of the class. "oracle" (default) computes it
+from the run's noise manifest; "estimate" trains both networks on all voxels for a warmup, then takes
+the share of each class's labelled voxels where network 1 disagrees with the label.
+
+Network 1 is validated and saved (the checkpoint holds one network, as for every method); network 2
+is kept in the checkpoint for resuming. A Dice term on the peer-selected voxels is added to the
+reference's cross-entropy (``dice_weight=0`` removes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from monai.losses import DiceLoss
+from torch import nn
+
+from svldrl.baselines.common import (
+    BaselineTrainer,
+    build_peer,
+    epochs_of,
+    group_indices,
+    label_groups,
+    n_groups_classes,
+    option,
+    seg_probabilities,
+    voxel_cross_entropy,
+)
+from svldrl.noise import CaseNoise
+from svldrl.training import METHODS
+
+FORGET_SOURCES = ("oracle", "estimate")
+
+
+@dataclass(frozen=True)
+class CoTeachingOptions:
+    """``method_options`` of co-teaching."""
+
+    forget_rate: str = option("oracle", "'oracle' (1 - precision per class from the noise manifest) or 'estimate'")
+    ramp_fraction: float = option(0.1, "share of epochs over which each forget rate rises linearly from 0")
+    estimate_fraction: float = option(0.1, "'estimate': share of epochs trained on all voxels before estimating")
+    peer_seed_offset: int = option(1, "network 2 is initialised with seed + this offset")
+    dice_weight: float = option(1.0, "weight of a Dice loss on the peer-selected voxels (0 = the reference's CE only)")
+
+    def __post_init__(self) -> None:
+        if self.forget_rate not in FORGET_SOURCES:
+            raise ValueError(f"method_options.forget_rate must be one of {FORGET_SOURCES}, got {self.forget_rate!r}")
+        for name in ("ramp_fraction", "estimate_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"method_options.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.peer_seed_offset == 0 or self.dice_weight < 0:
+            raise ValueError("method_options.peer_seed_offset must be non-zero and dice_weight >= 0")
+
+
+# ----------------------------------------------------------------------------- mechanism
+
+
+def small_loss_selection(loss: torch.Tensor, classes: torch.Tensor, forget: torch.Tensor) -> torch.Tensor:
+    """Bool mask of the voxels kept: per group g and class c, the ``int((1 - forget[g, c]) * N_gc)``
+    voxels of class c with the smallest loss (``int`` rounds down, as the reference).
+
+    Args:
+        loss: (B, G, ...) per-voxel loss of the network that selects.
+        classes: (B, G, ...) long noisy class per voxel and group.
+        forget: (G, n) forget rate per group and class.
+    """
+    keep = torch.zeros_like(classes, dtype=torch.bool)
+    for g in range(forget.shape[0]):
+        loss_g, classes_g, keep_g = loss[:, g].reshape(-1), classes[:, g].reshape(-1), keep[:, g]
+        flat_keep = torch.zeros_like(classes_g, dtype=torch.bool)
+        for c in range(forget.shape[1]):
+            index = torch.nonzero(classes_g == c).squeeze(1)  # (N_gc,)
+            n_keep = int((1.0 - float(forget[g, c])) * index.numel())
+            if n_keep > 0:
+                order = torch.argsort(loss_g[index], stable=True)[:n_keep]
+                flat_keep[index[order]] = True
+        keep_g.copy_(flat_keep.view_as(keep_g))
+    return keep
+
+
+def exchange_losses(
+    ce1: torch.Tensor, ce2: torch.Tensor, classes: torch.Tensor, forget: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Co-Teaching exchange: each network's mean CE over the voxels its peer kept.
+
+    Returns:
+        (loss of net 1, loss of net 2, kept by net 1, kept by net 2); net 1's loss uses net 2's picks.
+    """
+    keep1 = small_loss_selection(ce1.detach(), classes, forget)
+    keep2 = small_loss_selection(ce2.detach(), classes, forget)
+    return _masked_mean(ce1, keep2), _masked_mean(ce2, keep1), keep1, keep2
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``mask``; 0 (still part of the graph) when nothing is selected."""
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def forget_rate_at(epoch: int, final: np.ndarray, ramp_epochs: int, start_epoch: int = 0) -> np.ndarray:
+    """Forget rates of ``epoch``: 0 before ``start_epoch``, then ``final * (e - start) / (ramp - 1)`` up to ``final``.
+
+    With ``start_epoch=0`` this is the reference's ``np.linspace(0, rate, num_gradual)`` followed by
+    ``rate``: epoch 0 forgets nothing, epoch ``ramp_epochs - 1`` forgets the final share.
+    """
+    if ramp_epochs < 1:
+        raise ValueError(f"ramp_epochs must be >= 1, got {ramp_epochs}")
+    progress = (epoch - start_epoch) / max(ramp_epochs - 1, 1)
+    return np.asarray(final, dtype=np.float64) * float(np.clip(progress, 0.0, 1.0))
+
+
+def clean_volume_estimate(noisy_volume: float, dice: float, operation: str | None) -> float:
+    """The clean structure's volume from the noisy one, Dice and the noise operation.
+
+    Dilation makes the noisy label contain the clean one, erosion the reverse, so Dice fixes the
+    clean volume exactly: ``|A| = D |B| / (2 - D)`` and ``|A| = (2 - D) |B| / D``. Otherwise (SFDA,
+    unknown) the clean volume is taken equal to the noisy one.
+    """
+    if operation == "dilation":
+        return dice * noisy_volume / (2.0 - dice)
+    if operation == "erosion" and dice > 0:
+        return (2.0 - dice) * noisy_volume / dice
+    return noisy_volume
+
+
+def oracle_forget_rates(cases: Sequence[tuple[np.ndarray, CaseNoise]], n_classes: int) -> np.ndarray:
+    """(G, n) ``1 - precision`` of the noisy labels per group and class, from the noise manifest.
+
+    For each corrupted case and foreground class c of volume |B| in the noisy label, the manifest's
+    Dice D and operation give the clean volume |A| (``clean_volume_estimate``) and the overlap
+    ``D (|A| + |B|) / 2``: ``|B| - overlap`` voxels are wrongly labelled c and ``|A| - overlap``
+    wrongly labelled background. Exact for one structure under morphological noise; with several
+    structures the case's mean Dice stands for each, and under SFDA noise ``|A| = |B|`` is assumed.
+
+    Args:
+        cases: per training case, its (G, H, W, D) noisy class indices and its manifest entry.
+        n_classes: n, classes per group.
+    """
+    if not cases:
+        raise ValueError("oracle_forget_rates: no cases")
+    n_groups = cases[0][0].shape[0]
+    wrong = np.zeros((n_groups, n_classes))
+    total = np.zeros((n_groups, n_classes))
+    for groups, entry in cases:
+        for g in range(n_groups):
+            counts = np.bincount(groups[g].ravel().astype(np.int64), minlength=n_classes)[:n_classes]
+            total[g] += counts
+            if not entry.corrupted:
+                continue
+            dice = float(entry.dice_noisy_vs_clean)
+            for c in range(1, n_classes):
+                noisy = float(counts[c])
+                clean = clean_volume_estimate(noisy, dice, entry.operation)
+                overlap = dice * (clean + noisy) / 2.0
+                wrong[g, c] += noisy - overlap
+                wrong[g, 0] += clean - overlap
+    return np.clip(np.divide(wrong, total, out=np.zeros_like(wrong), where=total > 0), 0.0, 1.0)
+
+
+def disagreement_counts(classes: np.ndarray, predicted: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(wrong, total), each (G, n): per group and labelled class, voxels where the prediction differs, and all.
+
+    Args:
+        classes: (G, ...) noisy class indices.
+        predicted: (G, ...) predicted class indices.
+    """
+    wrong = np.zeros((classes.shape[0], n_classes))
+    total = np.zeros((classes.shape[0], n_classes))
+    for g in range(classes.shape[0]):
+        label, pred = classes[g].ravel().astype(np.int64), predicted[g].ravel()
+        total[g] = np.bincount(label, minlength=n_classes)[:n_classes]
+        wrong[g] = np.bincount(label[pred != label], minlength=n_classes)[:n_classes]
+    return wrong, total
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+@METHODS.register("co-teaching", aliases=("coteaching",))
+class CoTeachingTrainer(BaselineTrainer):
+    """Two networks, each trained on the small-loss voxels (per class) its peer selects."""
+
+    OPTIONS = CoTeachingOptions
+    NAME = "Co-Teaching"
+    ORACLE = True
+    DESCRIPTION = "Co-Teaching (Han 2018): two networks exchange per-class small-loss voxels (oracle noise rates)"
+    TRAIN_SCALARS = ("loss", "loss_net1", "loss_net2", "forget_rate_fg", "kept_fraction")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.masked_dice = DiceLoss(include_background=True)  # inputs are masked probabilities, no activation
+        self.final_forget: np.ndarray | None = None
+        """(G, n) final forget rates, once known."""
+        if self.options.forget_rate == "oracle":
+            self.final_forget = self.oracle_rates()
+
+    @classmethod
+    def uses_oracle(cls, options: CoTeachingOptions) -> bool:
+        return options.forget_rate == "oracle"
+
+    @property
+    def ramp_epochs(self) -> int:
+        return max(1, epochs_of(self.options.ramp_fraction, self.cfg.optim.epochs))
+
+    @property
+    def ramp_start(self) -> int:
+        """0 for the oracle; after the estimating warmup otherwise."""
+        if self.options.forget_rate == "oracle":
+            return 0
+        return max(1, epochs_of(self.options.estimate_fraction, self.cfg.optim.epochs))
+
+    def build_models(self) -> nn.Module:
+        """Network 1 as every method builds it; network 2 (``self.peer``) the same with another seed."""
+        net = super().build_models()
+        self.peer = build_peer(super().build_models, self.cfg.seed + self.options.peer_seed_offset).to(self.device)
+        return net
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """The configured optimiser over network 1, with network 2 as a second parameter group."""
+        optimizer = super().build_optimizer()
+        optimizer.add_param_group({"params": [p for p in self.peer.parameters() if p.requires_grad]})
+        return optimizer
+
+    def forget_rates(self, epoch: int) -> np.ndarray:
+        """(G, n) forget rates of ``epoch`` (all 0 before the final rates are known)."""
+        groups, n = n_groups_classes(self.labels)
+        if self.final_forget is None:
+            return np.zeros((groups, n))
+        return forget_rate_at(epoch, self.final_forget, self.ramp_epochs, self.ramp_start)
+
+    def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
+        """Both networks forward; each is updated on its peer's small-loss voxels (one optimiser step)."""
+        image, label = batch["image"], batch["label"]  # (B, C, h, w, d), (B, n_outputs, h, w, d)
+        mode = self.labels.mode
+        self.optimizer.zero_grad(set_to_none=True)
+        logits1 = self.net(image, heads=("seg",)).seg  # (B, n_outputs, h, w, d)
+        logits2 = self.peer(image, heads=("seg",)).seg
+        forget = torch.as_tensor(self.forget_rates(epoch), dtype=torch.float32, device=image.device)  # (G, n)
+        classes = group_indices(label, mode)  # (B, G, h, w, d)
+        ce1, ce2 = voxel_cross_entropy(logits1, label, mode), voxel_cross_entropy(logits2, label, mode)
+        loss1, loss2, keep1, keep2 = exchange_losses(ce1, ce2, classes, forget)
+        if self.options.dice_weight > 0:
+            loss1 = loss1 + self.options.dice_weight * self.selected_dice(logits1, label, keep2)
+            loss2 = loss2 + self.options.dice_weight * self.selected_dice(logits2, label, keep1)
+        loss = loss1 + loss2
+        self.backward_and_step(loss)
+        return {
+            "loss": loss.item(), "loss_net1": loss1.item(), "loss_net2": loss2.item(),
+            "forget_rate_fg": float(forget[:, 1:].mean()) if mode == "classes" else float(forget[:, 1].mean()),
+            "kept_fraction": 0.5 * (keep1.float().mean() + keep2.float().mean()).item(),
+        }
+
+    def selected_dice(self, seg_logits: torch.Tensor, target: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Dice loss restricted to the kept voxels (probabilities and labels zeroed elsewhere)."""
+        mask = keep.float() if self.labels.mode == "regions" else keep[:, :1].float()  # (B, K or 1, h, w, d)
+        return self.masked_dice(seg_probabilities(seg_logits, self.labels.mode) * mask, target * mask)
+
+    def backward_and_step(self, loss: torch.Tensor) -> None:
+        """As the Trainer's, clipping the gradients of both networks."""
+        loss.backward()
+        if self.cfg.optim.grad_clip is not None:
+            params = [*self.net.parameters(), *self.peer.parameters()]
+            nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+        self.optimizer.step()
+
+    def on_epoch_end(self, epoch: int) -> None:
+        if self.final_forget is None and epoch + 1 == self.ramp_start:
+            self.final_forget = self.estimated_rates()
+
+    def oracle_rates(self) -> np.ndarray:
+        """(G, n) final rates from the manifest entries of the training cases."""
+        manifest = self.require_manifest("method_options.forget_rate='oracle' (use 'estimate' without one)")
+        _, n = n_groups_classes(self.labels)
+        cases = [(label_groups(c.label, self.labels.mode), manifest.case(c.case_id)) for c in self.train_cases]
+        return oracle_forget_rates(cases, n)
+
+    def estimated_rates(self) -> np.ndarray:
+        """(G, n) share of each class's labelled voxels where network 1 disagrees with the label."""
+        _, n = n_groups_classes(self.labels)
+        wrong, total = 0.0, 0.0
+        for case in self.train_cases:
+            predicted = self.volume_probs(self.net, case.image).argmax(axis=1)  # (G, H, W, D)
+            w, t = disagreement_counts(label_groups(case.label, self.labels.mode), predicted, n)
+            wrong, total = wrong + w, total + t
+        return np.divide(wrong, total, out=np.zeros_like(wrong), where=total > 0)
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        state = super().checkpoint_state()
+        state["peer"] = self.peer.state_dict()
+        if self.final_forget is not None:
+            state["final_forget"] = torch.as_tensor(self.final_forget)
+        return state
+
+    def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
+        super().load_checkpoint_state(payload)
+        self.peer.load_state_dict(payload["peer"])
+        if "final_forget" in payload:
+            self.final_forget = payload["final_forget"].numpy()
