@@ -3,14 +3,21 @@
 Issue target: at K = 3 a Full-RL step costs at most 2x a baseline step with the same backbone,
 patch and batch. Both gradient estimators of ``training/svldrl.py`` are measured: "full" (every
 state of the episode carries gradient, method.md) and "sampled" (the rollout runs without
-gradient except at s(0) and one uniformly drawn state).
+gradient except at s(0) and one uniformly drawn state). ``--floor`` adds the episode alone, without
+any gradient: K+1 forwards through the encoder and two decoders plus the rewards, which every
+implementation of the method must compute, so no estimator can beat it.
+
+On a shared machine use ``--threads 1``: two threads competing with other processes for two cores
+run these convolutions many times slower and drown the ratios in noise.
 
 The steps timed are the trainers' own ``train_step`` on one fixed batch (phantom patch), so the
 numbers include everything a real step does (rollout, rewards with connected components, returns,
 losses, backward, optimiser). Measurements of the baseline and the variants are interleaved, so a
 change of machine load hits all of them alike; the median over repeats is reported.
 
-    python benchmarks/bench_training.py                      # unet, 48^3 and 64^3, K = 1, 3, 5
+    python benchmarks/bench_training.py --threads 1           # unet, 48^3 and 64^3, K = 1, 3, 5
+    python benchmarks/bench_training.py --sizes 48 --ks 3 --floor  # plus the no-gradient episode alone
+    python benchmarks/bench_training.py --threads 1 --quality 0 1   # estimators' Dice on noisy phantoms
     python benchmarks/bench_training.py --backbone swin-unetr --sizes 64 --ks 3 --repeats 2
 """
 
@@ -30,7 +37,7 @@ import torch
 
 from svldrl.config import CPU, TrainConfig, merge
 from svldrl.data import PHANTOM_LABELS, make_phantoms
-from svldrl.training import METHODS, Trainer
+from svldrl.training import METHODS, GradientPlan, SVLDRLTrainer, Trainer, episode_rewards
 
 
 def make_config(backbone: str, size: int, batch_size: int, k: int = 3, estimator: str = "full") -> TrainConfig:
@@ -51,24 +58,38 @@ def make_config(backbone: str, size: int, batch_size: int, k: int = 3, estimator
     )
 
 
-def step_timer(method: str, cfg: TrainConfig, run_dir: Path) -> Callable[[], float]:
-    """A function timing one ``train_step`` of ``method`` (epoch 0) on a fixed batch, in seconds."""
+def step_timer(method: str, cfg: TrainConfig, run_dir: Path, floor: bool = False) -> Callable[[], float]:
+    """A function timing one ``train_step`` of ``method`` (epoch 0) on a fixed batch, in seconds.
+
+    ``floor=True`` times only what any implementation of the episode must compute: the rollout
+    without gradient (seg + policy decoders on s(0..K-1), seg + value on s(K)) and the rewards.
+    """
     size = cfg.data.patch_size[0]
     cases = make_phantoms(2, size, seed=0)
     trainer: Trainer = METHODS.get(method)(cfg, cases, [], PHANTOM_LABELS, run_dir, progress=False)
     batch = trainer.batch_to_device(next(trainer.sampler.epoch(0, 1, cfg.optim.batch_size)))
     trainer.net.train()
 
+    def episode_only() -> None:
+        assert isinstance(trainer, SVLDRLTrainer)
+        rollout = trainer.rollout(batch["image"], GradientPlan({}, {}), train_policy=False)
+        episode_rewards(rollout.probs, trainer.foreground(batch["label"]), trainer.cfg)
+
     def run() -> float:
         start = time.perf_counter()
-        trainer.train_step(batch, 0)
+        if floor:
+            episode_only()
+        else:
+            trainer.train_step(batch, 0)
         return time.perf_counter() - start
 
     run()  # warm-up: allocator, oneDNN kernels
     return run
 
 
-def bench_size(backbone: str, size: int, batch_size: int, ks: list[int], estimators: list[str], repeats: int) -> dict:
+def bench_size(
+    backbone: str, size: int, batch_size: int, ks: list[int], estimators: list[str], repeats: int, floor: bool
+) -> dict:
     """Median step times and ratios for one backbone and patch size."""
     tmp = Path(tempfile.mkdtemp(prefix="bench_training_"))
     timers = {"baseline": step_timer("baseline", make_config(backbone, size, batch_size), tmp / "baseline")}
@@ -76,6 +97,9 @@ def bench_size(backbone: str, size: int, batch_size: int, ks: list[int], estimat
         for estimator in estimators:
             cfg = make_config(backbone, size, batch_size, k, estimator)
             timers[f"K={k} {estimator}"] = step_timer("svl-drl", cfg, tmp / f"k{k}_{estimator}")
+        if floor:
+            cfg = make_config(backbone, size, batch_size, k)
+            timers[f"K={k} floor"] = step_timer("svl-drl", cfg, tmp / f"k{k}_floor", floor=True)
     times: dict[str, list[float]] = {name: [] for name in timers}
     for _ in range(repeats):
         for name, timer in timers.items():  # interleaved: load changes hit every variant alike
@@ -93,6 +117,37 @@ def bench_size(backbone: str, size: int, batch_size: int, ks: list[int], estimat
     }
 
 
+def quality(seeds: list[int], epochs: int, size: int = 32) -> list[dict[str, Any]]:
+    """Clean validation Dice after training with each estimator on phantoms with 50 % MT label noise.
+
+    Same seed, data and noise for both estimators (and the baseline for reference): 6 phantoms,
+    4 for training (2 corrupted), 2 for validation on clean labels; the cpu preset shortened to
+    ``epochs`` epochs of 4 steps with the default stage fractions.
+    """
+    from svldrl.noise import corrupt_labels
+
+    rows = []
+    for seed in seeds:
+        cases = make_phantoms(6, size, seed=seed)
+        train, val = cases[:4], cases[4:]
+        noisy, _ = corrupt_labels(train, "mt", 0.5, seed)
+        train = [c.with_label(noisy[c.case_id]) for c in train]
+        for method, estimator in (("baseline", "full"), ("svl-drl", "full"), ("svl-drl", "sampled")):
+            cfg = merge(
+                make_config("unet", size, 2, 3, estimator),
+                {"method": method, "seed": seed, "optim": {"epochs": epochs, "iters_per_epoch": 4},
+                 "stages": {"skip_warmup": False, "skip_transition": False}, "val_every": epochs},
+            )
+            run_dir = Path(tempfile.mkdtemp(prefix="bench_quality_"))
+            start = time.perf_counter()
+            result = METHODS.get(method)(cfg, train, val, PHANTOM_LABELS, run_dir, progress=False).fit()
+            row = {"seed": seed, "method": method, "estimator": estimator if method == "svl-drl" else "-",
+                   "val_dice": result["val_dice"], "seconds": time.perf_counter() - start}
+            print(row, flush=True)
+            rows.append(row)
+    return rows
+
+
 def print_table(result: dict) -> None:
     print(f"\n{result['backbone']} {result['patch']}^3, batch {result['batch']}, median of {result['repeats']}")
     print(f"{'step':<18}{'seconds':>10}{'x baseline':>12}")
@@ -108,15 +163,25 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--estimators", nargs="+", default=["full", "sampled"], choices=["full", "sampled"])
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--floor", action="store_true", help="also time the no-gradient episode alone (the floor)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=None, help="append the results as JSON lines to this file")
+    parser.add_argument("--quality", type=int, nargs="*", default=None, metavar="SEED",
+                        help="instead of timing: clean val Dice of each estimator on noisy phantoms, these seeds")
+    parser.add_argument("--quality-epochs", type=int, default=12)
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    if args.quality is not None:
+        rows = quality(args.quality or [0], args.quality_epochs)
+        if args.out is not None:
+            with args.out.open("a") as handle:
+                handle.writelines(json.dumps(row) + "\n" for row in rows)
+        return rows
     results = []
     for size in args.sizes:
-        result = bench_size(args.backbone, size, args.batch_size, args.ks, args.estimators, args.repeats)
+        result = bench_size(args.backbone, size, args.batch_size, args.ks, args.estimators, args.repeats, args.floor)
         print_table(result)
         results.append(result)
         if args.out is not None:

@@ -21,7 +21,7 @@ from svldrl.baselines.co_teaching import (
 from svldrl.config import CPU, merge
 from svldrl.data import PHANTOM_LABELS, make_phantoms
 from svldrl.inference import predict_probabilities
-from svldrl.noise import CaseNoise, NoiseManifest, apply_operation, label_dice, mt_noise
+from svldrl.noise import CaseNoise, apply_operation, label_dice, mt_noise
 from svldrl.training import read_log
 
 # 10 voxels of one batch and group: 6 labelled background (class 0), 4 organ (class 1)
@@ -62,7 +62,7 @@ def test_forget_rate_ramps_linearly_over_the_first_tenth_of_epochs():
     # 100 epochs -> 10 ramp epochs: np.linspace(0, rate, 10) then the final rate
     expected = np.linspace(0, 0.3, 10)
     assert [forget_rate_at(e, final, 10)[0, 1] for e in range(10)] == pytest.approx(expected.tolist())
-    assert forget_rate_at(50, final, 10).tolist() == pytest.approx(final.tolist())
+    np.testing.assert_allclose(forget_rate_at(50, final, 10), final)
     # started after an estimating warmup of 10 epochs
     assert forget_rate_at(9, final, 10, start_epoch=10)[0, 1] == 0.0
     assert forget_rate_at(12, final, 10, start_epoch=10)[0, 1] == pytest.approx(0.3 * 2 / 9)
@@ -78,7 +78,9 @@ def true_forget_rates(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[float]
     """1 - precision of the noisy background and organ labels, pooled over (noisy, clean) pairs."""
     wrong_bg = sum(int(((n == 0) & (c == 1)).sum()) for n, c in pairs)
     wrong_fg = sum(int(((n == 1) & (c == 0)).sum()) for n, c in pairs)
-    return [wrong_bg / sum(int((n == 0).sum()) for n, _ in pairs), wrong_fg / sum(int((n == 1).sum()) for n, _ in pairs)]
+    labelled_bg = sum(int((n == 0).sum()) for n, _ in pairs)
+    labelled_fg = sum(int((n == 1).sum()) for n, _ in pairs)
+    return [wrong_bg / labelled_bg, wrong_fg / labelled_fg]
 
 
 @pytest.mark.parametrize("operation", ["dilation", "erosion"])
@@ -93,7 +95,7 @@ def test_oracle_forget_rates_equal_the_true_precision_under_morphological_noise(
     ]
     rates = oracle_forget_rates([(n[None], e) for n, e in zip(noisy, entries, strict=True)], 2)
     np.testing.assert_allclose(rates[0], true_forget_rates(list(zip(noisy, cleans, strict=True))), rtol=1e-9)
-    assert rates[0, 1 if operation == "dilation" else 0] > 0.1  # the noise is really there
+    assert rates[0, 1 if operation == "dilation" else 0] > 0.02  # the noise is really there (bg is large)
 
 
 def test_oracle_forget_rates_without_operation_assume_equal_volumes():
@@ -173,12 +175,15 @@ def test_two_epochs_on_phantoms_with_resume(tmp_path: Path):
     first.fit(stop_after=1)
     second = make()
     second.fit(resume=True)
-    for a, b in zip(first.peer.parameters(), make().peer.parameters(), strict=True):
-        assert not torch.equal(a, b)  # the peer was trained in epoch 0 ...
+    fresh = make().peer
+    assert any(not torch.equal(a, b) for a, b in zip(first.peer.parameters(), fresh.parameters(), strict=True))
     second_start = make()
     second_start.load_checkpoint_state(torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True))
-    torch.testing.assert_close(list(second_start.peer.parameters()), list(second.peer.parameters()))  # ... and saved
+    torch.testing.assert_close(list(second_start.peer.parameters()), list(second.peer.parameters()))  # peer resumed
     rows = read_log(tmp_path)
     assert len(rows) == 2
     assert all(math.isfinite(float(r[k])) for r in rows for k in ("loss", "loss_net1", "loss_net2"))
-    assert float(rows[1]["forget_rate_fg"]) > 0.0 and float(rows[1]["kept_fraction"]) < 1.0
+    # two epochs: a one-epoch ramp, so epoch 1 already forgets the final share of each class
+    assert float(rows[0]["forget_rate_fg"]) == 0.0 and float(rows[0]["kept_fraction"]) == 1.0
+    assert float(rows[1]["forget_rate_fg"]) == pytest.approx(second.final_forget[0, 1])
+    assert float(rows[1]["kept_fraction"]) < 1.0

@@ -11,8 +11,7 @@ from monai.losses import DiceLoss
 
 from svldrl.config import StageConfig
 from svldrl.rl import anatomical_penalty, apply_actions, sample_actions, soft_dice
-from svldrl.training import Stage, gradient_plan, stage_loss
-from svldrl.training.svldrl import sampled_plan
+from svldrl.training import Stage, gradient_plan, sampled_plan, stage_loss
 
 # 10 epochs with the default fractions: Warmup 0-4, Transition 5-6, Full RL 7-9.
 EPOCH = {Stage.WARMUP: 0, Stage.TRANSITION: 5, Stage.FULL_RL: 7}

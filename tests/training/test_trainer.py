@@ -171,3 +171,34 @@ def test_device_resolution():
             resolve_device("cuda")
     with pytest.raises(ValueError, match="device"):
         resolve_device("tpu")
+
+
+def test_resuming_with_another_configuration_is_refused(tiny_config, phantoms16, make_trainer, tmp_path):
+    make_trainer(tiny_config({"optim": {"epochs": 2}}), phantoms16, tmp_path).fit(stop_after=1)
+    other = make_trainer(tiny_config({"optim": {"epochs": 2}, "rl": {"gamma": 0.9}}), phantoms16, tmp_path)
+    with pytest.raises(ValueError, match="configuration differs in rl"):
+        other.fit(resume=True)
+    same_but_threads = make_trainer(tiny_config({"optim": {"epochs": 2}, "num_threads": 2}), phantoms16, tmp_path)
+    torch.set_num_threads(1)
+    assert same_but_threads.fit(resume=True)["epochs_done"] == 2
+
+
+def test_region_labels_train_with_sigmoid_outputs(tiny_config, phantoms16, make_trainer, tmp_path):
+    """Overlapping regions (BraTS-like): two nested channels, every stage runs, Dice per region."""
+    from scipy import ndimage
+
+    from svldrl.data import LabelSpec
+
+    def nested(case):
+        inner = ndimage.binary_erosion(case.label, iterations=1)
+        return case.with_label(np.stack([case.label, inner]).astype(np.uint8))
+
+    cases = [nested(c) for c in phantoms16]
+    labels = LabelSpec(("whole", "core"), mode="regions")
+    trainer = SVLDRLTrainer(tiny_config(), cases[:1], cases[1:], labels, tmp_path, progress=False)
+    batch = trainer.batch_to_device(next(trainer.sampler.epoch(0, 1, 2)))
+    assert batch["label"].shape[1] == 2
+    for epoch in (0, 5, 7):  # Warmup, Transition, Full RL
+        assert all(math.isfinite(v) for v in trainer.train_step(batch, epoch).values())
+    metrics = trainer.validate()
+    assert set(metrics) == {"val_dice", "val_dice_whole", "val_dice_core"}

@@ -38,7 +38,7 @@ from svldrl.baselines.common import (
     option,
     voxel_cross_entropy,
 )
-from svldrl.data import PatchSampler
+from svldrl.data import Case, PatchSampler
 from svldrl.models import BACKBONES
 from svldrl.training import METHODS
 from svldrl.training.checkpoint import atomic_write_text
@@ -201,6 +201,7 @@ class ADELETrainer(BaselineTrainer):
     OPTIONS = ADELEOptions
     NAME = "ADELE"
     DESCRIPTION = "ADELE (Liu 2022): per-class label correction when the fitted training-IoU curve flattens"
+    FOOTNOTE = "ADELE in 3D: scales by trilinear resizing; a Dice term added to the reference's cross-entropy."
     TRAIN_SCALARS = ("loss", "loss_ce", "loss_dice", "loss_consistency", "train_iou")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -241,11 +242,15 @@ class ADELETrainer(BaselineTrainer):
         self.backward_and_step(loss)
         inter, union = iou_counts(self.group_log_probs(main.detach()).argmax(dim=2), group_indices(label, mode),
                                   self._inter.shape[1])
-        self._inter += inter
-        self._union += union
+        self.add_iou_counts(inter, union)
         fg = inter[:, 1:] / np.maximum(union[:, 1:], 1)
         return {"loss": loss.item(), "loss_ce": loss_ce.item(), "loss_dice": loss_dice.item(),
                 "loss_consistency": loss_cons.item(), "train_iou": float(fg.mean())}
+
+    def add_iou_counts(self, inter: np.ndarray, union: np.ndarray) -> None:
+        """Accumulate a step's (G, n) intersections and unions into the epoch's training IoU."""
+        self._inter += inter
+        self._union += union
 
     def on_epoch_end(self, epoch: int) -> None:
         """Record the epoch's IoU, start classes whose curve flattened, correct the labels when due."""
@@ -293,7 +298,8 @@ class ADELETrainer(BaselineTrainer):
                 count += 1
         return (total / count).numpy()
 
-    def set_training_labels(self, cases: list) -> None:
+    def set_training_labels(self, cases: list[Case]) -> None:
+        """Train from now on with these cases' labels (a new patch sampler over them)."""
         self.train_cases = cases
         self.sampler = PatchSampler(self.train_cases, self.labels, self.cfg.data, seed=self.cfg.seed)
 

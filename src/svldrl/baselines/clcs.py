@@ -38,7 +38,9 @@ from svldrl.baselines.common import (
     option,
     seg_probabilities,
 )
-from svldrl.models import ThreeHeadNet
+from svldrl.config import TrainConfig
+from svldrl.data import LabelSpec
+from svldrl.models import ThreeHeadNet, build_network
 from svldrl.training import METHODS
 
 
@@ -209,8 +211,13 @@ class CLCSTrainer(BaselineTrainer):
         self.effect = torch.ones(groups, n, device=self.device)
         """(G, n) learning effect per class (1 at the start: every class equal)."""
 
+    @classmethod
+    def inference_network(cls, cfg: TrainConfig, in_channels: int, labels: LabelSpec) -> DualDecoderNet:
+        """The module this method trains, validates and saves (``load_trained`` must rebuild this to load it)."""
+        return DualDecoderNet(build_network(cfg.model, in_channels, labels.n_outputs), labels.mode)
+
     def build_models(self) -> nn.Module:
-        return DualDecoderNet(super().build_models(), self.labels.mode)
+        return self.inference_network(self.cfg, self.in_channels, self.labels)
 
     def training_progress(self, epoch: int) -> float:
         """Training progress p = epoch / epochs, in [0, 1)."""
@@ -226,7 +233,8 @@ class CLCSTrainer(BaselineTrainer):
         with torch.no_grad():
             voted = 0.5 * (log_probs[0].exp() + log_probs[1].exp())  # (B, G, n, h, w, d)
             self.effect = update_learning_effect(self.effect, voted, onehot, o.effect_momentum)
-            thresholds = curriculum_thresholds(self.training_progress(epoch), self.effect, o.tau_max, o.curriculum_power)
+            progress = self.training_progress(epoch)
+            thresholds = curriculum_thresholds(progress, self.effect, o.tau_max, o.curriculum_power)
             clean = select_clean(voted, onehot, thresholds)  # (B, G, h, w, d)
             confidence = (voted * onehot).sum(dim=2)
         mask = clean[:, 0:1] if mode == "classes" else clean  # (B, 1 or n_outputs, h, w, d)

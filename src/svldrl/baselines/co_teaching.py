@@ -195,6 +195,8 @@ class CoTeachingTrainer(BaselineTrainer):
     NAME = "Co-Teaching"
     ORACLE = True
     DESCRIPTION = "Co-Teaching (Han 2018): two networks exchange per-class small-loss voxels (oracle noise rates)"
+    FOOTNOTE = ("Co-Teaching: small-loss selection per class and voxel; forget rates 1 - precision from the noise "
+                "manifest (oracle); network 1 evaluated; a Dice term on the selected voxels added.")
     TRAIN_SCALARS = ("loss", "loss_net1", "loss_net2", "forget_rate_fg", "kept_fraction")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -280,7 +282,7 @@ class CoTeachingTrainer(BaselineTrainer):
 
     def oracle_rates(self) -> np.ndarray:
         """(G, n) final rates from the manifest entries of the training cases."""
-        manifest = self.require_manifest("method_options.forget_rate='oracle' (use 'estimate' without one)")
+        manifest = self.require_manifest("method_options.forget_rate='oracle'", "forget_rate='estimate'")
         _, n = n_groups_classes(self.labels)
         cases = [(label_groups(c.label, self.labels.mode), manifest.case(c.case_id)) for c in self.train_cases]
         return oracle_forget_rates(cases, n)

@@ -97,10 +97,13 @@ class BaselineTrainer(Trainer):
         options = parse_method_options(cls.OPTIONS, method_options or {}, cls.NAME)
         return f"{cls.NAME} (oracle)" if cls.uses_oracle(options) else cls.NAME
 
-    def require_manifest(self, why: str) -> NoiseManifest:
-        """The noise manifest, or a clear error saying which option needs it."""
+    def require_manifest(self, setting: str, alternative: str) -> NoiseManifest:
+        """The noise manifest, or a clear error naming the setting that needs it and the one that does not."""
         if self.noise_manifest is None:
-            raise ValueError(f"{self.cfg.method}: {why} needs the run's noise manifest (noise_manifest=...)")
+            raise ValueError(
+                f"{self.cfg.method}: {setting} needs the run's noise manifest (noise_manifest=...); "
+                f"without one, set {alternative}"
+            )
         return self.noise_manifest
 
     def group_log_probs(self, seg_logits: torch.Tensor) -> torch.Tensor:

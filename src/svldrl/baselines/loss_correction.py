@@ -153,6 +153,8 @@ class LossCorrectionTrainer(BaselineTrainer):
     OPTIONS = LossCorrectionOptions
     NAME = "Loss Correction"
     DESCRIPTION = "Loss Correction (Patrini 2017): CE forward-corrected by a transition matrix from anchor voxels"
+    FOOTNOTE = ("Loss Correction: T from anchor voxels after a warmup in the same run (the reference retrains from "
+                "scratch); the Dice term is not corrected.")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

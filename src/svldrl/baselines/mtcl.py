@@ -138,6 +138,7 @@ class MTCLTrainer(BaselineTrainer):
     NAME = "MTCL"
     ORACLE = True
     DESCRIPTION = "MTCL (Xu 2022): mean teacher + confident learning on noisy cases (oracle clean-case identities)"
+    FOOTNOTE = "MTCL: clean-case identities from the noise manifest (oracle); the student is evaluated (reference)."
     TRAIN_SCALARS = ("loss", "loss_sup", "loss_cons", "loss_weak", "consistency_weight", "flipped_fraction")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -153,7 +154,7 @@ class MTCLTrainer(BaselineTrainer):
         """Training cases treated as clean: not corrupted in the manifest (oracle), or none."""
         if self.options.clean_cases == "none":
             return frozenset()
-        manifest = self.require_manifest("method_options.clean_cases='oracle' (use 'none' without one)")
+        manifest = self.require_manifest("method_options.clean_cases='oracle'", "clean_cases='none'")
         return frozenset(c.case_id for c in self.train_cases if not manifest.case(c.case_id).corrupted)
 
     def build_models(self) -> nn.Module:
@@ -213,9 +214,18 @@ class MTCLTrainer(BaselineTrainer):
             teacher_logits = self.teacher(image, heads=("seg",)).seg
         loss_cons = ((seg_probabilities(logits, mode) - teacher_noisy) ** 2).mean()
         teacher_groups = self.group_log_probs(teacher_logits).exp()  # (Bn, G, n, h, w, d)
-        corrected = corrected_targets(label, teacher_groups, mode, self.options.filter_by)
+        corrected = self.correct_noisy_labels(image, label, teacher_groups)
         changed = (group_indices(corrected, mode) != group_indices(label, mode)).float().mean().item()
         return loss_cons, self.supervised(logits, corrected), changed
+
+    def correct_noisy_labels(
+        self, image: torch.Tensor, label: torch.Tensor, teacher_groups: torch.Tensor
+    ) -> torch.Tensor:
+        """(Bn, n_outputs, ...) the noisy cases' labels with confident learning's flags flipped.
+
+        A hook for variants that vet the flips with the image (RSF-assisted).
+        """
+        return corrected_targets(label, teacher_groups, self.labels.mode, self.options.filter_by)
 
     def checkpoint_state(self) -> dict[str, Any]:
         state = super().checkpoint_state()

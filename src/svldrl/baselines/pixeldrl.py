@@ -13,9 +13,9 @@ in the state transition and the reward:
   foreground labelling of that voxel), 2 set background. The value and policy decoders see
   (image, m(t)).
 - The reward is each voxel's improvement of agreement with the training label,
-  ``|m_i(t-1) - y_i| - |m_i(t) - y_i|``: SVL-DRL's "voxel" reward computed on the masks (which also
-  adds the mask's global Dice change and the anatomical-penalty change), so ``rl.reward`` is set to
-  "voxel" for this method (the run's config.yaml records it).
+  ``|m_i(t-1) - y_i| - |m_i(t) - y_i|`` (mean over the F channels), nothing else: ``rl.reward``,
+  ``rl.penalty_weight`` and ``rl.penalty_form`` are not used. The mask's soft-Dice change is logged
+  as "reward_dice_gain" for comparison, and "reward_penalty_change" is 0.
 - Stages, returns, A2C losses and gradient estimators are SVL-DRL's (``SVLDRLTrainer``). In the logs,
   "action_enhance" counts set-foreground and "action_weaken" set-background actions.
 
@@ -25,7 +25,6 @@ that many greedy mask edits of the policy (``segment`` then returns the edited m
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from svldrl.config import TrainConfig
 from svldrl.data import Case, LabelSpec
 from svldrl.models import HEADS, NetOutput, ThreeHeadNet, build_network
 from svldrl.noise import NoiseManifest
-from svldrl.rl import action_log_prob_and_entropy, greedy_actions, sample_actions
+from svldrl.rl import RewardParts, action_log_prob_and_entropy, greedy_actions, sample_actions, soft_dice
 from svldrl.training import METHODS, GradientPlan, Rollout, SVLDRLTrainer
 
 KEEP, SET_FOREGROUND, SET_BACKGROUND = 0, 1, 2
@@ -83,6 +82,17 @@ def apply_mask_actions(mask: torch.Tensor, actions: torch.Tensor, proposal: torc
         raise ValueError("apply_mask_actions: actions must be integers in {0, 1, 2}")
     a = actions.unsqueeze(1)  # (B, 1, ...)
     return torch.where(a == SET_FOREGROUND, proposal, torch.where(a == SET_BACKGROUND, torch.zeros_like(mask), mask))
+
+
+@torch.no_grad()
+def mask_agreement_reward(prev_mask: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, 1, ...) each voxel's improvement of agreement with the label, ``|m(t-1) - y| - |m(t) - y|``, mean over F.
+
+    Args:
+        prev_mask, mask: (B, F, ...) masks before and after the step.
+        target: (B, F, ...) foreground channels of the training label.
+    """
+    return ((prev_mask - target).abs() - (mask - target).abs()).mean(dim=1, keepdim=True)
 
 
 def mask_logits(mask: torch.Tensor, mode: str) -> torch.Tensor:
@@ -158,7 +168,8 @@ def mask_channels(labels: LabelSpec) -> int:
 
 @METHODS.register("pixeldrl-mg", aliases=("pixeldrl",))
 class PixelDRLTrainer(SVLDRLTrainer):
-    """SVL-DRL with PixelDRL-MG's state (the mask), transition (direct mask edits) and per-voxel reward."""
+    """SVL-DRL with PixelDRL-MG's state (the mask), transition (direct mask edits: ``rollout``) and per-voxel
+    reward (``episode_rewards``); everything else is SVL-DRL's."""
 
     NAME = "PixelDRL-MG"
     ORACLE = False
@@ -178,17 +189,22 @@ class PixelDRLTrainer(SVLDRLTrainer):
         noise_manifest: NoiseManifest | None = None,
     ) -> None:
         """As ``SVLDRLTrainer``; ``noise_manifest`` is accepted like the baselines' and not used (no oracle)."""
-        cfg = dataclasses.replace(cfg, rl=dataclasses.replace(cfg.rl, reward="voxel"))  # the reward is per voxel
         super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress)
 
     @classmethod
     def table_label(cls, method_options: Mapping[str, Any] | None = None) -> str:
         return cls.NAME
 
+    @classmethod
+    def inference_network(cls, cfg: TrainConfig, in_channels: int, labels: LabelSpec) -> MaskStateNet:
+        """The module this method trains, validates and saves (``load_trained`` must rebuild this to load it):
+        the network built for image + mask channels, wrapped so that ``segment(image)`` works."""
+        f = mask_channels(labels)
+        net = build_network(cfg.model, in_channels + f, labels.n_outputs)
+        return MaskStateNet(net, in_channels, f, labels.mode)
+
     def build_models(self) -> nn.Module:
-        f = mask_channels(self.labels)
-        net = build_network(self.cfg.model, self.in_channels + f, self.labels.n_outputs)
-        return MaskStateNet(net, self.in_channels, f, self.labels.mode)
+        return self.inference_network(self.cfg, self.in_channels, self.labels)
 
     def rollout(self, image: torch.Tensor, plan: GradientPlan, *, train_policy: bool) -> Rollout:
         """An episode of mask edits from m(0), the thresholded segmentation; ``probs`` holds the masks m(0..K).
@@ -220,3 +236,12 @@ class PixelDRLTrainer(SVLDRLTrainer):
             bootstrap = self.net(states[-1], heads=("value",)).value  # (B, 1, h, w, d) V(s(K))
         seg_logits = {t: seg for t in plan.seg_weights}
         return Rollout(states, masks, seg_logits, values, policy_logits, actions, entropy, bootstrap)
+
+    def episode_rewards(self, probs: list[torch.Tensor], target: torch.Tensor) -> RewardParts:
+        """r(1..K) from the masks m(0..K): total (K, B, 1, h, w, d) per-voxel agreement gains; the masks'
+        soft-Dice gain (K, B) is reported beside it, not added; no anatomical penalty (zeros)."""
+        steps = list(zip(probs[:-1], probs[1:], strict=True))  # (m(t-1), m(t)) for t = 1..K
+        total = torch.stack([mask_agreement_reward(before, after, target) for before, after in steps])
+        dice_gain = torch.stack([soft_dice(after, target) - soft_dice(before, target) for before, after in steps])
+        zeros = torch.zeros_like(dice_gain)
+        return RewardParts(total=total, dice_gain=dice_gain, penalty_change=zeros, penalty=zeros)

@@ -18,8 +18,9 @@ phi > 0 inside::
 K a normalised Gaussian of sigma 3 (radius round(2 sigma), zero padding), H and delta the arctan
 Heaviside and its derivative (epsilon 1), central differences with mirrored borders (Neumann). With
 several channels the data term is their mean. Parameters (stated in the tables' footnote): sigma 3,
-lambda1 = lambda2 = 1, nu = 0.002 (for intensities in [0, 1]: the demo's 0.001-0.003 x 255^2 on
-0..255), mu 1, time step 0.1, 200 iterations, phi0 = +-2 from the prediction.
+lambda1 = lambda2 = 1, nu = 0.002 x 255^2 (the demo's 0.001-0.003 x 255^2), mu 1, time step 0.1,
+200 iterations, phi0 = +-2 from the prediction; images in [0, 1] are scaled to 0..255 first, as
+the demo's, so that these values keep their meaning.
 
 ``base`` picks the label-correction method: "adele" (default; needs no oracle) or "mtcl" (oracle
 clean-case identities from the noise manifest, as MTCL).
@@ -30,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,9 +46,8 @@ from svldrl.baselines.common import (
     n_groups_classes,
     option,
     parse_method_options,
-    seg_probabilities,
 )
-from svldrl.baselines.mtcl import MTCLOptions, MTCLTrainer, corrected_targets
+from svldrl.baselines.mtcl import MTCLOptions, MTCLTrainer
 from svldrl.training import METHODS
 
 BASES = ("adele", "mtcl")
@@ -69,17 +69,25 @@ def gaussian_kernel(
 
 
 def gaussian_blur(volume: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Separable 3D Gaussian convolution of (B, C, H, W, D), zero padding ("same", as conv2 in the demo)."""
-    c, r = volume.shape[1], kernel.numel() // 2
+    """Separable 3D Gaussian convolution of (B, C, H, W, D) with zero padding ("same", as conv2 in the demo).
+
+    Each axis is a product with the (n, n) banded Toeplitz matrix of the kernel: a matrix product
+    runs much faster than a 1D convolution on CPUs and is the same operation.
+    """
     out = volume
     for axis in range(3):
-        shape = [1, 1, 1, 1, 1]
-        shape[2 + axis] = kernel.numel()
-        weight = kernel.view(shape).expand(c, *shape[1:]).contiguous()  # (C, 1, k, 1, 1) along the axis
-        padding = [0, 0, 0]
-        padding[axis] = r
-        out = F.conv3d(out, weight, padding=tuple(padding), groups=c)
+        band = _toeplitz(kernel, volume.shape[2 + axis]).to(volume.dtype)  # (n, n)
+        out = torch.movedim(torch.movedim(out, 2 + axis, -1) @ band, -1, 2 + axis)
     return out
+
+
+def _toeplitz(kernel: torch.Tensor, n: int) -> torch.Tensor:
+    """(n, n) M with M[i, j] = kernel[j - i + r] inside the band |j - i| <= r, else 0 (kernel symmetric)."""
+    r = kernel.numel() // 2
+    index = torch.arange(n, device=kernel.device)
+    offset = index[None, :] - index[:, None] + r  # (n, n)
+    inside = (offset >= 0) & (offset <= 2 * r)
+    return kernel[offset.clamp(0, 2 * r)] * inside.to(kernel.dtype)
 
 
 def heaviside(phi: torch.Tensor, epsilon: float = 1.0) -> torch.Tensor:
@@ -92,68 +100,84 @@ def dirac(phi: torch.Tensor, epsilon: float = 1.0) -> torch.Tensor:
     return (epsilon / math.pi) / (epsilon**2 + phi**2)
 
 
-def _central_differences(v: torch.Tensor) -> list[torch.Tensor]:
-    """d/dH, d/dW, d/dD of (B, 1, H, W, D) by central differences, mirrored borders (zero normal derivative)."""
+def _neighbours(v: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per axis of (B, 1, H, W, D), the next and the previous voxel's values, borders mirrored (Neumann)."""
     p = F.pad(v, (1, 1, 1, 1, 1, 1), mode="reflect")
-    core = (slice(None), slice(None), slice(1, -1), slice(1, -1), slice(1, -1))
-    grads = []
+    pairs = []
     for axis in range(3):
-        ahead, behind = list(core), list(core)
-        ahead[2 + axis], behind[2 + axis] = slice(2, None), slice(None, -2)
-        grads.append(0.5 * (p[tuple(ahead)] - p[tuple(behind)]))
-    return grads
+        index = [slice(None), slice(None), slice(1, -1), slice(1, -1), slice(1, -1)]
+        n = v.shape[2 + axis]
+        index[2 + axis] = slice(2, 2 + n)
+        ahead = p[tuple(index)]
+        index[2 + axis] = slice(0, n)
+        pairs.append((ahead, p[tuple(index)]))
+    return pairs
 
 
 def curvature(phi: torch.Tensor) -> torch.Tensor:
-    """div(grad phi / |grad phi|) of (B, 1, H, W, D)."""
-    grads = _central_differences(phi)
+    """div(grad phi / |grad phi|) of (B, 1, H, W, D), central differences."""
+    grads = [0.5 * (ahead - behind) for ahead, behind in _neighbours(phi)]
     norm = torch.sqrt(sum(g * g for g in grads) + 1e-10)
-    return sum(_central_differences(g / norm)[axis] for axis, g in enumerate(grads))
+    return sum(0.5 * (a - b) for a, b in (_neighbours(g / norm)[axis] for axis, g in enumerate(grads)))
 
 
 def laplacian(phi: torch.Tensor) -> torch.Tensor:
-    """7-point Laplacian of (B, 1, H, W, D) with mirrored borders."""
-    p = F.pad(phi, (1, 1, 1, 1, 1, 1), mode="reflect")
-    out = -6.0 * phi
-    for axis in range(3):
-        for start in (0, 2):
-            index = [slice(None), slice(None), slice(1, -1), slice(1, -1), slice(1, -1)]
-            index[2 + axis] = slice(start, start + phi.shape[2 + axis])
-            out = out + p[tuple(index)]
-    return out
+    """7-point Laplacian of (B, 1, H, W, D), borders mirrored."""
+    return sum(ahead + behind for ahead, behind in _neighbours(phi)) - 6.0 * phi
 
 
-def rsf_data_force(
-    image: torch.Tensor, phi: torch.Tensor, kernel: torch.Tensor, lambda1: float, lambda2: float, epsilon: float
-) -> torch.Tensor:
-    """(B, 1, ...) ``lambda1 e1 - lambda2 e2``, mean over the image channels (B, C, ...)."""
+class LocalFit(NamedTuple):
+    """What the data term needs that does not change during the evolution."""
+
+    image: torch.Tensor
+    """(B, C, ...) intensities (scaled)."""
+    kernel: torch.Tensor
+    """(2r + 1,) the Gaussian."""
+    k_one: torch.Tensor
+    """(B, 1, ...) K * 1: below 1 near the border (zero padding), the demo's KONE."""
+    k_image: torch.Tensor
+    """(B, C, ...) K * I."""
+
+
+def local_fit(image: torch.Tensor, sigma: float) -> LocalFit:
+    kernel = gaussian_kernel(sigma, dtype=image.dtype, device=image.device)
+    k_one = gaussian_blur(torch.ones_like(image[:, :1]), kernel)
+    return LocalFit(image, kernel, k_one, gaussian_blur(image, kernel))
+
+
+def rsf_data_force(fit: LocalFit, phi: torch.Tensor, lambda1: float, lambda2: float, epsilon: float) -> torch.Tensor:
+    """(B, 1, ...) ``lambda1 e1 - lambda2 e2`` (the demo's dataForce), mean over the image channels."""
     h = heaviside(phi, epsilon)  # (B, 1, ...)
-    ones = torch.ones_like(phi)
-    k_one = gaussian_blur(ones, kernel)  # < 1 near the border (zero padding), as the demo's KONE
-    k_h = gaussian_blur(h, kernel)
-    k_hi = gaussian_blur(h * image, kernel)  # (B, C, ...)
-    k_i = gaussian_blur(image, kernel.to(image.dtype))
+    k_h = gaussian_blur(h, fit.kernel)
+    k_hi = gaussian_blur(h * fit.image, fit.kernel)  # (B, C, ...)
     f1 = k_hi / k_h.clamp_min(1e-10)  # local mean inside, per channel
-    f2 = (k_i - k_hi) / (k_one - k_h).clamp_min(1e-10)  # local mean outside
+    f2 = (fit.k_image - k_hi) / (fit.k_one - k_h).clamp_min(1e-10)  # local mean outside
     s1 = lambda1 * f1**2 - lambda2 * f2**2
     s2 = lambda1 * f1 - lambda2 * f2
-    force = (lambda1 - lambda2) * k_one * image**2 + gaussian_blur(s1, kernel) - 2.0 * image * gaussian_blur(s2, kernel)
+    image = fit.image
+    force = (lambda1 - lambda2) * fit.k_one * image**2 + gaussian_blur(s1, fit.kernel)
+    force = force - 2.0 * image * gaussian_blur(s2, fit.kernel)
     return force.mean(dim=1, keepdim=True)
 
 
 @dataclass(frozen=True)
 class RSFParameters:
-    """Parameters of the RSF evolution (Li et al. 2008; nu rescaled to intensities in [0, 1])."""
+    """Parameters of the RSF evolution (Li et al. 2008, their demo's values)."""
 
     sigma: float = 3.0
     lambda1: float = 1.0
     lambda2: float = 1.0
     nu: float = 0.002
+    """Length weight in units of intensity^2 on the [0, 1] scale (0.002 x 255^2 on the demo's 0..255)."""
     mu: float = 1.0
     time_step: float = 0.1
     iterations: int = 200
     epsilon: float = 1.0
     init_level: float = 2.0
+    intensity_scale: float = 255.0
+    """Images in [0, 1] are multiplied by this (and nu by its square) so that lambda, mu and the time
+    step keep the meaning they have for the demo's 0..255 images; on [0, 1] the data term would be
+    255^2 times weaker than the regularisation and the contour would hardly move."""
 
 
 @torch.no_grad()
@@ -163,20 +187,23 @@ def rsf_evolve(image: torch.Tensor, phi: torch.Tensor, params: RSFParameters = R
     Args:
         image: (B, C, H, W, D) intensities in [0, 1].
         phi: (B, 1, H, W, D) initial level set (e.g. ``initial_level_set(mask)``).
+        params: the RSF parameters.
     """
     if image.dim() != 5 or phi.dim() != 5 or phi.shape[1] != 1 or phi.shape[0] != image.shape[0]:
         raise ValueError(f"rsf_evolve: expected image (B, C, H, W, D) and phi (B, 1, H, W, D), got "
                          f"{tuple(image.shape)} and {tuple(phi.shape)}")
-    if min(image.shape[2:]) < 2:
-        raise ValueError(f"rsf_evolve: every side must be >= 2 voxels, got {tuple(image.shape[2:])}")
+    if image.shape[2:] != phi.shape[2:] or min(image.shape[2:]) < 2:
+        raise ValueError(f"rsf_evolve: image and phi need the same spatial shape, sides >= 2, got "
+                         f"{tuple(image.shape[2:])} and {tuple(phi.shape[2:])}")
     p = params
-    image, phi = image.float(), phi.float().clone()
-    kernel = gaussian_kernel(p.sigma, device=image.device)
+    fit = local_fit(image.float() * p.intensity_scale, p.sigma)
+    nu = p.nu * p.intensity_scale**2
+    phi = phi.to(fit.image).clone()
     for _ in range(p.iterations):
         kappa = curvature(phi)
         delta = dirac(phi, p.epsilon)
-        data = rsf_data_force(image, phi, kernel, p.lambda1, p.lambda2, p.epsilon)
-        phi = phi + p.time_step * (-delta * data + p.nu * delta * kappa + p.mu * (laplacian(phi) - kappa))
+        data = rsf_data_force(fit, phi, p.lambda1, p.lambda2, p.epsilon)
+        phi = phi + p.time_step * (-delta * data + nu * delta * kappa + p.mu * (laplacian(phi) - kappa))
     return phi
 
 
@@ -206,7 +233,8 @@ def rsf_regions(
                 continue
             mask = (pred[:, k] == c)[:, None]  # (B, 1, ...)
             phi = rsf_evolve(image, initial_level_set(mask, params.init_level).to(image.device), params)
-            regions[:, k, c] = (phi[:, 0] > 0) & mask.flatten(1).any(dim=1).view(-1, *([1] * (pred.dim() - 2)))
+            present = mask.flatten(1).any(dim=1).view(-1, *([1] * (pred.dim() - 2)))  # (B, 1, 1, 1)
+            regions[:, k, c] = (phi[:, 0] > 0) & present
     return regions
 
 
@@ -237,7 +265,7 @@ class RSFFields:
     rsf_sigma: float = option(3.0, "RSF: sigma of the local Gaussian fit, in voxels")
     rsf_lambda1: float = option(1.0, "RSF: weight of the inside fit")
     rsf_lambda2: float = option(1.0, "RSF: weight of the outside fit")
-    rsf_nu: float = option(0.002, "RSF: length weight (intensities in [0, 1])")
+    rsf_nu: float = option(0.002, "RSF: length weight, intensity^2 on [0, 1] (x 255^2 on 0..255)")
     rsf_mu: float = option(1.0, "RSF: distance-regularisation weight")
     rsf_time_step: float = option(0.1, "RSF: time step")
     rsf_iterations: int = option(200, "RSF: iterations")
@@ -295,8 +323,8 @@ class RSFAssistedTrainer(BaselineTrainer):
     NAME = "RSF-assisted"
     DESCRIPTION = ("RSF-assisted (Liu 2024), a reconstruction (no public code): ADELE's (or MTCL's) label "
                    "corrections kept only where a region-scalable-fitting level set agrees")
-    FOOTNOTE = ("RSF-assisted: reconstructed (no public code); RSF sigma 3, lambda1 = lambda2 = 1, nu 0.002, "
-                "mu 1, time step 0.1, 200 iterations, started from the model's prediction.")
+    FOOTNOTE = ("RSF-assisted: reconstructed (no public code); RSF sigma 3, lambda1 = lambda2 = 1, nu 0.002 "
+                "x 255^2, mu 1, time step 0.1, 200 iterations (images on 0..255), started from the prediction.")
 
     def __new__(cls, cfg: Any, *args: Any, **kwargs: Any) -> RSFAssistedTrainer:
         if cls is RSFAssistedTrainer:
@@ -359,27 +387,14 @@ class RSFAssistedMTCL(RSFAssistedTrainer, MTCLTrainer):
 
     OPTIONS = RSFMTCLOptions
 
-    def noisy_case_losses(
-        self, image: torch.Tensor, label: torch.Tensor, logits: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """MTCL's (L_cons, L_weak, flipped share), the flips kept only where RSF agrees (see ``MTCLTrainer``)."""
+    def correct_noisy_labels(
+        self, image: torch.Tensor, label: torch.Tensor, teacher_groups: torch.Tensor
+    ) -> torch.Tensor:
+        """(Bn, n_outputs, ...) MTCL's confident-learning flips, each kept only where RSF (from the teacher's
+        prediction) agrees."""
         mode = self.labels.mode
-        noise = torch.randn(image.shape, generator=self.generator, device=image.device) * self.options.teacher_noise
-        limit = 2.0 * self.options.teacher_noise
-        with torch.no_grad():
-            noisy_in = self.teacher(image + noise.clamp(-limit, limit), heads=("seg",)).seg
-            teacher_noisy = seg_probabilities(noisy_in, mode)
-            teacher_groups = self.group_log_probs(self.teacher(image, heads=("seg",)).seg).exp()  # (Bn, G, n, ...)
-        loss_cons = ((seg_probabilities(logits, mode) - teacher_noisy) ** 2).mean()
-        proposed = corrected_targets(label, teacher_groups, mode, self.options.filter_by)
+        proposed = super().correct_noisy_labels(image, label, teacher_groups)
         old = group_indices(label, mode)  # (Bn, G, h, w, d)
         vetted = self.vet(image, old, group_indices(proposed, mode), teacher_groups.argmax(dim=2))
-        corrected = _from_indices(vetted, teacher_groups.shape[2], mode, label.dtype)
-        changed = (vetted != old).float().mean().item()
-        return loss_cons, self.supervised(logits, corrected), changed
-
-
-def _from_indices(indices: torch.Tensor, n: int, mode: str, dtype: torch.dtype) -> torch.Tensor:
-    """(B, n_outputs, ...) batch label from (B, G, ...) class indices."""
-    return from_group_targets(F.one_hot(indices.long(), n).movedim(-1, 2).to(dtype), mode)  # via (B, G, n, ...)
-
+        onehot = F.one_hot(vetted.long(), teacher_groups.shape[2]).movedim(-1, 2).to(label.dtype)  # (Bn, G, n, ...)
+        return from_group_targets(onehot, mode)

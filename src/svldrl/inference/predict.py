@@ -81,7 +81,8 @@ def predict_probabilities(
         overlap: fraction of overlap between neighbouring windows.
         sw_batch_size: windows per forward pass.
         refine_steps: greedy policy steps per window before segmenting (0 = plain segmentation).
-        device: where the network runs; None = the network's device. The result is on the CPU.
+        device: where the network runs (it must already be there); None = the network's device.
+            The result is on the CPU.
         mode: "classes" (softmax) or "regions" (sigmoid); pass ``labels.mode``.
         action_scale: the 0.3 of Eq. 10 (``rl.action_scale`` of the run) when refining.
     """
@@ -94,7 +95,10 @@ def predict_probabilities(
     x = torch.as_tensor(image, dtype=torch.float32)
     if x.dim() != 4:
         raise ValueError(f"image: expected (C, H, W, D), got shape {tuple(x.shape)}")
-    target = torch.device(device) if device is not None else next(net.parameters()).device
+    net_device = next(net.parameters()).device
+    target = torch.device(device) if device is not None else net_device
+    if target.type != net_device.type or target.index not in (None, net_device.index):
+        raise ValueError(f"device: the network is on {net_device}, not {target}; move it first (net.to(device))")
     x = x[None].to(target)  # (1, C, H, W, D)
     with _eval_mode(net), torch.no_grad():
         logits = sliding_window_inference(

@@ -5,7 +5,15 @@ from svldrl.training.logs import read_log
 from svldrl.training.methods import METHODS
 from svldrl.training.seeding import resolve_device, seed_everything
 from svldrl.training.stages import Stage, StageSchedule
-from svldrl.training.svldrl import GradientPlan, Rollout, SVLDRLTrainer, episode_rewards, gradient_plan, stage_loss
+from svldrl.training.svldrl import (
+    GradientPlan,
+    Rollout,
+    SVLDRLTrainer,
+    episode_rewards,
+    gradient_plan,
+    sampled_plan,
+    stage_loss,
+)
 from svldrl.training.trainer import Trainer, build_dice_loss
 
 __all__ = [
@@ -23,6 +31,7 @@ __all__ = [
     "load_trained",
     "read_log",
     "resolve_device",
+    "sampled_plan",
     "seed_everything",
     "stage_loss",
 ]

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from svldrl.config import TrainConfig, merge
 from svldrl.data import LabelSpec
+from svldrl.training.methods import METHODS
 from svldrl.training.seeding import resolve_device
+
+if TYPE_CHECKING:
+    from svldrl.training.trainer import Trainer
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.pt"
@@ -92,18 +98,28 @@ def load_trained(
 ) -> tuple[nn.Module, TrainConfig, LabelSpec]:
     """The trained network (eval mode, on ``device``), its configuration and label spec.
 
+    The network is rebuilt by the method's ``inference_network`` (methods with another module,
+    e.g. extra input channels, override it), then the saved weights are loaded.
+
     Args:
         run_dir_or_checkpoint: a run folder (uses ``checkpoints/best.pt``, else ``latest.pt``) or a
             checkpoint file.
         device: "auto", "cpu", "cuda", "cuda:N" or a torch.device.
     """
-    from svldrl.models import build_network  # local: models imports nothing from training, keep it so
-
     path = checkpoint_path(run_dir_or_checkpoint)
     target = resolve_device(device)
     payload = load_checkpoint(path, map_location="cpu")
     cfg = config_from_dict(payload["config"])
     labels = labels_from_dict(payload["labels"])
-    net = build_network(cfg.model, int(payload["in_channels"]), labels.n_outputs)
+    # pretrained=None: the checkpoint has the weights; the encoder file may not exist on this machine
+    build_cfg = replace(cfg, model=replace(cfg.model, pretrained=None))
+    net = method_class(cfg.method).inference_network(build_cfg, int(payload["in_channels"]), labels)
     net.load_state_dict(payload["model"])
     return net.to(target).eval(), cfg, labels
+
+
+def method_class(name: str) -> type[Trainer]:
+    """The Trainer class of ``name``; the baselines register on import, so import them if needed."""
+    if name not in METHODS:
+        importlib.import_module("svldrl.baselines")
+    return METHODS.get(name)

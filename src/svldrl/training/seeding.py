@@ -27,17 +27,18 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
-    """``"auto"`` -> the first CUDA device if there is one, else the CPU; anything else as given."""
-    if isinstance(name, torch.device):
-        return name
+    """``"auto"`` -> the current CUDA device if there is one, else the CPU; "cuda" gets its index."""
+    name = str(name)
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError as exc:
         raise ValueError(f"device: cannot use {name!r} ({exc}); expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {name!r} requested but CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is None:  # "cuda" -> "cuda:N", as tensors report it
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 

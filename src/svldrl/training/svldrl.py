@@ -41,6 +41,7 @@ from svldrl.rl import (
     step_reward,
     value_loss,
 )
+from svldrl.rl.rewards import GRANULARITIES, PENALTY_FORMS
 from svldrl.training.methods import METHODS
 from svldrl.training.stages import Stage, StageSchedule
 from svldrl.training.trainer import Trainer
@@ -104,6 +105,20 @@ def sampled_plan(k: int, draw: int, seg_loss_states: str) -> GradientPlan:
         n = draw + 1
         return GradientPlan({0: 1.0 / (k + 1), n: k / (k + 1)}, {n % k: 1.0})
     return GradientPlan({k: 1.0}, {draw: 1.0})
+
+
+def episode_rewards(probs: list[torch.Tensor], target: torch.Tensor, cfg: TrainConfig) -> RewardParts:
+    """r(1..K) from f(0..K) (Eqs. 11-14), on a leading step axis: total (K, B) or (K, B, 1, h, w, d), parts (K, B)."""
+    rl = cfg.rl
+    parts, prev_penalty = [], None
+    for t in range(1, len(probs)):
+        part = step_reward(
+            probs[t - 1], probs[t], target, granularity=rl.reward, penalty_weight=rl.penalty_weight,
+            penalty_form=rl.penalty_form, prev_penalty=prev_penalty,
+        )
+        parts.append(part)
+        prev_penalty = part.penalty  # C~(f(t)) is scored once and reused as the next step's "before"
+    return RewardParts(*(torch.stack(field) for field in zip(*parts, strict=True)))
 
 
 def stage_loss(
@@ -277,23 +292,6 @@ class SVLDRLTrainer(Trainer):
         return scalars
 
 
-# ---------------------------------------------------------------------- 2. rewards
-
-
-def episode_rewards(probs: list[torch.Tensor], target: torch.Tensor, cfg: TrainConfig) -> RewardParts:
-    """r(1..K) from f(0..K), stacked on a leading step axis: total (K, B) or (K, B, 1, h, w, d), parts (K, B)."""
-    rl = cfg.rl
-    parts, prev_penalty = [], None
-    for t in range(1, len(probs)):
-        part = step_reward(
-            probs[t - 1], probs[t], target, granularity=rl.reward, penalty_weight=rl.penalty_weight,
-            penalty_form=rl.penalty_form, prev_penalty=prev_penalty,
-        )
-        parts.append(part)
-        prev_penalty = part.penalty  # C~(f(t)) is scored once and reused as the next step's "before"
-    return RewardParts(*(torch.stack(field) for field in zip(*parts, strict=True)))
-
-
 # ---------------------------------------------------------------------- configuration checks
 
 
@@ -314,6 +312,14 @@ def _check_rl_config(cfg: TrainConfig) -> None:
     rl, st = cfg.rl, cfg.stages
     if rl.episode_length < 1:
         raise ValueError(f"rl.episode_length must be >= 1, got {rl.episode_length}")
+    if not (rl.tau > 0 and 0.0 <= rl.gamma <= 1.0 and rl.action_scale > 0):
+        raise ValueError(
+            f"rl: need tau > 0, gamma in [0, 1] and action_scale > 0, got {rl.tau}, {rl.gamma}, {rl.action_scale}"
+        )
+    if rl.reward not in GRANULARITIES:
+        raise ValueError(f"rl.reward must be one of {GRANULARITIES}, got {rl.reward!r}")
+    if rl.penalty_form not in PENALTY_FORMS:
+        raise ValueError(f"rl.penalty_form must be one of {PENALTY_FORMS}, got {rl.penalty_form!r}")
     if rl.seg_loss_states not in ("all", "last"):
         raise ValueError(f"rl.seg_loss_states must be 'all' or 'last', got {rl.seg_loss_states!r}")
     if not 0.0 <= st.lambda_value <= 1.0:

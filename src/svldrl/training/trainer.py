@@ -112,9 +112,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ hooks for variants
 
+    @classmethod
+    def inference_network(cls, cfg: TrainConfig, in_channels: int, labels: LabelSpec) -> nn.Module:
+        """The module this method validates and saves; ``load_trained`` rebuilds it to load a checkpoint."""
+        return build_network(cfg.model, in_channels, labels.n_outputs)
+
     def build_models(self) -> nn.Module:
         """The network(s) to train; variants with a second model (teachers, peers) extend this."""
-        return build_network(self.cfg.model, self.in_channels, self.labels.n_outputs)
+        return self.inference_network(self.cfg, self.in_channels, self.labels)
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         """SGD (with momentum) or Adam over all parameters (unused decoders get no gradient, so no update)."""
@@ -211,7 +216,9 @@ class Trainer:
                 ``optim.epochs``); used for budgeted chunks and to test resuming.
         """
         if resume:
-            self.load_checkpoint_state(load_checkpoint(self.latest_path, map_location=self.device))
+            payload = load_checkpoint(self.latest_path, map_location=self.device)
+            _check_same_config(payload["config"], to_dict(self.cfg), self.latest_path)
+            self.load_checkpoint_state(payload)
         else:
             atomic_write_text(dump_config(self.cfg), self.run_dir / CONFIG_FILE)
         end = self.cfg.optim.epochs if stop_after is None else min(stop_after, self.cfg.optim.epochs)
@@ -221,7 +228,8 @@ class Trainer:
                 self._run_epoch(epoch, logger)
         finally:
             logger.close()
-        return {**self.last_metrics, "best_val_dice": self.best_score, "epochs_done": float(self.epoch)}
+        best = self.best_score if math.isfinite(self.best_score) else math.nan
+        return {**self.last_metrics, "best_val_dice": best, "epochs_done": float(self.epoch)}
 
     @property
     def latest_path(self) -> Path:
@@ -316,3 +324,15 @@ def _check_cases(train_cases: Sequence[Case], val_cases: Sequence[Case], labels:
             raise ValueError(f"{role}: cases without a label: {', '.join(unlabelled[:5])}")
     if labels.mode not in ("classes", "regions"):
         raise ValueError(f"labels.mode must be 'classes' or 'regions', got {labels.mode!r}")
+
+
+RESUMABLE_CHANGES = ("device", "num_threads")
+"""Configuration keys that may differ between a run and its resumption (they do not change results)."""
+
+
+def _check_same_config(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    """Resuming with another configuration would silently mix two runs: refuse, naming the keys."""
+    differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    differing = [k for k in differing if k not in RESUMABLE_CHANGES]
+    if differing:
+        raise ValueError(f"{path}: cannot resume, the configuration differs in {', '.join(differing)}")

@@ -1,0 +1,162 @@
+"""ADELE: the IoU curve fit, the start epoch by hand, the label correction rule, the multi-scale consistency,
+and two epochs on phantoms (plus one correction of the training labels through the trainer)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from svldrl.baselines.adele import (
+    ADELETrainer,
+    correct_labels,
+    correction_start_epoch,
+    fit_iou_curve,
+    iou_counts,
+    iou_curve,
+    multiscale_consistency,
+    scaled_size,
+    should_start_correction,
+)
+from svldrl.config import CPU, merge
+from svldrl.data import PHANTOM_LABELS, make_phantoms
+from svldrl.inference import predict_probabilities
+from svldrl.training import read_log
+
+
+@pytest.mark.parametrize(("a", "b", "c"), [(0.85, 0.6, 2.0), (0.7, 0.35, 0.8), (0.9, 0.9, 5.0)])
+def test_curve_fit_recovers_known_parameters(a, b, c):
+    x = np.arange(1, 31, dtype=float)
+    np.testing.assert_allclose(fit_iou_curve(x, iou_curve(x, a, b, c)), (a, b, c), rtol=1e-3)
+
+
+def test_start_epoch_by_hand_with_b_equal_one():
+    # b = 1: f'(x) = a / c exp(-x / c), so the relative change is 1 - exp(-(e - 1) / c). With c = 2.5 it
+    # exceeds 0.9 once e - 1 > 2.5 ln 10 = 5.76: epochs 1..6 stay at or below (e = 6: 0.865, e = 7: 0.909),
+    # so correction starts at epoch 6 + 1 = 7.
+    assert correction_start_epoch(0.8, 1.0, 2.5, n_epochs=20, r=0.9) == 7
+    assert correction_start_epoch(0.8, 1.0, 2.5, n_epochs=5, r=0.9) == 6  # the horizon caps the count
+
+
+def test_start_epoch_by_hand_with_b_one_half():
+    # b = 0.5, c = 1: f'(e) / f'(1) = e^-0.5 exp(-(sqrt(e) - 1)); relative changes 0, 0.533, 0.722, 0.816,
+    # 0.870 for e = 1..5 and 0.904 for e = 6, so correction starts at epoch 6.
+    assert correction_start_epoch(0.9, 0.5, 1.0, n_epochs=20, r=0.9) == 6
+
+
+def test_synthetic_iou_curve_starts_correction_at_the_hand_computed_epoch():
+    history = iou_curve(np.arange(1, 21, dtype=float), 0.8, 1.0, 2.5).tolist()
+    assert not should_start_correction(history[:6], n_epochs=20, r=0.9)  # 6 epochs done, start is epoch 7
+    assert should_start_correction(history[:7], n_epochs=20, r=0.9)
+    assert not should_start_correction(history[:2], n_epochs=20, r=0.9)  # too few points to fit
+    with_gap = [*history[:3], math.nan, *history[4:7]]  # an epoch without the class is left out
+    assert should_start_correction(with_gap, n_epochs=20, r=0.9)
+
+
+def test_correction_replaces_only_confident_voxels_of_classes_being_corrected():
+    # one group, classes background / A (being corrected) / B (not); six voxels
+    labels = np.array([[0, 0, 2, 1, 1, 0]])
+    probs = np.array([[
+        [0.05, 0.40, 0.05, 0.05, 0.80, 0.05],  # background
+        [0.90, 0.60, 0.90, 0.05, 0.15, 0.00],  # A
+        [0.05, 0.00, 0.05, 0.90, 0.05, 0.95],  # B
+    ]])
+    correcting = np.array([[False, True, False]])
+    new = correct_labels(labels, probs, correcting, tau_fg=0.7, tau_bg=0.7)
+    # 0: bg -> A, confident: replaced. 1: A at 0.6, not confident. 2: labelled B, not corrected.
+    # 3: prediction B, not corrected. 4: A -> bg at 0.8: replaced. 5: prediction B: kept.
+    assert new.tolist() == [[1, 0, 2, 1, 0, 0]]
+    assert correct_labels(labels, probs, np.zeros((1, 3), bool)).tolist() == labels.tolist()
+
+
+def test_class_constraint_keeps_classes_absent_from_the_case():
+    labels = np.array([[0, 0, 0]])
+    probs = np.array([[[0.1, 0.9, 0.1], [0.9, 0.1, 0.9]]])  # confident organ on voxels 0 and 2
+    assert correct_labels(labels, probs, np.array([[False, True]])).tolist() == [[0, 0, 0]]
+    assert correct_labels(labels, probs, np.array([[False, True]]), class_constraint=False).tolist() == [[1, 0, 1]]
+
+
+def test_multiscale_consistency_by_hand():
+    p1 = torch.tensor([0.8, 0.2]).view(1, 1, 2, 1)
+    p2 = torch.tensor([0.4, 0.6]).view(1, 1, 2, 1)
+    kl1 = 0.8 * math.log(0.8 / 0.6) + 0.2 * math.log(0.2 / 0.4)  # mixture (0.6, 0.4)
+    kl2 = 0.4 * math.log(0.4 / 0.6) + 0.6 * math.log(0.6 / 0.4)
+    assert multiscale_consistency([p1, p2]).item() == pytest.approx((kl1 + kl2) / 2, rel=1e-6)
+    assert multiscale_consistency([p1, p1, p1]).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_scaled_sizes_stay_valid_for_the_backbone():
+    assert scaled_size((32, 32, 32), 0.7, 8, 16) == (24, 24, 24)
+    assert scaled_size((32, 40, 32), 1.5, 8, 16) == (48, 64, 48)  # 60 rounds to 64 (nearest multiple of 8)
+    assert scaled_size((16, 16, 16), 0.7, 8, 16) == (16, 16, 16)  # never below the minimum
+
+
+def test_iou_counts_by_hand():
+    pred = torch.tensor([0, 1, 1, 0, 1]).view(1, 1, 5)
+    target = torch.tensor([0, 1, 0, 1, 1]).view(1, 1, 5)
+    inter, union = iou_counts(pred, target, 2)
+    np.testing.assert_array_equal(inter, [[1, 2]])
+    np.testing.assert_array_equal(union, [[3, 4]])
+
+
+def tiny_trainer(tmp_path: Path, options: dict) -> ADELETrainer:
+    cfg = merge(CPU, {"method": "adele", "data": {"patch_size": [16, 16, 16]}, "model": {"channels": [4, 8]},
+                      "optim": {"epochs": 10}, "num_threads": 1, "method_options": options})
+    return ADELETrainer(cfg, make_phantoms(1, 16, seed=3), [], PHANTOM_LABELS, tmp_path, progress=False)
+
+
+def test_trainer_correction_writes_the_rule_into_the_training_labels(tmp_path: Path):
+    trainer = tiny_trainer(tmp_path, {"scales": [1.0], "flips": False, "tau_fg": 0.0, "tau_bg": 0.0})
+    case = trainer.train_cases[0]
+    prob = predict_probabilities(trainer.net, case.image, (16, 16, 16), overlap=trainer.cfg.sw_overlap)
+    expected = correct_labels(case.label[None], prob[None], np.array([[False, True]]), 0.0, 0.0)[0]
+    sampler = trainer.sampler
+    trainer.start_epoch[0, 1] = 0
+    trainer.correct_training_labels()
+    np.testing.assert_array_equal(trainer.train_cases[0].label, expected)
+    assert trainer.sampler is not sampler
+    assert not np.array_equal(expected, case.label)  # an untrained network disagrees somewhere
+
+
+def test_epoch_end_starts_a_class_when_its_curve_flattens_and_corrects_on_schedule(tmp_path: Path):
+    trainer = tiny_trainer(tmp_path, {"scales": [1.0], "flips": False, "correct_every": 5})
+    curve = iou_curve(np.arange(1, 11, dtype=float), 0.8, 1.0, 2.5)  # 10 epochs: start epoch 7 (see above)
+    for epoch in range(10):
+        trainer.add_iou_counts(np.array([[900.0, 1e4 * curve[epoch]]]), np.array([[1000.0, 1e4]]))
+        trainer.on_epoch_end(epoch)
+    assert trainer.start_epoch.tolist() == [[-1, 6]]  # the 7th epoch (index 6) is the first with correction
+    assert trainer.corrections == [6, 9]  # when the class started, then at the 10th epoch (every 5)
+    np.testing.assert_allclose(np.stack(trainer.iou_history)[:, 0, 1], curve[:10])
+    path = tmp_path / "state.pt"
+    torch.save(trainer.checkpoint_state(), path)
+    fresh = tiny_trainer(tmp_path, {"scales": [1.0], "flips": False, "correct_every": 5})
+    fresh.load_checkpoint_state(torch.load(path, weights_only=True))
+    np.testing.assert_array_equal(fresh.train_cases[0].label, trainer.train_cases[0].label)
+    assert fresh.corrections == [6, 9] and fresh.start_epoch.tolist() == [[-1, 6]]
+
+
+def test_scales_must_include_one(tmp_path: Path):
+    with pytest.raises(ValueError, match="scales must be positive and include 1.0"):
+        tiny_trainer(tmp_path, {"scales": [0.5, 2.0]})
+
+
+@pytest.mark.slow
+def test_two_epochs_on_phantoms_with_resume(tmp_path: Path):
+    cases = make_phantoms(3, 32, seed=0)
+    cfg = merge(CPU, {"method": "adele", "optim": {"epochs": 2, "iters_per_epoch": 2},
+                      "data": {"patch_size": [32, 32, 32]}, "val_every": 2, "num_threads": 1})
+
+    def make() -> ADELETrainer:
+        return ADELETrainer(cfg, cases[:2], cases[2:], PHANTOM_LABELS, tmp_path, progress=False)
+
+    make().fit(stop_after=1)
+    second = make()
+    second.fit(resume=True)
+    assert len(second.iou_history) == 2 and (second.start_epoch == -1).all()  # too few epochs to fit a curve
+    rows = read_log(tmp_path)
+    assert len(rows) == 2
+    assert all(math.isfinite(float(r[k])) for r in rows for k in ("loss", "loss_ce", "loss_consistency"))
+    assert (tmp_path / "adele.json").is_file()
