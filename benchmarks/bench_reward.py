@@ -6,7 +6,7 @@ The question is the share of an SVL-DRL step spent on the reward: each of the K 
 runs the network on the new state and scores it. Cases: a 96^3 patch with batch 1 (the paper's
 setting) and 48^3 with batch 2 (the "cpu" preset). The label is a ball; the prediction is the ball
 blurred by smoothed noise, with tens of small false components (an early-training prediction).
-Reported per case, median seconds:
+Reported per case, median CPU seconds of the process (one torch thread by default):
   - step_reward "global" and "voxel" with ``prev_penalty`` passed (what a rollout does: each
     state's penalty computed once) and "global" without it (both penalties computed);
   - the parts: ``anatomical_penalty`` of one state (cc3d + TV) and ``soft_dice``;
@@ -30,13 +30,14 @@ from svldrl.rl import anatomical_penalty, soft_dice, step_reward
 
 
 def median_seconds(fn: Callable[[], object], warmup: int, repeats: int) -> float:
+    """Median CPU seconds of the process per call (wall time on a shared machine counts waits for a core)."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return statistics.median(times)
 
 

@@ -135,14 +135,24 @@ def quality(seeds: list[int], epochs: int, size: int = 32) -> list[dict[str, Any
         for method, estimator in (("baseline", "full"), ("svl-drl", "full"), ("svl-drl", "sampled")):
             cfg = merge(
                 make_config("unet", size, 2, 3, estimator),
-                {"method": method, "seed": seed, "optim": {"epochs": epochs, "iters_per_epoch": 4},
-                 "stages": {"skip_warmup": False, "skip_transition": False}, "val_every": epochs},
+                {
+                    "method": method,
+                    "seed": seed,
+                    "optim": {"epochs": epochs, "iters_per_epoch": 4},
+                    "stages": {"skip_warmup": False, "skip_transition": False},
+                    "val_every": epochs,
+                },
             )
             run_dir = Path(tempfile.mkdtemp(prefix="bench_quality_"))
             start = time.perf_counter()
             result = METHODS.get(method)(cfg, train, val, PHANTOM_LABELS, run_dir, progress=False).fit()
-            row = {"seed": seed, "method": method, "estimator": estimator if method == "svl-drl" else "-",
-                   "val_dice": result["val_dice"], "seconds": time.perf_counter() - start}
+            row = {
+                "seed": seed,
+                "method": method,
+                "estimator": estimator if method == "svl-drl" else "-",
+                "val_dice": result["val_dice"],
+                "seconds": time.perf_counter() - start,
+            }
             print(row, flush=True)
             rows.append(row)
     return rows
@@ -166,8 +176,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--floor", action="store_true", help="also time the no-gradient episode alone (the floor)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=None, help="append the results as JSON lines to this file")
-    parser.add_argument("--quality", type=int, nargs="*", default=None, metavar="SEED",
-                        help="instead of timing: clean val Dice of each estimator on noisy phantoms, these seeds")
+    parser.add_argument(
+        "--quality",
+        type=int,
+        nargs="*",
+        default=None,
+        metavar="SEED",
+        help="instead of timing: clean val Dice of each estimator on noisy phantoms, these seeds",
+    )
     parser.add_argument("--quality-epochs", type=int, default=12)
     args = parser.parse_args(argv)
     if args.threads is not None:

@@ -249,6 +249,44 @@ def evaluate(
             console.print(f"wrote {path}")
 
 
+@app.command()
+def compare(
+    experiment: Annotated[Path, typer.Argument(help="Experiment file (YAML): data, methods, noise, ratios, seeds.")],
+    tables_only: Annotated[bool, typer.Option("--tables-only", help="Only (re)write tables from finished runs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run a grid (methods x noise kinds x ratios x seeds) and write the paper-style tables and plots.
+
+    Finished runs are skipped and interrupted ones resumed, so a long grid can be run in pieces.
+    Writes `table.md/.csv/.tex` (like Tables 1-2), `ablation.*` (like Table 5) when the grid holds
+    svl-drl variants, `noise_ratio.png` (like Fig. 6) when ratios vary, and `cost.md`.
+
+    Example file:
+
+        name: phantom-mt50
+        data: ../data/phantoms
+        preset: cpu
+        set: [optim.epochs=30]
+        methods: [baseline, svl-drl, co-teaching,
+                  {method: svl-drl, label: "SVL-DRL w/o WS", set: [stages.skip_warmup=true]}]
+        noise: [mt]
+        ratios: [0.5]
+        seeds: [0, 1]
+        clean_baseline: true
+
+    Example: `svldrl compare experiments/phantoms/mt50.yaml`
+    """
+    from svldrl.experiments.compare import run_experiment
+
+    _require_exists(experiment)
+    _load_methods()
+    written = run_experiment(experiment, progress=not quiet, tables_only=tables_only)
+    for name, path in written.items():
+        console.print(f"{name}: {path}")
+        if path.suffix == ".md":
+            typer.echo(path.read_text())
+
+
 # ----------------------------------------------------------------------------- helpers
 
 

@@ -17,8 +17,17 @@ import numpy as np
 
 from svldrl._io import write_json
 from svldrl.config import TrainConfig, to_dict
-from svldrl.data import Case, Dataset, LabelSpec, Split, check_dataset, format_problems, load_dataset, prepare_cases
-from svldrl.data import split_cases
+from svldrl.data import (
+    Case,
+    Dataset,
+    LabelSpec,
+    Split,
+    check_dataset,
+    format_problems,
+    load_dataset,
+    prepare_cases,
+    split_cases,
+)
 from svldrl.experiments.environment import environment_record
 from svldrl.experiments.noisy_labels import noisy_labels_file, training_labels
 from svldrl.experiments.runs import METRICS_FILE, default_run_dir, plan_run, save_config
@@ -137,12 +146,20 @@ def train_run(
         "n_cases": len(ids),
         "epochs": trainer.epoch,
         "train_seconds_this_session": round(train_seconds, 1),
-        "seconds_per_epoch": round(train_seconds / max(1, cfg.optim.epochs - (plan.resume and 0)), 3),
+        "seconds_per_epoch": mean_epoch_seconds(run_dir),
         "config": to_dict(cfg),
         **scores,
     }
     write_json(run_dir / METRICS_FILE, metrics)
     return RunResult(run_dir, metrics)
+
+
+def mean_epoch_seconds(run_dir: Path) -> float | None:
+    """Mean wall time of an epoch over the whole run (all sessions), from ``log.csv``."""
+    from svldrl.training import read_log
+
+    times = [float(r["epoch_time"]) for r in read_log(run_dir) if r.get("epoch_time")]
+    return round(sum(times) / len(times), 3) if times else None
 
 
 def score_cases(

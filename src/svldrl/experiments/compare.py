@@ -1,0 +1,252 @@
+"""``svldrl compare EXPERIMENT.yaml``: a grid of runs on one data set, then the paper's tables.
+
+The grid is variants (methods, or a method with configuration changes such as the stage
+ablations) x noise kinds x noise ratios x seeds, plus an optional clean-label baseline row. Finished
+runs are skipped and interrupted ones resumed, so a long grid can span sessions. Afterwards:
+``table.md/.csv/.tex`` (Tables 1-2), ``ablation.md/...`` (Table 5) when the grid holds variants of
+svl-drl, ``noise_ratio.png`` (Fig. 6) when ratios vary, and ``cost.md`` (seconds per epoch).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from svldrl._io import atomic_write, write_text
+from svldrl.config import TrainConfig, merge, parse_overrides, resolve_config
+from svldrl.experiments.methods import method_info
+from svldrl.experiments.runs import METRICS_FILE
+from svldrl.experiments.tables import Table, TableRow, rows_from_runs
+
+EXPERIMENT_KEYS = {"name", "data", "preset", "config", "set", "methods", "noise", "ratios", "seeds", "clean_baseline",
+                   "runs_root", "out", "description"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A row of the tables: a method with optional configuration changes (e.g. 'SVL-DRL w/o WS')."""
+
+    method: str
+    label: str
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    data: Path
+    preset: str
+    config: dict[str, Any]
+    overrides: tuple[str, ...]
+    variants: tuple[Variant, ...]
+    noise: tuple[str, ...]
+    ratios: tuple[float, ...]
+    seeds: tuple[int, ...]
+    clean_baseline: bool
+    runs_root: Path
+    out: Path
+    description: str = ""
+    source: Path = field(default=Path("."))
+
+
+def load_experiment(path: Path) -> Experiment:
+    """Read and check an experiment file (paths are relative to the file's folder)."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read experiment ({exc})") from exc
+    unknown = set(raw) - EXPERIMENT_KEYS
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; valid: {sorted(EXPERIMENT_KEYS)}")
+    if "data" not in raw or "methods" not in raw:
+        raise ValueError(f"{path}: 'data' and 'methods' are required")
+    base = path.parent
+    name = str(raw.get("name", path.stem))
+    return Experiment(
+        name=name,
+        data=_relative(base, raw["data"]),
+        preset=str(raw.get("preset", "cpu")),
+        config=dict(raw.get("config") or {}),
+        overrides=tuple(raw.get("set") or ()),
+        variants=tuple(_variant(v, path) for v in raw["methods"]),
+        noise=tuple(raw.get("noise") or ("mt",)),
+        ratios=tuple(float(r) for r in raw.get("ratios") or (0.5,)),
+        seeds=tuple(int(s) for s in raw.get("seeds") or (0,)),
+        clean_baseline=bool(raw.get("clean_baseline", False)),
+        runs_root=_relative(base, raw.get("runs_root", "runs")),
+        out=_relative(base, raw.get("out", f"results/{name}")),
+        description=str(raw.get("description", "")),
+        source=path,
+    )
+
+
+def _relative(base: Path, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _variant(entry: Any, path: Path) -> Variant:
+    from svldrl.training import METHODS
+
+    if isinstance(entry, str):
+        return Variant(METHODS.canonical(entry), method_info(entry)["label"])
+    if isinstance(entry, dict) and "method" in entry:
+        method = METHODS.canonical(entry["method"])
+        label = entry.get("label") or method_info(method)["label"]
+        return Variant(method, label, tuple(entry.get("set") or ()))
+    raise ValueError(f"{path}: a method entry is a name or a mapping with 'method' (and 'label', 'set'), got {entry!r}")
+
+
+@dataclass(frozen=True)
+class GridRun:
+    variant: Variant
+    noise: str
+    ratio: float
+    seed: int
+    cfg: TrainConfig
+
+    @property
+    def group(self) -> str:
+        return "clean" if self.noise == "none" else f"{self.noise.upper()}-Noise {self.ratio:.0%}"
+
+    def run_dir(self, exp: Experiment, dataset_name: str) -> Path:
+        noise = "clean" if self.noise == "none" else f"{self.noise}-{self.ratio:g}"
+        return exp.runs_root / dataset_name / f"{self.variant.slug}__{noise}__seed{self.seed}"
+
+
+def grid(exp: Experiment) -> list[GridRun]:
+    """Every run of the experiment, in a stable order (clean baseline first)."""
+    runs = []
+    combos = [(n, r) for n in exp.noise for r in exp.ratios]
+    if exp.clean_baseline:
+        combos = [("none", 0.0)] + combos
+    for noise, ratio in combos:
+        for variant in exp.variants:
+            if noise == "none" and variant.method != "baseline":
+                continue
+            for seed in exp.seeds:
+                runs.append(GridRun(variant, noise, ratio, seed, _config(exp, variant, noise, ratio, seed)))
+    return runs
+
+
+def _config(exp: Experiment, variant: Variant, noise: str, ratio: float, seed: int) -> TrainConfig:
+    cfg = resolve_config(exp.preset)
+    if exp.config:
+        cfg = merge(cfg, exp.config)
+    cfg = merge(cfg, parse_overrides(list(exp.overrides) + list(variant.overrides)))
+    return replace(cfg, method=variant.method, seed=seed, noise=replace(cfg.noise, kind=noise, ratio=ratio, seed=seed))
+
+
+def run_experiment(path: Path, *, progress: bool = True, tables_only: bool = False) -> dict[str, Path]:
+    """Run (or resume) the grid, then write the tables and figures; returns the written files."""
+    from svldrl.data import load_dataset
+    from svldrl.experiments.pipeline import train_run
+
+    exp = load_experiment(path)
+    runs = grid(exp)  # checks every method name and override before any training
+    dataset_name = load_dataset(exp.data).name
+    started = time.perf_counter()
+    for i, run in enumerate(runs, 1):
+        run_dir = run.run_dir(exp, dataset_name)
+        if tables_only or (run_dir / METRICS_FILE).exists():
+            continue
+        if progress:
+            print(f"[compare {i}/{len(runs)}] {run.variant.label} | {run.group} | seed {run.seed} -> {run_dir}")
+        train_run(exp.data, run.cfg, out=run_dir, runs_root=exp.runs_root, resume=True, progress=progress)
+    return write_results(exp, runs, dataset_name, time.perf_counter() - started)
+
+
+def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, seconds: float) -> dict[str, Path]:
+    done = []
+    for run in runs:
+        metrics_path = run.run_dir(exp, dataset_name) / METRICS_FILE
+        if metrics_path.exists():
+            done.append((run, json.loads(metrics_path.read_text())))
+    if not done:
+        raise ValueError(f"{exp.source}: no finished runs to tabulate yet")
+    written: dict[str, Path] = {}
+    main = [(r, m) for r, m in done if not r.variant.overrides]
+    ablation = [(r, m) for r, m in done if r.variant.method in ("svl-drl", "baseline")
+                and (r.variant.overrides or r.variant.method == "baseline") and r.noise != "none"]
+    n_seeds = len(exp.seeds)
+    spread = "seeds" if n_seeds > 1 else "test cases"
+    if main:
+        table = _table(main, f"{exp.name}: mean (± std over {spread}); Dice and IoU in %, HD95 and ASD in mm")
+        written.update(_write_table(table, exp.out / "table"))
+    has_ablation = any(r.variant.overrides for r, _ in done)
+    if has_ablation:
+        full = [(r, m) for r, m in done if r.variant.method == "svl-drl" and not r.variant.overrides]
+        table = _table(ablation + full, f"{exp.name} ablations: mean (± std over {spread})")
+        written.update(_write_table(table, exp.out / "ablation"))
+    if len(exp.ratios) > 1 or (exp.clean_baseline and exp.ratios):
+        written["noise_ratio"] = _ratio_plot(done, exp.out / "noise_ratio.png")
+    written["cost"] = _cost_table(done, exp.out / "cost.md")
+    write_text(exp.out / "grid.json", json.dumps({"experiment": str(exp.source), "finished": len(done),
+                                                   "total": len(runs), "seconds_this_call": round(seconds, 1)}, indent=2))
+    return written
+
+
+def _table(entries: list[tuple[GridRun, dict]], caption: str) -> Table:
+    metrics = [dict(m, _group=r.group, _label=r.variant.label) for r, m in entries]
+    rows: list[TableRow] = rows_from_runs(metrics, lambda m: m["_group"], lambda m: m["_label"])
+    footnotes = sorted({note for r, _ in entries if (note := method_info(r.variant.method)["footnote"])})
+    return Table(rows, caption=caption, footnotes=footnotes)
+
+
+def _write_table(table: Table, stem: Path) -> dict[str, Path]:
+    write_text(stem.with_suffix(".md"), table.to_markdown() + "\n")
+    write_text(stem.with_suffix(".tex"), table.to_latex() + "\n")
+    rows = table.to_csv_rows()
+
+    def write(fh: Any) -> None:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    atomic_write(stem.with_suffix(".csv"), write)
+    return {stem.name: stem.with_suffix(".md")}
+
+
+def _ratio_plot(done: list[tuple[GridRun, dict]], path: Path) -> Path:
+    """Fig. 6: mean Dice over seeds against the noise ratio; the clean run counts as ratio 0 for every kind."""
+    import numpy as np
+
+    from svldrl.experiments.figures import noise_ratio_plot
+
+    series: dict[str, dict[float, list[float]]] = {}
+    for run, metrics in done:
+        if run.variant.overrides:
+            continue
+        kinds = [run.noise] if run.noise != "none" else sorted({r.noise for r, _ in done if r.noise != "none"})
+        for kind in kinds:
+            key = f"{run.variant.label} ({kind.upper()})"
+            ratio = 0.0 if run.noise == "none" else run.ratio
+            series.setdefault(key, {}).setdefault(ratio, []).append(metrics["summary"]["mean"]["mean"]["dice"])
+    points = {k: {r: (float(np.mean(v)), float(np.std(v))) for r, v in d.items()} for k, d in series.items()
+              if len(d) > 1}
+    return noise_ratio_plot(points, path)
+
+
+def _cost_table(done: list[tuple[GridRun, dict]], path: Path) -> Path:
+    """Training time per epoch by method (mean over that method's runs)."""
+    import numpy as np
+
+    per: dict[str, list[float]] = {}
+    for run, metrics in done:
+        if "seconds_per_epoch" in metrics:
+            per.setdefault(run.variant.label, []).append(metrics["seconds_per_epoch"])
+    lines = ["| method | s / epoch | runs |", "|---|---|---|"]
+    lines += [f"| {label} | {np.mean(v):.2f} (±{np.std(v):.2f}) | {len(v)} |" for label, v in per.items()]
+    write_text(path, "\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,167 @@
+"""End-to-end runs of every command on tiny phantoms (32^3, a few epochs), checking their outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from svldrl.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+TINY = ["--set", "optim.epochs=3", "--set", "optim.iters_per_epoch=2", "--set", "data.patch_size=32",
+        "--set", "val_every=3", "--set", "data.val_fraction=0.2", "--set", "data.test_fraction=0.2", "-q"]
+
+
+def invoke(*args: str) -> str:
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    invoke("phantom", root / "phantoms", "--n", "6", "--size", "32", "--seed", "1")
+    return root / "phantoms"
+
+
+@pytest.fixture(scope="module")
+def trained_run(phantoms: Path) -> Path:
+    out = phantoms.parent / "runs" / "svl"
+    invoke("train", phantoms, "--method", "svl-drl", "--noise", "mt", "--noise-ratio", "0.5", "--out", out, *TINY)
+    return out
+
+
+def test_phantom_and_check_data(phantoms: Path) -> None:
+    assert (phantoms / "dataset.json").exists()
+    assert len(list((phantoms / "imagesTr").glob("*.nii.gz"))) == 6
+    assert "OK" in invoke("check-data", phantoms)
+
+
+def test_check_data_fails_on_bad_label(phantoms: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    invoke("phantom", bad, "--n", "2", "--size", "32")
+    label_path = sorted((bad / "labelsTr").glob("*.nii.gz"))[0]
+    img = nib.load(label_path)
+    data = np.asarray(img.dataobj).copy()
+    data[0, 0, 0] = 7
+    nib.save(nib.Nifti1Image(data, img.affine), label_path)
+    result = runner.invoke(app, ["check-data", str(bad)])
+    assert result.exit_code == 1
+    assert label_path.name in result.output.replace("\n", "")
+
+
+def test_noise_command_writes_copy_and_manifest(phantoms: Path, tmp_path: Path) -> None:
+    out = tmp_path / "noisy"
+    invoke("noise", phantoms, "--kind", "mt", "--ratio", "0.5", "--seed", "0", "--out", out)
+    manifest = json.loads((out / "noise_manifest.json").read_text())
+    assert manifest["kind"] == "mt"
+    corrupted = [c for c in manifest["cases"] if c["corrupted"]]
+    assert len(corrupted) == round(0.5 * len(manifest["cases"]) + 1e-9) or len(corrupted) >= 1
+    assert all(0.0 < c["dice_noisy_vs_clean"] < 1.0 for c in corrupted)
+
+
+def test_train_writes_a_complete_run_folder(trained_run: Path) -> None:
+    for name in ("config.yaml", "env.json", "split.json", "noise_manifest.json", "log.csv", "metrics.json",
+                 "data.json", "checkpoints/latest.pt"):
+        assert (trained_run / name).exists(), name
+    assert list((trained_run / "tensorboard").glob("events.*"))
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    mean = metrics["summary"]["mean"]["mean"]
+    assert 0.0 <= mean["dice"] <= 1.0 and 0.0 <= mean["iou"] <= mean["dice"] + 1e-9
+    assert mean["hd95"] >= 0.0 and mean["asd"] >= 0.0
+    env = json.loads((trained_run / "env.json").read_text())
+    assert env["packages"]["torch"] and env["device"] == "cpu"
+
+
+def test_second_train_into_finished_run_refuses_without_overwrite(phantoms: Path, trained_run: Path) -> None:
+    result = runner.invoke(app, ["train", str(phantoms), "--method", "svl-drl", "--noise", "mt", "--out",
+                                 str(trained_run), *TINY])
+    assert result.exit_code != 0
+    assert "overwrite" in str(result.exception)
+
+
+def test_predict_writes_nifti_on_the_input_grid(phantoms: Path, trained_run: Path, tmp_path: Path) -> None:
+    images = phantoms / "imagesTr"
+    invoke("predict", trained_run, images, tmp_path / "preds")
+    for source in sorted(images.glob("*.nii.gz"))[:2]:
+        case_id = source.name.replace("_0000.nii.gz", "").replace(".nii.gz", "")
+        pred = nib.load(tmp_path / "preds" / f"{case_id}.nii.gz")
+        ref = nib.load(source)
+        assert pred.shape == ref.shape[:3]
+        np.testing.assert_allclose(pred.affine, ref.affine)
+        assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1}
+
+
+def test_evaluate_folder_and_run(phantoms: Path, trained_run: Path, tmp_path: Path) -> None:
+    invoke("predict", trained_run, phantoms / "imagesTr", tmp_path / "preds")
+    invoke("evaluate", tmp_path / "preds", phantoms, "--out", tmp_path / "scores")
+    summary = json.loads((tmp_path / "scores.json").read_text())["summary"]
+    assert summary["n_cases"] == 6
+    assert (tmp_path / "scores.csv").read_text().count("\n") >= 6
+    direct = tmp_path / "direct"
+    invoke("evaluate", trained_run, phantoms, "--out", direct)
+    same = json.loads(direct.with_suffix(".json").read_text())["summary"]
+    assert same["mean"]["mean"]["dice"] == pytest.approx(summary["mean"]["mean"]["dice"], abs=1e-6)
+
+
+def test_compare_runs_grid_skips_finished_and_writes_tables(phantoms: Path, tmp_path: Path) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        f"name: tiny\ndata: {phantoms}\npreset: cpu\n"
+        "set: [optim.epochs=2, optim.iters_per_epoch=1, data.patch_size=32, val_every=2, data.test_fraction=0.2]\n"
+        "methods: [baseline, {method: svl-drl, label: 'SVL-DRL w/o WS', set: [stages.skip_warmup=true]}]\n"
+        "noise: [mt]\nratios: [0.5]\nseeds: [0]\nclean_baseline: true\nruns_root: runs\nout: results\n"
+    )
+    invoke("compare", exp, "-q")
+    table = (tmp_path / "results" / "table.md").read_text()
+    assert "Baseline" in table and "clean" in table and "MT-Noise 50%" in table
+    assert (tmp_path / "results" / "table.tex").exists() and (tmp_path / "results" / "table.csv").exists()
+    assert "w/o WS" in (tmp_path / "results" / "ablation.md").read_text()
+    stamps = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("metrics.json")}
+    assert len(stamps) == 3
+    invoke("compare", exp, "-q")  # everything finished: nothing retrained
+    assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("metrics.json")} == stamps
+
+
+def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "svldrl.cli", "train", str(tmp_path / "missing")],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "missing" in proc.stderr
+
+
+def test_killed_run_resumes_and_finishes(phantoms: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "svldrl.cli", "train", str(phantoms), "--method", "baseline", "--out", str(out),
+            "--set", "optim.epochs=40", "--set", "optim.iters_per_epoch=1", "--set", "data.patch_size=32",
+            "--set", "val_every=40", "--set", "data.test_fraction=0.2", "-q"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 300
+    latest = out / "checkpoints" / "latest.pt"
+    while not latest.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert latest.exists(), "no checkpoint appeared"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists()
+    import torch
+
+    torch.load(latest, map_location="cpu", weights_only=False)  # the checkpoint under its final name is whole
+    result = runner.invoke(app, ["train", str(phantoms), "--method", "baseline", "--out", str(out)] + args[9:])
+    assert result.exit_code != 0 and "--resume" in str(result.exception)
+    invoke("train", phantoms, "--method", "baseline", "--out", out, "--resume", *args[9:])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 40
