@@ -87,17 +87,34 @@ def noise(
     kind: Annotated[str, typer.Option("--kind", help="'mt' (morphological) or 'sfda' (source-model labels).")] = "mt",
     ratio: Annotated[float, typer.Option("--ratio", min=0.0, max=1.0, help="Share of cases to corrupt.")] = 0.5,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the corruption.")] = 0,
+    preset: Annotated[str, typer.Option("--preset", help="sfda: preset of the source model and of the split.")] = "cpu",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="sfda: configuration override (repeatable).")] = None,
 ) -> None:
     """Write a copy of a data set with noisy labels and a per-case noise manifest.
 
-    Example: `svldrl noise data/phantoms --kind mt --ratio 0.5 --seed 0 --out data/phantoms-mt50`
+    Only the training cases of the split (the one `svldrl train` makes with the same configuration)
+    are corrupted; validation and test cases keep their clean labels. SFDA noise trains a source
+    model on the clean share first (a fifth of the preset's epochs; `--set optim.epochs=...`).
+
+    Examples:
+
+    * `svldrl noise data/phantoms --kind mt --ratio 0.5 --seed 0 --out data/phantoms-mt50`
+    * `svldrl noise data/phantoms --kind sfda --ratio 0.5 --out data/phantoms-sfda50 --set optim.epochs=40`
     """
+    from svldrl.config import resolve_config
+    from svldrl.data import load_dataset
+    from svldrl.experiments.noisy_labels import sfda_options
     from svldrl.noise import write_noisy_dataset
 
     _require_exists(data)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: output folder exists and is not empty")
-    path = write_noisy_dataset(data, kind=kind, ratio=ratio, seed=seed, out=out)
+    cfg = resolve_config(preset, None, set_ or [], seed=seed, **{"noise.kind": kind, "noise.ratio": ratio})
+    options = {}
+    if kind == "sfda":
+        labels = load_dataset(data).labels
+        options = sfda_options(cfg, out.parent / f".{out.name}-source", labels)
+    path = write_noisy_dataset(data, kind=kind, ratio=ratio, seed=seed, out=out, data_cfg=cfg.data, **options)
     console.print(f"wrote noisy copy ({kind}, ratio {ratio}) and noise_manifest.json to {path}")
 
 
