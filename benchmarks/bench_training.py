@@ -13,7 +13,8 @@ run these convolutions many times slower and drown the ratios in noise.
 The steps timed are the trainers' own ``train_step`` on one fixed batch (phantom patch), so the
 numbers include everything a real step does (rollout, rewards with connected components, returns,
 losses, backward, optimiser). Measurements of the baseline and the variants are interleaved, so a
-change of machine load hits all of them alike; the median over repeats is reported.
+change of machine load hits all of them alike; the minimum (least disturbed) and the median over
+the repeats are reported.
 
     python benchmarks/bench_training.py --threads 1           # unet, 48^3 and 64^3, K = 1, 3, 5
     python benchmarks/bench_training.py --sizes 48 --ks 3 --floor  # plus the no-gradient episode alone
@@ -104,16 +105,19 @@ def bench_size(
     for _ in range(repeats):
         for name, timer in timers.items():  # interleaved: load changes hit every variant alike
             times[name].append(timer())
+    fastest = {name: min(values) for name, values in times.items()}
     medians = {name: statistics.median(values) for name, values in times.items()}
-    base = medians["baseline"]
     return {
         "backbone": backbone,
         "patch": size,
         "batch": batch_size,
         "repeats": repeats,
-        "seconds": medians,
+        "threads": torch.get_num_threads(),
+        "min_seconds": fastest,
+        "median_seconds": medians,
         "all_seconds": times,
-        "ratio_to_baseline": {name: t / base for name, t in medians.items()},
+        "ratio_min": {name: t / fastest["baseline"] for name, t in fastest.items()},
+        "ratio_median": {name: t / medians["baseline"] for name, t in medians.items()},
     }
 
 
@@ -159,10 +163,14 @@ def quality(seeds: list[int], epochs: int, size: int = 32) -> list[dict[str, Any
 
 
 def print_table(result: dict) -> None:
-    print(f"\n{result['backbone']} {result['patch']}^3, batch {result['batch']}, median of {result['repeats']}")
-    print(f"{'step':<18}{'seconds':>10}{'x baseline':>12}")
-    for name, seconds in result["seconds"].items():
-        print(f"{name:<18}{seconds:>10.2f}{result['ratio_to_baseline'][name]:>12.2f}")
+    """Min (the run least disturbed by other processes) and median of the repeats, and their ratios."""
+    print(f"\n{result['backbone']} {result['patch']}^3, batch {result['batch']}, {result['repeats']} repeats")
+    print(f"{'step':<16}{'min s':>8}{'x base':>8}{'median s':>10}{'x base':>8}")
+    for name in result["min_seconds"]:
+        print(
+            f"{name:<16}{result['min_seconds'][name]:>8.2f}{result['ratio_min'][name]:>8.2f}"
+            f"{result['median_seconds'][name]:>10.2f}{result['ratio_median'][name]:>8.2f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
 from monai.networks.nets import SwinUNETR
 
 from svldrl.config import ModelConfig
-from svldrl.models import HEADS, build_network, load_swin_unetr_weights
+from svldrl.models import HEADS, LoadReport, NetOutput, build_network, load_swin_unetr_weights
 
 FS = 12  # the smallest feature size MONAI allows: same structure as 48, much faster on a CPU
 
@@ -34,47 +35,62 @@ def _ssl_checkpoint(monai_net: SwinUNETR) -> dict:
     return {"epoch": 100, "state_dict": state}
 
 
+class Pair(NamedTuple):
+    reference: SwinUNETR
+    net: torch.nn.Module
+    report: LoadReport
+
+
+class Outputs(NamedTuple):
+    expected: torch.Tensor
+    out: NetOutput
+
+
 @pytest.fixture(scope="module")
-def x() -> torch.Tensor:
-    return torch.rand(1, 1, 64, 64, 64, generator=torch.Generator().manual_seed(0))
+def pair() -> Pair:
+    """A MONAI SwinUNETR and our network with its weights loaded (built once: slow on a CPU)."""
+    reference, net = _monai(), _ours()
+    assert not torch.equal(net.encoder.swinViT.patch_embed.proj.weight, reference.swinViT.patch_embed.proj.weight)
+    return Pair(reference, net, load_swin_unetr_weights(net, reference.state_dict()))
+
+
+@pytest.fixture(scope="module")
+def outputs(pair: Pair) -> Outputs:
+    """MONAI's output and all three of ours on one 64^3 input."""
+    x = torch.rand(1, 1, 64, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return Outputs(pair.reference(x), pair.net(x))
 
 
 @pytest.mark.slow
-def test_every_head_has_its_shape(x):
-    with torch.no_grad():
-        out = _ours(n_outputs=3)(x)
-    assert out.seg.shape == (1, 3, 64, 64, 64)
-    assert out.value.shape == (1, 1, 64, 64, 64)
-    assert out.policy.shape == (1, 3, 64, 64, 64)
-
-
-def test_encoder_keeps_monai_names():
-    monai_keys = {k for k in _monai().state_dict() if not k.startswith(("decoder", "out."))}
-    ours = {k.removeprefix("encoder.") for k in _ours().state_dict() if k.startswith("encoder.")}
-    assert ours == monai_keys
-    decoder_keys = {k for k in _monai().state_dict() if k.startswith(("decoder", "out."))}
-    assert {k.removeprefix("decoders.value.") for k in _ours().state_dict() if k.startswith("decoders.value.")} == (
-        decoder_keys
-    )
+def test_every_head_has_its_shape(outputs):
+    assert outputs.out.seg.shape == (1, 2, 64, 64, 64)
+    assert outputs.out.value.shape == (1, 1, 64, 64, 64)
+    assert outputs.out.policy.shape == (1, 3, 64, 64, 64)
 
 
 @pytest.mark.slow
-def test_monai_weights_give_monai_segmentation(x):
-    reference = _monai()
-    net = _ours()
-    with torch.no_grad():
-        before = net.segment(x)
-    report = load_swin_unetr_weights(net, reference.state_dict())
-    with torch.no_grad():
-        expected = reference(x)
-        got = net.segment(x)
-    assert not torch.allclose(before, expected)
-    torch.testing.assert_close(got, expected, rtol=0, atol=0)  # same ops in the same order: bit-identical
-    assert report.kept == [] and report.unused == []
+def test_monai_weights_give_monai_segmentation(pair, outputs):
+    # same operations in the same order: bit-identical
+    torch.testing.assert_close(outputs.out.seg, outputs.expected, rtol=0, atol=0)
+    assert pair.report.kept == [] and pair.report.unused == []
     # value/policy decoders keep their own (near-zero output) init by default
-    assert not torch.equal(
-        net.decoders["value"].decoder5.transp_conv.conv.weight, reference.decoder5.transp_conv.conv.weight
-    )
+    value_weight = pair.net.decoders["value"].decoder5.transp_conv.conv.weight
+    assert not torch.equal(value_weight, pair.reference.decoder5.transp_conv.conv.weight)
+    assert outputs.out.value.abs().max() < 0.01
+
+
+def test_encoder_and_decoders_keep_monai_names(pair):
+    monai = pair.reference.state_dict()
+    ours = pair.net.state_dict()
+    assert {k.removeprefix("encoder.") for k in ours if k.startswith("encoder.")} == {
+        k for k in monai if not k.startswith(("decoder", "out."))
+    }
+    for head in HEADS:
+        prefix = f"decoders.{head}."
+        assert {k.removeprefix(prefix) for k in ours if k.startswith(prefix)} == {
+            k for k in monai if k.startswith(("decoder", "out."))
+        }
 
 
 def test_decoder_can_go_to_all_heads_but_never_the_rl_output_blocks():
@@ -102,14 +118,15 @@ def test_other_class_count_loads_all_but_the_output_block():
     assert torch.equal(net.decoders["seg"].decoder5.transp_conv.conv.weight, reference.decoder5.transp_conv.conv.weight)
 
 
-@pytest.mark.slow
-def test_published_checkpoint_file_with_prefix_and_nesting(tmp_path: Path, x):
-    reference = _monai()
+def test_published_checkpoint_file_with_prefix_and_nesting(tmp_path: Path, pair):
+    reference = pair.reference
     path = tmp_path / "swin_unetr.pt"
     torch.save({"state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()}}, path)
-    net = build_network(ModelConfig(backbone="swin-unetr", feature_size=FS, pretrained=str(path)), 1, 2).eval()
-    with torch.no_grad():
-        torch.testing.assert_close(net.segment(x), reference(x), rtol=1e-5, atol=1e-5)
+    net = build_network(ModelConfig(backbone="swin-unetr", feature_size=FS, pretrained=str(path)), 1, 2)
+    ours = net.state_dict()
+    for key, value in reference.state_dict().items():
+        name = f"encoder.{key}" if key.startswith(("swinViT.", "encoder")) else f"decoders.seg.{key}"
+        assert torch.equal(ours[name], value), key
 
 
 def test_self_supervised_swinvit_checkpoint_matches_monai_load_from():
@@ -127,11 +144,11 @@ def test_self_supervised_swinvit_checkpoint_matches_monai_load_from():
     assert torch.equal(net.encoder.encoder1.layer.conv1.conv.weight, encoder1_before)
 
 
-def test_bad_checkpoints_are_rejected(tmp_path: Path):
-    net = _ours()
+def test_bad_checkpoints_are_rejected(tmp_path: Path, pair):
+    net = pair.net  # every case below fails before copying anything
     with pytest.raises(ValueError, match="no SwinUNETR encoder keys"):
         load_swin_unetr_weights(net, {"conv.weight": torch.zeros(1)})
-    partial = {k: v for k, v in _monai().state_dict().items() if "layers4" not in k}
+    partial = {k: v for k, v in pair.reference.state_dict().items() if "layers4" not in k}
     with pytest.raises(ValueError, match="swinViT tensors"):
         load_swin_unetr_weights(net, partial)
     torch.manual_seed(0)
@@ -142,4 +159,4 @@ def test_bad_checkpoints_are_rejected(tmp_path: Path):
         load_swin_unetr_weights(net, tmp_path / "missing.pt")
     unet = build_network(ModelConfig(backbone="unet"), 1, 2)
     with pytest.raises(ValueError, match="not 'swin-unetr'"):
-        load_swin_unetr_weights(unet, _monai().state_dict())
+        load_swin_unetr_weights(unet, pair.reference.state_dict())

@@ -217,8 +217,12 @@ class SVLDRLTrainer(Trainer):
         bootstrap = None
         for t in range(k + 1):
             last = t == k
-            heads = ("seg", "value") if last or t in plan.rl_weights else ("seg",)
-            heads = heads if last else (*heads, "policy")
+            if last:
+                heads = ("seg", "value")  # f(K) for the last reward, V(s(K)) for the bootstrap
+            elif t in plan.rl_weights:
+                heads = ("seg", "value", "policy")  # a trained step: V(s(t)) and pi(.|s(t)) with gradient
+            else:
+                heads = ("seg", "policy")  # f(t) for the rewards, pi(.|s(t)) to act
             with torch.set_grad_enabled(t in plan.grad_states):
                 out = self.net(states[t], heads=heads)
             probs.append(self.foreground_probabilities(out.seg.detach()))  # (B, F, h, w, d) f(t)
@@ -249,7 +253,7 @@ class SVLDRLTrainer(Trainer):
         """(B, F, h, w, d) the foreground channels of a one-hot or region label."""
         return label[:, 1:] if self.labels.mode == "classes" else label
 
-    # ------------------------------------------------------------------ 4. policy term
+    # ------------------------------------------------------------------ 4. losses: the policy term
 
     def policy_term(self, rollout: Rollout, returns: torch.Tensor, t: int) -> torch.Tensor:
         """Eqs. 5-6 for the step taken from s(t): -log pi(a(t)|s(t)) A(t) - c H(pi(.|s(t)))."""
