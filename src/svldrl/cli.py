@@ -194,7 +194,7 @@ def train(
 def methods() -> None:
     """List the training methods, with oracle and reconstruction notes."""
     _load_methods()
-    console.print(_method_help())
+    typer.echo(_method_help())
 
 
 @app.command("config-keys")

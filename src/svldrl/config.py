@@ -105,6 +105,9 @@ class NoiseConfig:
     kind: str = _f("none", "'none', 'mt' (morphological) or 'sfda' (labels from a source model)")
     ratio: float = _f(0.5, "share of training cases whose label is corrupted")
     seed: int = _f(0, "seed of the corruption (which cases, which operation)")
+    sfda_budget: float = _f(0.2, "sfda: the source model trains for this share of the run's epochs")
+    sfda_gamma: tuple[float, float] | None = _f((0.7, 1.4), "sfda: range of the gamma change on target images")
+    sfda_shift: tuple[float, float] | None = _f((-0.1, 0.1), "sfda: range of the intensity shift on target images")
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,8 @@ PAPER = TrainConfig(
 
 CPU = TrainConfig(
     model=ModelConfig(backbone="unet", channels=(16, 32, 64, 128)),
-    data=DataConfig(patch_size=(48, 48, 48), samples_per_volume=2),
-    optim=OptimConfig(optimizer="adam", lr=3e-3, epochs=40, batch_size=2, iters_per_epoch=8, lr_schedule="poly"),
+    data=DataConfig(patch_size=(32, 32, 32), samples_per_volume=2),
+    optim=OptimConfig(optimizer="adam", lr=3e-3, epochs=30, batch_size=2, iters_per_epoch=8, lr_schedule="poly"),
     val_every=10,
 )
 """Small U-Net, small patches, Adam: a useful model in minutes on 2 CPU cores."""

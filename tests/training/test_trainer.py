@@ -202,3 +202,42 @@ def test_region_labels_train_with_sigmoid_outputs(tiny_config, phantoms16, make_
         assert all(math.isfinite(v) for v in trainer.train_step(batch, epoch).values())
     metrics = trainer.validate()
     assert set(metrics) == {"val_dice", "val_dice_whole", "val_dice_core"}
+
+
+def test_load_trained_rebuilds_the_methods_own_network(tiny_config, phantoms16, make_trainer, tmp_path, monkeypatch):
+    """A method whose saved module is not the plain network (e.g. extra heads) is rebuilt by its class."""
+    from torch import nn
+
+    from svldrl.training import checkpoint
+
+    class Wrapped(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+            self.extra = nn.Parameter(torch.full((3,), 7.0))
+
+        def forward(self, x, heads=("seg", "value", "policy")):
+            return self.inner(x, heads=heads)
+
+        def segment(self, x):
+            return self.inner.segment(x)
+
+    class WrappedTrainer(Trainer):
+        @classmethod
+        def inference_network(cls, cfg, in_channels, labels):
+            return Wrapped(super().inference_network(cfg, in_channels, labels))
+
+    trainer = WrappedTrainer(tiny_config({"optim": {"epochs": 1}}), phantoms16, [], PHANTOM_LABELS, tmp_path,
+                             progress=False)
+    trainer.fit()
+    monkeypatch.setattr(checkpoint, "method_class", lambda name: WrappedTrainer)
+    net, _, _ = load_trained(tmp_path, device="cpu")
+    assert isinstance(net, Wrapped) and torch.equal(net.extra, torch.full((3,), 7.0))
+
+
+def test_method_class_finds_registered_and_baseline_methods():
+    from svldrl.training.checkpoint import method_class
+
+    assert method_class("svl-drl") is SVLDRLTrainer
+    assert method_class("baseline") is Trainer
+    assert issubclass(method_class("pixeldrl-mg"), SVLDRLTrainer)  # registered when svldrl.baselines is imported

@@ -83,8 +83,7 @@ class BaselineTrainer(Trainer):
         noise_manifest: NoiseManifest | None = None,
     ) -> None:
         self.options = parse_method_options(self.OPTIONS, cfg.method_options, cfg.method)
-        self.noise_manifest = noise_manifest
-        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress)
+        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress, noise_manifest=noise_manifest)
 
     @classmethod
     def uses_oracle(cls, options: Any) -> bool:

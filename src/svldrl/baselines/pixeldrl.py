@@ -188,8 +188,8 @@ class PixelDRLTrainer(SVLDRLTrainer):
         progress: bool = True,
         noise_manifest: NoiseManifest | None = None,
     ) -> None:
-        """As ``SVLDRLTrainer``; ``noise_manifest`` is accepted like the baselines' and not used (no oracle)."""
-        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress)
+        """As ``SVLDRLTrainer``; ``noise_manifest`` is kept like every method's and not used (no oracle)."""
+        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress, noise_manifest=noise_manifest)
 
     @classmethod
     def table_label(cls, method_options: Mapping[str, Any] | None = None) -> str:

@@ -79,7 +79,7 @@ def load_experiment(path: Path) -> Experiment:
         preset=str(raw.get("preset", "cpu")),
         config=dict(raw.get("config") or {}),
         overrides=tuple(raw.get("set") or ()),
-        variants=tuple(_variant(v, path) for v in raw["methods"]),
+        variants=tuple(_variant(v, path, (raw.get("config") or {}).get("method_options")) for v in raw["methods"]),
         noise=tuple(raw.get("noise") or ("mt",)),
         ratios=tuple(float(r) for r in raw.get("ratios") or (0.5,)),
         seeds=tuple(int(s) for s in raw.get("seeds") or (0,)),
@@ -96,14 +96,14 @@ def _relative(base: Path, value: str) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
-def _variant(entry: Any, path: Path) -> Variant:
+def _variant(entry: Any, path: Path, _options: dict[str, Any] | None = None) -> Variant:
     from svldrl.training import METHODS
 
     if isinstance(entry, str):
-        return Variant(METHODS.canonical(entry), method_info(entry)["label"])
+        return Variant(METHODS.canonical(entry), method_info(entry, _options)["label"])
     if isinstance(entry, dict) and "method" in entry:
         method = METHODS.canonical(entry["method"])
-        label = entry.get("label") or method_info(method)["label"]
+        label = entry.get("label") or method_info(method, _options)["label"]
         return Variant(method, label, tuple(entry.get("set") or ()))
     raise ValueError(f"{path}: a method entry is a name or a mapping with 'method' (and 'label', 'set'), got {entry!r}")
 

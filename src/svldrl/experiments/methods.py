@@ -5,21 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 
-def method_info(name: str) -> dict[str, Any]:
-    """Description, oracle flag, footnote and table label of a registered method."""
+def method_info(name: str, method_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Description, oracle flag, footnote and table label of a registered method (with these options)."""
     from svldrl.training import METHODS
 
     cls = METHODS.get(name)
     canonical = METHODS.canonical(name)
     doc = (cls.__doc__ or "").strip().splitlines()
     description = getattr(cls, "DESCRIPTION", None) or (doc[0] if doc else canonical)
-    oracle = bool(getattr(cls, "ORACLE", False))
-    label = getattr(cls, "TABLE_LABEL", None) or DISPLAY_NAMES.get(canonical, canonical)
+    if hasattr(cls, "table_label"):  # the baselines know whether their options make them oracles
+        label = cls.table_label(method_options or {})
+    else:
+        label = DISPLAY_NAMES.get(canonical, canonical)
     return {
         "name": canonical,
         "description": description,
-        "oracle": oracle,
-        "label": label + (" (oracle)" if oracle else ""),
+        "oracle": label.endswith("(oracle)"),
+        "label": label,
         "footnote": getattr(cls, "FOOTNOTE", None),
     }
 

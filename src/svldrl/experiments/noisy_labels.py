@@ -29,7 +29,6 @@ def noise_key(cfg: TrainConfig, split: Split) -> str:
     payload = {"split": split.to_dict(), "kind": noise.kind, "ratio": noise.ratio, "seed": noise.seed}
     if noise.kind == "sfda":  # the source model depends on how it is trained
         payload["source"] = {k: v for k, v in to_dict(cfg).items() if k in ("data", "model", "optim")}
-        payload["source_options"] = cfg.method_options.get("sfda", {})
     digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
     return f"{noise.kind}-{noise.ratio:g}-seed{noise.seed}-{digest}"
 
@@ -73,14 +72,12 @@ def sfda_options(cfg: TrainConfig, cache: Path, labels: LabelSpec) -> dict:
     """``train_source`` and ``domain_shift`` for ``sfda_noise`` (method.md "SFDA noise")."""
     from svldrl.noise import DomainShift
 
-    opts = dict(cfg.method_options.get("sfda", {}))
-    budget = float(opts.pop("budget", 0.2))
-    shift = opts.pop("domain_shift", {"gamma": [0.7, 1.4], "shift": [-0.1, 0.1]})
-    if opts:
-        raise ValueError(f"method_options.sfda: unknown keys {sorted(opts)} (valid: budget, domain_shift)")
-    domain_shift = None if shift is None else DomainShift(**{k: tuple(v) if isinstance(v, list) else v
-                                                               for k, v in shift.items()})
-    return {"train_source": make_source_trainer(cfg, labels, cache / "source_model", budget), "domain_shift": domain_shift}
+    noise = cfg.noise
+    shift = None
+    if noise.sfda_gamma is not None or noise.sfda_shift is not None:
+        shift = DomainShift(gamma=noise.sfda_gamma or 1.0, shift=noise.sfda_shift or 0.0)
+    return {"train_source": make_source_trainer(cfg, labels, cache / "source_model", noise.sfda_budget),
+            "domain_shift": shift}
 
 
 def make_source_trainer(cfg: TrainConfig, labels: LabelSpec, run_dir: Path, budget: float = 0.2) -> SourceTrainer:

@@ -128,8 +128,8 @@ def train_run(
     train_cases = prepare_cases([dataset.get(i).with_label(labels_by_id[i]) for i in split.train], cfg.data)
     val_cases = prepare_cases([dataset.get(i) for i in split.val], cfg.data)
 
-    extra = {"noise_manifest": manifest} if getattr(trainer_cls, "USES_NOISE_MANIFEST", False) else {}
-    trainer = trainer_cls(cfg, train_cases, val_cases, dataset.labels, run_dir, progress=progress, **extra)
+    trainer = trainer_cls(cfg, train_cases, val_cases, dataset.labels, run_dir, progress=progress,
+                          noise_manifest=manifest)
     start = time.perf_counter()
     trainer.fit(resume=plan.resume, stop_after=stop_after)
     train_seconds = time.perf_counter() - start

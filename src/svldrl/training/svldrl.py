@@ -28,6 +28,7 @@ import torch
 
 from svldrl.config import StageConfig, TrainConfig
 from svldrl.data import Case, LabelSpec
+from svldrl.noise import NoiseManifest
 from svldrl.rl import (
     ENHANCE,
     KEEP,
@@ -160,11 +161,12 @@ class SVLDRLTrainer(Trainer):
         run_dir: str | Path,
         *,
         progress: bool = True,
+        noise_manifest: NoiseManifest | None = None,
     ) -> None:
         self.options = _method_options(cfg)
         _check_rl_config(cfg)
         self.schedule = StageSchedule(cfg.stages, cfg.optim.epochs)
-        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress)
+        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress, noise_manifest=noise_manifest)
 
     def stage_name(self, epoch: int) -> str:
         return self.schedule.stage(epoch).value

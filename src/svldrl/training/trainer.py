@@ -24,6 +24,7 @@ from svldrl.data import Case, LabelSpec, PatchSampler
 from svldrl.inference import labels_from_probabilities, predict_probabilities
 from svldrl.metrics import dice
 from svldrl.models import build_network, check_patch_size
+from svldrl.noise import NoiseManifest
 from svldrl.training.checkpoint import (
     BEST,
     CHECKPOINT_DIR,
@@ -68,6 +69,7 @@ class Trainer:
         labels: what the label channels mean.
         run_dir: the run folder (checkpoints, log.csv, tensorboard, config.yaml).
         progress: show a progress bar over epochs.
+        noise_manifest: which training cases were corrupted and how; only "oracle" methods use it.
     """
 
     TRAIN_SCALARS: tuple[str, ...] = ("loss",)
@@ -82,8 +84,11 @@ class Trainer:
         run_dir: str | Path,
         *,
         progress: bool = True,
+        noise_manifest: NoiseManifest | None = None,
     ) -> None:
         _check_cases(train_cases, val_cases, labels)
+        self.noise_manifest = noise_manifest
+        """The run's noise manifest (None for clean runs); only oracle methods read it."""
         check_patch_size(cfg.model.backbone, cfg.data.patch_size, cfg.model)
         if cfg.val_every < 1:
             raise ValueError(f"val_every must be >= 1, got {cfg.val_every}")
