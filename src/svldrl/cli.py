@@ -123,7 +123,9 @@ def noise(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Report folder (data, runs, report.md, results.json/csv).")] = Path("demo_out"),
+    out: Annotated[Path, typer.Option("--out", help="Report folder (data, runs, report.md, results.json/csv).")] = Path(
+        "demo_out"
+    ),
     seed: Annotated[int, typer.Option("--seed", help="Seed of the phantoms, the noise and the training.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -156,16 +158,31 @@ def _method_help() -> str:
 @app.command(epilog="Methods: see `svldrl methods`. Configuration keys: see `svldrl config-keys`.")
 def train(
     data: Annotated[Path, typer.Argument(help="Data set folder (LA h5, MSD/nnU-Net NIfTI, BraTS).")],
-    method: Annotated[str, typer.Option("--method", "-m", help="Training method (`svldrl methods` lists them).")] = "svl-drl",
-    preset: Annotated[str, typer.Option("--preset", help="'cpu' (small U-Net, minutes) or 'paper' (SwinUNETR, Section 4.1).")] = "cpu",
-    noise: Annotated[str, typer.Option("--noise", help="Label noise on the training cases: 'none', 'mt' or 'sfda'.")] = "none",
-    noise_ratio: Annotated[float, typer.Option("--noise-ratio", min=0.0, max=1.0, help="Share of training cases corrupted.")] = 0.5,
+    method: Annotated[
+        str, typer.Option("--method", "-m", help="Training method (`svldrl methods` lists them).")
+    ] = "svl-drl",
+    preset: Annotated[
+        str, typer.Option("--preset", help="'cpu' (small U-Net, minutes) or 'paper' (SwinUNETR, Section 4.1).")
+    ] = "cpu",
+    noise: Annotated[
+        str, typer.Option("--noise", help="Label noise on the training cases: 'none', 'mt' or 'sfda'.")
+    ] = "none",
+    noise_ratio: Annotated[
+        float, typer.Option("--noise-ratio", min=0.0, max=1.0, help="Share of training cases corrupted.")
+    ] = 0.5,
     config: Annotated[Path | None, typer.Option("--config", help="YAML file applied over the preset.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override one key, e.g. --set optim.epochs=20 (repeatable).")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override one key, e.g. --set optim.epochs=20 (repeatable).")
+    ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Training seed (default: from the configuration).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<dataset>/<method>__<noise>-<ratio>__seed<k>).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Run folder (default runs/<dataset>/<method>__<noise>-<ratio>__seed<k>)."),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete a finished or interrupted run and start again.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Delete a finished or interrupted run and start again.")
+    ] = False,
     device: Annotated[str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -184,8 +201,15 @@ def train(
 
     _require_exists(data)
     _load_methods()
-    cfg = resolve_config(preset, config, set_ or [], method=method, device=device, seed=seed,
-                         **{"noise.kind": noise, "noise.ratio": noise_ratio})
+    cfg = resolve_config(
+        preset,
+        config,
+        set_ or [],
+        method=method,
+        device=device,
+        seed=seed,
+        **{"noise.kind": noise, "noise.ratio": noise_ratio},
+    )
     result = train_run(data, cfg, out=out, resume=resume, overwrite=overwrite, progress=not quiet)
     _print_summary(result.run_dir, result.metrics)
 
@@ -214,7 +238,10 @@ def predict(
     run: Annotated[Path, typer.Argument(help="A run folder or a checkpoint file (.pt).")],
     inputs: Annotated[Path, typer.Argument(help="A NIfTI or LA h5 file, an LA case folder, or a folder of them.")],
     output: Annotated[Path, typer.Argument(help="Output folder (or a .nii.gz file for a single input).")],
-    refine_steps: Annotated[int | None, typer.Option("--refine-steps", min=0, help="Greedy policy steps before segmenting (default: the run's).")] = None,
+    refine_steps: Annotated[
+        int | None,
+        typer.Option("--refine-steps", min=0, help="Greedy policy steps before segmenting (default: the run's)."),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
 ) -> None:
     """Predict masks for new volumes, written as NIfTI on each input's own grid (affine and header kept).
@@ -237,8 +264,12 @@ def predict(
 def evaluate(
     pred: Annotated[Path, typer.Argument(help="A folder of <case id>.nii.gz masks, or a run folder.")],
     ref: Annotated[Path, typer.Argument(help="A data set with reference labels (any supported format).")],
-    out: Annotated[Path | None, typer.Option("--out", help="Write <out>.csv (per case) and <out>.json (summary).")] = None,
-    refine_steps: Annotated[int | None, typer.Option("--refine-steps", min=0, help="With a run folder: greedy policy steps.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write <out>.csv (per case) and <out>.json (summary).")
+    ] = None,
+    refine_steps: Annotated[
+        int | None, typer.Option("--refine-steps", min=0, help="With a run folder: greedy policy steps.")
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="With a run folder: 'auto', 'cpu', 'cuda'.")] = "auto",
 ) -> None:
     """Score predictions (Dice, IoU, HD95, ASD per class and mean) against reference labels.
@@ -269,7 +300,9 @@ def evaluate(
 @app.command()
 def compare(
     experiment: Annotated[Path, typer.Argument(help="Experiment file (YAML): data, methods, noise, ratios, seeds.")],
-    tables_only: Annotated[bool, typer.Option("--tables-only", help="Only (re)write tables from finished runs.")] = False,
+    tables_only: Annotated[
+        bool, typer.Option("--tables-only", help="Only (re)write tables from finished runs.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run a grid (methods x noise kinds x ratios x seeds) and write the paper-style tables and plots.

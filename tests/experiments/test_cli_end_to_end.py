@@ -19,8 +19,21 @@ from svldrl.cli import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
-TINY = ["--set", "optim.epochs=3", "--set", "optim.iters_per_epoch=2", "--set", "data.patch_size=32",
-        "--set", "val_every=3", "--set", "data.val_fraction=0.2", "--set", "data.test_fraction=0.2", "-q"]
+TINY = [
+    "--set",
+    "optim.epochs=3",
+    "--set",
+    "optim.iters_per_epoch=2",
+    "--set",
+    "data.patch_size=32",
+    "--set",
+    "val_every=3",
+    "--set",
+    "data.val_fraction=0.2",
+    "--set",
+    "data.test_fraction=0.2",
+    "-q",
+]
 
 
 def invoke(*args: str) -> str:
@@ -73,8 +86,16 @@ def test_noise_command_writes_copy_and_manifest(phantoms: Path, tmp_path: Path) 
 
 
 def test_train_writes_a_complete_run_folder(trained_run: Path) -> None:
-    for name in ("config.yaml", "env.json", "split.json", "noise_manifest.json", "log.csv", "metrics.json",
-                 "data.json", "checkpoints/latest.pt"):
+    for name in (
+        "config.yaml",
+        "env.json",
+        "split.json",
+        "noise_manifest.json",
+        "log.csv",
+        "metrics.json",
+        "data.json",
+        "checkpoints/latest.pt",
+    ):
         assert (trained_run / name).exists(), name
     assert list((trained_run / "tensorboard").glob("events.*"))
     metrics = json.loads((trained_run / "metrics.json").read_text())
@@ -86,8 +107,9 @@ def test_train_writes_a_complete_run_folder(trained_run: Path) -> None:
 
 
 def test_second_train_into_finished_run_refuses_without_overwrite(phantoms: Path, trained_run: Path) -> None:
-    result = runner.invoke(app, ["train", str(phantoms), "--method", "svl-drl", "--noise", "mt", "--out",
-                                 str(trained_run), *TINY])
+    result = runner.invoke(
+        app, ["train", str(phantoms), "--method", "svl-drl", "--noise", "mt", "--out", str(trained_run), *TINY]
+    )
     assert result.exit_code != 0
     assert "overwrite" in str(result.exception)
 
@@ -136,8 +158,9 @@ def test_compare_runs_grid_skips_finished_and_writes_tables(phantoms: Path, tmp_
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "svldrl.cli", "train", str(tmp_path / "missing")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "svldrl.cli", "train", str(tmp_path / "missing")], capture_output=True, text=True
+    )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "missing" in proc.stderr
@@ -145,9 +168,28 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
 
 def test_killed_run_resumes_and_finishes(phantoms: Path, tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "svldrl.cli", "train", str(phantoms), "--method", "baseline", "--out", str(out),
-            "--set", "optim.epochs=40", "--set", "optim.iters_per_epoch=1", "--set", "data.patch_size=32",
-            "--set", "val_every=40", "--set", "data.test_fraction=0.2", "-q"]
+    args = [
+        sys.executable,
+        "-m",
+        "svldrl.cli",
+        "train",
+        str(phantoms),
+        "--method",
+        "baseline",
+        "--out",
+        str(out),
+        "--set",
+        "optim.epochs=40",
+        "--set",
+        "optim.iters_per_epoch=1",
+        "--set",
+        "data.patch_size=32",
+        "--set",
+        "val_every=40",
+        "--set",
+        "data.test_fraction=0.2",
+        "-q",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 300
     latest = out / "checkpoints" / "latest.pt"

@@ -25,8 +25,21 @@ from svldrl.experiments.methods import method_info
 from svldrl.experiments.runs import METRICS_FILE
 from svldrl.experiments.tables import Table, TableRow, rows_from_runs
 
-EXPERIMENT_KEYS = {"name", "data", "preset", "config", "set", "methods", "noise", "ratios", "seeds", "clean_baseline",
-                   "runs_root", "out", "description"}
+EXPERIMENT_KEYS = {
+    "name",
+    "data",
+    "preset",
+    "config",
+    "set",
+    "methods",
+    "noise",
+    "ratios",
+    "seeds",
+    "clean_baseline",
+    "runs_root",
+    "out",
+    "description",
+}
 
 
 @dataclass(frozen=True)
@@ -177,8 +190,13 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
         raise ValueError(f"{exp.source}: no finished runs to tabulate yet")
     written: dict[str, Path] = {}
     main = [(r, m) for r, m in done if not r.variant.overrides]
-    ablation = [(r, m) for r, m in done if r.variant.method in ("svl-drl", "baseline")
-                and (r.variant.overrides or r.variant.method == "baseline") and r.noise != "none"]
+    ablation = [
+        (r, m)
+        for r, m in done
+        if r.variant.method in ("svl-drl", "baseline")
+        and (r.variant.overrides or r.variant.method == "baseline")
+        and r.noise != "none"
+    ]
     n_seeds = len(exp.seeds)
     spread = "seeds" if n_seeds > 1 else "test cases"
     if main:
@@ -192,8 +210,18 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
     if len(exp.ratios) > 1 or (exp.clean_baseline and exp.ratios):
         written["noise_ratio"] = _ratio_plot(done, exp.out / "noise_ratio.png")
     written["cost"] = _cost_table(done, exp.out / "cost.md")
-    write_text(exp.out / "grid.json", json.dumps({"experiment": str(exp.source), "finished": len(done),
-                                                   "total": len(runs), "seconds_this_call": round(seconds, 1)}, indent=2))
+    write_text(
+        exp.out / "grid.json",
+        json.dumps(
+            {
+                "experiment": str(exp.source),
+                "finished": len(done),
+                "total": len(runs),
+                "seconds_this_call": round(seconds, 1),
+            },
+            indent=2,
+        ),
+    )
     return written
 
 
@@ -233,8 +261,9 @@ def _ratio_plot(done: list[tuple[GridRun, dict]], path: Path) -> Path:
             key = f"{run.variant.label} ({kind.upper()})"
             ratio = 0.0 if run.noise == "none" else run.ratio
             series.setdefault(key, {}).setdefault(ratio, []).append(metrics["summary"]["mean"]["mean"]["dice"])
-    points = {k: {r: (float(np.mean(v)), float(np.std(v))) for r, v in d.items()} for k, d in series.items()
-              if len(d) > 1}
+    points = {
+        k: {r: (float(np.mean(v)), float(np.std(v))) for r, v in d.items()} for k, d in series.items() if len(d) > 1
+    }
     return noise_ratio_plot(points, path)
 
 

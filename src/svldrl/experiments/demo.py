@@ -29,11 +29,12 @@ DEMO_METHODS = ("baseline", "svl-drl")
 class DemoSettings:
     """Sizes of the demo: chosen so both methods train in under 5 minutes on 2 CPU cores."""
 
-    n_cases: int = 16
-    size: int = 48
+    n_cases: int = 12
+    size: int = 40
     noise_ratio: float = 0.5
     seed: int = 0
     epochs: int = 30
+    iters_per_epoch: int = 6
     methods: tuple[str, ...] = DEMO_METHODS
 
     def config(self, method: str) -> TrainConfig:
@@ -42,10 +43,10 @@ class DemoSettings:
             cpu,
             method=method,
             seed=self.seed,
-            data=replace(cpu.data, patch_size=(32, 32, 32), val_fraction=0.125, test_fraction=0.25),
-            optim=replace(cpu.optim, epochs=self.epochs),
+            data=replace(cpu.data, patch_size=(32, 32, 32), val_fraction=0.17, test_fraction=0.34),
+            optim=replace(cpu.optim, epochs=self.epochs, iters_per_epoch=self.iters_per_epoch),
             noise=replace(cpu.noise, kind="mt", ratio=self.noise_ratio, seed=self.seed),
-            val_every=5,
+            val_every=10,
         )
 
 
@@ -65,7 +66,8 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), progress: bool 
             results[method] = RunResult(run_dir, json.loads((run_dir / "metrics.json").read_text()))
             continue
         if progress:
-            print(f"[demo] training {method} ({cfg.optim.epochs} epochs, {settings.n_cases} phantoms of {settings.size}^3)")
+            size = f"{settings.n_cases} phantoms of {settings.size}^3"
+            print(f"[demo] training {method} ({cfg.optim.epochs} epochs, {size})")
         results[method] = train_run(data, cfg, out=run_dir, runs_root=out / "runs", resume=True, progress=progress)
     report = write_report(out, data, results, settings, time.perf_counter() - start)
     return report
@@ -78,26 +80,53 @@ def verdict(rows: Sequence[TableRow]) -> str:
     gap = (best.mean["dice"] - other.mean["dice"]) * 100
     spread = max(best.std["dice"], other.std["dice"]) * 100
     strength = "clearly" if gap > spread else "only slightly (within the spread over test cases)"
-    return (f"{best.method} did better on mean Dice: {best.mean['dice'] * 100:.2f} % vs {other.mean['dice'] * 100:.2f} % "
-            f"for {other.method}, {strength}; gap {gap:.2f} points, largest std {spread:.2f} points.")
+    return (
+        f"{best.method} did better on mean Dice: {best.mean['dice'] * 100:.2f} % vs {other.mean['dice'] * 100:.2f} % "
+        f"for {other.method}, {strength}; gap {gap:.2f} points, largest std {spread:.2f} points."
+    )
 
 
 def write_report(out: Path, data: Path, results: dict[str, RunResult], settings: DemoSettings, seconds: float) -> dict:
     from svldrl.training import read_log
 
-    rows = [TableRow("MT-Noise 50%", method_info(m)["label"], r.metrics["summary"]["mean"]["mean"],
-                     r.metrics["summary"]["std"]["mean"], r.metrics["summary"]["n_cases"]) for m, r in results.items()]
-    table = Table(rows, caption=f"Phantoms, {settings.noise_ratio:.0%} of training labels with MT noise; "
-                                f"mean (± std over {rows[0].n} clean test cases)")
+    rows = [
+        TableRow(
+            "MT-Noise 50%",
+            method_info(m)["label"],
+            r.metrics["summary"]["mean"]["mean"],
+            r.metrics["summary"]["std"]["mean"],
+            r.metrics["summary"]["n_cases"],
+        )
+        for m, r in results.items()
+    ]
+    table = Table(
+        rows,
+        caption=f"Phantoms, {settings.noise_ratio:.0%} of training labels with MT noise; "
+        f"mean (± std over {rows[0].n} clean test cases)",
+    )
     curves = training_curves({m: read_log(r.run_dir) for m, r in results.items()}, out / "training_curves.png")
     pictures = slice_pictures(out, data, results)
     sentence = verdict(rows) if len(rows) > 1 else ""
-    lines = ["# svldrl demo", "", table.to_markdown(), "", f"**Verdict.** {sentence}", "",
-             f"Total time: {seconds:.0f} s.", "", f"![training curves]({curves.name})", ""]
+    lines = [
+        "# svldrl demo",
+        "",
+        table.to_markdown(),
+        "",
+        f"**Verdict.** {sentence}",
+        "",
+        f"Total time: {seconds:.0f} s.",
+        "",
+        f"![training curves]({curves.name})",
+        "",
+    ]
     lines += [f"![{m}]({p.name})" for m, p in pictures.items()]
     write_text(out / "report.md", "\n".join(lines) + "\n")
-    summary = {"verdict": sentence, "seconds": round(seconds, 1), "settings": settings.__dict__,
-               "methods": {m: r.metrics["summary"] for m, r in results.items()}}
+    summary = {
+        "verdict": sentence,
+        "seconds": round(seconds, 1),
+        "settings": settings.__dict__,
+        "methods": {m: r.metrics["summary"] for m, r in results.items()},
+    }
     write_json(out / "results.json", summary)
     csv_rows = table.to_csv_rows()
 
@@ -129,8 +158,9 @@ def slice_pictures(out: Path, data: Path, results: dict[str, RunResult]) -> dict
         noisy = _noisy_label(result.run_dir, case.case_id)
         net, cfg, labels = load_trained(result.run_dir)
         pred = predict_case(net, prepare_cases([case], cfg.data)[0], labels, cfg)
-        pictures[method] = example_slices(case.image[0], case.label > 0, noisy, {method_info(method)["label"]: pred > 0},
-                                          out / f"slices_{method}.png")
+        pictures[method] = example_slices(
+            case.image[0], case.label > 0, noisy, {method_info(method)["label"]: pred > 0}, out / f"slices_{method}.png"
+        )
     return pictures
 
 

@@ -10,8 +10,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-_PACKAGES = ("svldrl", "torch", "monai", "numpy", "scipy", "nibabel", "h5py", "connected-components-3d", "edt",
-             "cleanlab", "scikit-learn")
+_PACKAGES = (
+    "svldrl",
+    "torch",
+    "monai",
+    "numpy",
+    "scipy",
+    "nibabel",
+    "h5py",
+    "connected-components-3d",
+    "edt",
+    "cleanlab",
+    "scikit-learn",
+)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -31,8 +42,13 @@ def git_commit(path: Path | None = None) -> str | None:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
         if commit.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None

@@ -75,18 +75,31 @@ def example_slices(
     for ax, (title, mask) in zip(np.atleast_1d(axes), panels, strict=True):
         ax.imshow(image[..., z].T, cmap="gray", origin="lower")
         if mask is not None:
-            ax.contour(mask[..., z].T.astype(float), levels=[0.5], colors=["lime" if title == "clean label" else "red"],
-                       linewidths=1.0, origin="lower")
+            ax.contour(
+                mask[..., z].T.astype(float),
+                levels=[0.5],
+                colors=["lime" if title == "clean label" else "red"],
+                linewidths=1.0,
+                origin="lower",
+            )
             if title != "clean label":
-                ax.contour(clean[..., z].T.astype(float), levels=[0.5], colors=["lime"], linewidths=0.6,
-                           linestyles="dotted", origin="lower")
+                ax.contour(
+                    clean[..., z].T.astype(float),
+                    levels=[0.5],
+                    colors=["lime"],
+                    linewidths=0.6,
+                    linestyles="dotted",
+                    origin="lower",
+                )
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.suptitle(f"slice z={z} (green: clean label, red: mask shown)", fontsize=9)
     return _save(fig, path)
 
 
-def noise_ratio_plot(series: Mapping[str, Mapping[float, tuple[float, float]]], path: Path, metric: str = "Dice") -> Path:
+def noise_ratio_plot(
+    series: Mapping[str, Mapping[float, tuple[float, float]]], path: Path, metric: str = "Dice"
+) -> Path:
     """Fig. 6: metric (mean ± std) against the noise ratio, one line per method."""
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
     for label, points in series.items():

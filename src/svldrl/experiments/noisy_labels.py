@@ -76,8 +76,10 @@ def sfda_options(cfg: TrainConfig, cache: Path, labels: LabelSpec) -> dict:
     shift = None
     if noise.sfda_gamma is not None or noise.sfda_shift is not None:
         shift = DomainShift(gamma=noise.sfda_gamma or 1.0, shift=noise.sfda_shift or 0.0)
-    return {"train_source": make_source_trainer(cfg, labels, cache / "source_model", noise.sfda_budget),
-            "domain_shift": shift}
+    return {
+        "train_source": make_source_trainer(cfg, labels, cache / "source_model", noise.sfda_budget),
+        "domain_shift": shift,
+    }
 
 
 def make_source_trainer(cfg: TrainConfig, labels: LabelSpec, run_dir: Path, budget: float = 0.2) -> SourceTrainer:
@@ -93,8 +95,11 @@ def make_source_trainer(cfg: TrainConfig, labels: LabelSpec, run_dir: Path, budg
     def train_source(cases: list[Case]) -> Predictor:
         epochs = max(1, round(cfg.optim.epochs * budget))
         source_cfg = replace(
-            cfg, method="baseline", noise=replace(cfg.noise, kind="none"),
-            optim=replace(cfg.optim, epochs=epochs), val_every=max(1, epochs),
+            cfg,
+            method="baseline",
+            noise=replace(cfg.noise, kind="none"),
+            optim=replace(cfg.optim, epochs=epochs),
+            val_every=max(1, epochs),
         )
         ids = [c.case_id for c in cases]
         inner = split_cases(ids, 0.2 if len(ids) >= 5 else 0.0, 0.0, cfg.data.split_seed)
@@ -112,4 +117,3 @@ def make_source_trainer(cfg: TrainConfig, labels: LabelSpec, run_dir: Path, budg
         return predict
 
     return train_source
-

@@ -128,8 +128,9 @@ def train_run(
     train_cases = prepare_cases([dataset.get(i).with_label(labels_by_id[i]) for i in split.train], cfg.data)
     val_cases = prepare_cases([dataset.get(i) for i in split.val], cfg.data)
 
-    trainer = trainer_cls(cfg, train_cases, val_cases, dataset.labels, run_dir, progress=progress,
-                          noise_manifest=manifest)
+    trainer = trainer_cls(
+        cfg, train_cases, val_cases, dataset.labels, run_dir, progress=progress, noise_manifest=manifest
+    )
     start = time.perf_counter()
     trainer.fit(resume=plan.resume, stop_after=stop_after)
     train_seconds = time.perf_counter() - start
@@ -185,6 +186,8 @@ def score_prediction(pred: np.ndarray, reference: Case, labels: LabelSpec) -> di
     if reference.label is None:
         raise ValueError(f"case {reference.case_id!r}: no reference label to score against")
     return evaluate_case(
-        labels.foreground_masks(pred), labels.foreground_masks(reference.label), reference.spacing,
+        labels.foreground_masks(pred),
+        labels.foreground_masks(reference.label),
+        reference.spacing,
         labels.foreground_names,
     )

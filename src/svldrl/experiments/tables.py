@@ -49,8 +49,10 @@ class Table:
         for group in dict.fromkeys(r.group for r in self.rows):
             best = self.best(group)
             for row in (r for r in self.rows if r.group == group):
-                cells = [f"**{c}**" if best[k] == row.method and len(self._group(group)) > 1 else c
-                         for c, (k, _, _) in zip(self.cells(row), COLUMNS, strict=True)]
+                cells = [
+                    f"**{c}**" if best[k] == row.method and len(self._group(group)) > 1 else c
+                    for c, (k, _, _) in zip(self.cells(row), COLUMNS, strict=True)
+                ]
                 lines.append(f"| {group} | {row.method} | " + " | ".join(cells) + " |")
         text = "\n".join(lines)
         if self.caption:
@@ -74,8 +76,14 @@ class Table:
 
     def to_latex(self) -> str:
         cols = " & ".join(title.replace("%", r"\%") for _, title, _ in COLUMNS)
-        lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{ll" + "c" * len(COLUMNS) + "}", r"\toprule",
-                 f"Noise & Method & {cols} \\\\", r"\midrule"]
+        lines = [
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\begin{tabular}{ll" + "c" * len(COLUMNS) + "}",
+            r"\toprule",
+            f"Noise & Method & {cols} \\\\",
+            r"\midrule",
+        ]
         groups = list(dict.fromkeys(r.group for r in self.rows))
         for gi, group in enumerate(groups):
             best = self.best(group)
@@ -83,7 +91,9 @@ class Table:
                 cells = []
                 for cell, (key, _, _) in zip(self.cells(row), COLUMNS, strict=True):
                     cell = cell.replace("±", r"$\pm$")
-                    cells.append(rf"\textbf{{{cell}}}" if best[key] == row.method and len(self._group(group)) > 1 else cell)
+                    cells.append(
+                        rf"\textbf{{{cell}}}" if best[key] == row.method and len(self._group(group)) > 1 else cell
+                    )
                 lines.append(f"{_tex(group)} & {_tex(row.method)} & " + " & ".join(cells) + r" \\")
             if gi < len(groups) - 1:
                 lines.append(r"\midrule")
@@ -126,6 +136,13 @@ def rows_from_runs(runs: Sequence[Mapping[str, Any]], group_of, label_of) -> lis
             continue
         keys = [k for k, _, _ in COLUMNS]
         values = {k: np.array([m["summary"]["mean"]["mean"][k] for m in members]) for k in keys}
-        rows.append(TableRow(group, label, {k: float(v.mean()) for k, v in values.items()},
-                             {k: float(v.std()) for k, v in values.items()}, len(members)))
+        rows.append(
+            TableRow(
+                group,
+                label,
+                {k: float(v.mean()) for k, v in values.items()},
+                {k: float(v.std()) for k, v in values.items()},
+                len(members),
+            )
+        )
     return rows
