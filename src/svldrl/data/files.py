@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
+
+from svldrl._io import atomic_path  # noqa: F401  (re-exported for the data writers)
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")
 
@@ -77,23 +76,6 @@ def nifti_spacing(header: Any) -> tuple[float, float, float]:
 def same_geometry(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two affines describe the same grid (to 1e-3 mm, the tolerance of float headers)."""
     return bool(np.allclose(a, b, rtol=1e-5, atol=1e-3))
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces it only if the block succeeds.
-
-    A crash never leaves a half-written ``path``; the temporary name keeps the suffix so that nibabel
-    still picks the right format.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:12]}-{path.name}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def save_nifti(array: np.ndarray, affine: np.ndarray, path: Path, header: Any | None = None) -> Path:
