@@ -32,15 +32,20 @@ def _floats(rows: Sequence[Mapping[str, str]], key: str) -> tuple[np.ndarray, np
 
 def training_curves(logs: Mapping[str, Sequence[Mapping[str, str]]], path: Path) -> Path:
     """Training loss, validation Dice and (for RL methods) mean reward per epoch, one line per method."""
-    panels = [("loss", "training loss"), ("val_dice", "validation Dice (clean labels)"), ("reward", "mean reward")]
+    panels = [
+        ("loss", "training loss (each method's total)"),
+        ("val_dice", "validation Dice (clean labels)"),
+        ("reward", "mean reward"),
+    ]
     panels = [(k, t) for k, t in panels if any(_floats(rows, k)[0].size for rows in logs.values())]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    staged = max(logs.values(), key=lambda rows: sum(r.get("stage") in ("transition", "full_rl") for r in rows))
     for ax, (key, title) in zip(axes[0], panels, strict=True):
-        for label, rows in logs.items():
+        for i, (label, rows) in enumerate(logs.items()):
             x, y = _floats(rows, key)
-            if x.size:
-                ax.plot(x, y, marker="o" if key == "val_dice" else None, ms=3, label=label)
-        _shade_stages(ax, next(iter(logs.values())))
+            if x.size:  # a fixed colour per method across panels
+                ax.plot(x, y, marker="o" if key == "val_dice" else None, ms=3, label=label, color=f"C{i}")
+        _shade_stages(ax, staged)
         ax.set_xlabel("epoch")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
