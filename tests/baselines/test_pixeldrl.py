@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from baseline_helpers import first_batch, region_cases
 
 from svldrl.baselines.pixeldrl import (
     SET_BACKGROUND,
@@ -23,25 +24,10 @@ from svldrl.baselines.pixeldrl import (
     mask_logits,
 )
 from svldrl.config import CPU, merge
-from svldrl.data import PHANTOM_LABELS, Case, LabelSpec, make_phantoms
+from svldrl.data import PHANTOM_LABELS, make_phantoms
 from svldrl.inference import predict_probabilities
 from svldrl.models import build_network
-from svldrl.training import METHODS, Trainer, gradient_plan, read_log
-
-
-def region_cases() -> tuple[list[Case], LabelSpec]:
-    """Two 16^3 cases with two image channels and three nested regions (BraTS-like layout)."""
-    rng = np.random.default_rng(0)
-    label = np.zeros((3, 16, 16, 16), np.uint8)
-    label[0, 3:13, 3:13, 3:13], label[1, 5:11, 5:11, 5:11], label[2, 7:9, 7:9, 7:9] = 1, 1, 1
-    cases = [Case(rng.random((2, 16, 16, 16), dtype=np.float32), label, (1.0,) * 3, f"c{i}") for i in range(2)]
-    return cases, LabelSpec(("wt", "tc", "et"), mode="regions")
-
-
-def first_batch(trainer: Trainer, epoch: int) -> dict:
-    """The trainer's first patch batch of ``epoch`` as float tensors."""
-    batch = next(iter(trainer.sampler.epoch(epoch, 1, 2)))
-    return {**batch, "image": torch.as_tensor(batch["image"]), "label": torch.as_tensor(batch["label"]).float()}
+from svldrl.training import METHODS, gradient_plan, read_log
 
 
 def test_mask_transition_on_hand_made_actions():
