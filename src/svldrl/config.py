@@ -64,6 +64,7 @@ class RLConfig:
     penalty_weight: float = _f(0.1, "w_c, weight of the anatomical penalty C~")
     penalty_form: str = _f("difference", "'difference' (potential-based, ours) or 'level' (paper's literal, each step)")
     seg_loss_states: str = _f("all", "Dice loss in RL stages on 'all' states s(0..K) (ours) or 'last' (Algorithm 1)")
+    advantage_norm: bool = _f(False, "standardise advantages over the batch before the policy loss (ours; the paper: raw)")
     refine_steps: int = _f(0, "greedy policy steps applied to the image before segmenting at inference")
 
 

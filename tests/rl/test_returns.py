@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from svldrl.rl import discounted_returns, policy_loss, value_loss
+from svldrl.rl import discounted_returns, normalize_advantages, policy_loss, value_loss
 
 
 def _loop_returns(rewards: torch.Tensor, bootstrap: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -106,3 +106,22 @@ def test_policy_loss_rejects_mismatched_shapes():
         policy_loss(log_prob, log_prob, torch.zeros(3, 2, 4, 4), 0.01)
     with pytest.raises(ValueError, match="advantages"):
         policy_loss(log_prob, torch.zeros(3, 2, 4, 4, 4, 4), log_prob, 0.01)
+
+
+def test_normalized_advantages_have_zero_mean_unit_std_and_keep_the_order():
+    adv = torch.tensor([[0.001, -0.002, 0.0005, 0.003]])
+    norm = normalize_advantages(adv)
+    assert abs(norm.mean().item()) < 1e-6
+    assert norm.std(unbiased=False).item() == pytest.approx(1.0, rel=1e-5)
+    assert torch.equal(torch.argsort(norm.flatten()), torch.argsort(adv.flatten()))
+
+
+def test_normalized_advantages_do_not_depend_on_the_reward_scale_and_handle_constants():
+    adv = torch.randn(2, 1, 4, 4, 4)
+    assert torch.allclose(normalize_advantages(adv * 1e-3), normalize_advantages(adv), atol=1e-4)
+    assert torch.equal(normalize_advantages(torch.full((3, 5), 0.25)), torch.zeros(3, 5))
+
+
+def test_normalized_advantages_are_detached():
+    adv = torch.randn(8, requires_grad=True)
+    assert not normalize_advantages(adv).requires_grad

@@ -86,7 +86,7 @@ def test_log_has_stable_columns_and_one_row_per_epoch(tiny_config, phantoms16, m
     assert list(rows[0]) == [
         "epoch", "stage", "loss", "loss_dice", "loss_value", "loss_policy", "reward", "reward_dice_gain",
         "reward_penalty_change", "action_keep", "action_enhance", "action_weaken", "value_mean",
-        "policy_entropy", "val_dice", "val_dice_organ", "lr", "epoch_time",
+        "policy_entropy", "advantage_std", "val_dice", "val_dice_organ", "lr", "epoch_time",
     ]  # fmt: skip
     assert [r["stage"] for r in rows] == ["warmup", "transition", "full_rl", "full_rl"]
     assert rows[0]["loss_value"] == "" and rows[1]["loss_policy"] == "" and rows[2]["loss_policy"] != ""

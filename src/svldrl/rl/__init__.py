@@ -9,7 +9,7 @@ from svldrl.rl.actions import (
     greedy_actions,
     sample_actions,
 )
-from svldrl.rl.returns import discounted_returns, policy_loss, value_loss
+from svldrl.rl.returns import discounted_returns, normalize_advantages, policy_loss, value_loss
 from svldrl.rl.rewards import RewardParts, anatomical_penalty, soft_dice, step_reward
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "apply_actions",
     "discounted_returns",
     "greedy_actions",
+    "normalize_advantages",
     "policy_loss",
     "sample_actions",
     "soft_dice",

@@ -37,6 +37,7 @@ from svldrl.rl import (
     action_log_prob_and_entropy,
     apply_actions,
     discounted_returns,
+    normalize_advantages,
     policy_loss,
     sample_actions,
     step_reward,
@@ -149,7 +150,7 @@ class SVLDRLTrainer(Trainer):
     TRAIN_SCALARS = (
         "loss", "loss_dice", "loss_value", "loss_policy",
         "reward", "reward_dice_gain", "reward_penalty_change",
-        "action_keep", "action_enhance", "action_weaken", "value_mean", "policy_entropy",
+        "action_keep", "action_enhance", "action_weaken", "value_mean", "policy_entropy", "advantage_std",
     )
 
     def __init__(
@@ -206,7 +207,7 @@ class SVLDRLTrainer(Trainer):
         # (for sampling only), so no gradient reaches the policy decoder.
         loss = stage_loss(stage, self.cfg.stages, l_dice, l_value, l_policy)
         self.backward_and_step(loss)
-        return self.step_scalars(loss, l_dice, l_value, l_policy, rollout, rewards, plan)
+        return self.step_scalars(loss, l_dice, l_value, l_policy, rollout, rewards, returns, plan)
 
     # ------------------------------------------------------------------ 1. rollout
 
@@ -264,6 +265,8 @@ class SVLDRLTrainer(Trainer):
             rollout.policy_logits[t], rollout.actions[t], tau=rl.tau
         )  # (B, h, w, d) each
         advantage = returns[t] - rollout.values[t].detach()  # (B, 1, h, w, d) Eq. 5
+        if rl.advantage_norm:
+            advantage = normalize_advantages(advantage)  # ours: scale-free policy step (docs/results.md)
         return policy_loss(log_prob[None], advantage[None], entropy[None], rl.entropy_coef)
 
     # ------------------------------------------------------------------ logs
@@ -276,6 +279,7 @@ class SVLDRLTrainer(Trainer):
         l_policy: torch.Tensor | None,
         rollout: Rollout,
         rewards: RewardParts,
+        returns: torch.Tensor,
         plan: GradientPlan,
     ) -> dict[str, float]:
         """What the log records of an RL step (means over the batch, voxels and steps)."""
@@ -292,6 +296,10 @@ class SVLDRLTrainer(Trainer):
             "action_weaken": (actions == WEAKEN).float().mean().item(),
             "value_mean": sum(w * rollout.values[t].detach().mean() for t, w in plan.rl_weights.items()).item(),
             "policy_entropy": torch.stack(rollout.entropy).mean().item(),
+            # raw (un-normalised) A = R - V over the batch's voxel agents: the policy gradient's scale
+            "advantage_std": torch.cat(
+                [(returns[t] - rollout.values[t].detach()).flatten() for t in plan.rl_weights]
+            ).std(unbiased=False).item(),
         }
         if l_policy is not None:
             scalars["loss_policy"] = l_policy.item()
