@@ -235,7 +235,9 @@ def config_keys() -> None:
 
 @app.command()
 def predict(
-    run: Annotated[Path, typer.Argument(help="A run folder or a checkpoint file (.pt).")],
+    run: Annotated[
+        Path, typer.Argument(help="A run folder (its final model, checkpoints/latest.pt) or a checkpoint file (.pt).")
+    ],
     inputs: Annotated[Path, typer.Argument(help="A NIfTI or LA h5 file, an LA case folder, or a folder of them.")],
     output: Annotated[Path, typer.Argument(help="Output folder (or a .nii.gz file for a single input).")],
     refine_steps: Annotated[
@@ -303,11 +305,16 @@ def compare(
     tables_only: Annotated[
         bool, typer.Option("--tables-only", help="Only (re)write tables from finished runs.")
     ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option("--jobs", "-j", min=1, help="Runs trained at once, each with an equal share of the CPU threads."),
+    ] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run a grid (methods x noise kinds x ratios x seeds) and write the paper-style tables and plots.
 
-    Finished runs are skipped and interrupted ones resumed, so a long grid can be run in pieces.
+    Finished runs are skipped and interrupted ones resumed, so a long grid can be run in pieces;
+    with `--jobs N` (or several compare processes on one grid) runs are trained side by side.
     Writes `table.md/.csv/.tex` (like Tables 1-2), `ablation.*` (like Table 5) when the grid holds
     svl-drl variants, `noise_ratio.png` (like Fig. 6) when ratios vary, and `cost.md`.
 
@@ -330,7 +337,7 @@ def compare(
 
     _require_exists(experiment)
     _load_methods()
-    written = run_experiment(experiment, progress=not quiet, tables_only=tables_only)
+    written = run_experiment(experiment, progress=not quiet, tables_only=tables_only, jobs=jobs)
     for name, path in written.items():
         console.print(f"{name}: {path}")
         if path.suffix == ".md":

@@ -64,7 +64,7 @@ class RLConfig:
     penalty_weight: float = _f(0.1, "w_c, weight of the anatomical penalty C~")
     penalty_form: str = _f("difference", "'difference' (potential-based, ours) or 'level' (paper's literal, each step)")
     seg_loss_states: str = _f("all", "Dice loss in RL stages on 'all' states s(0..K) (ours) or 'last' (Algorithm 1)")
-    advantage_norm: bool = _f(False, "standardise advantages over the batch before the policy loss (ours; the paper: raw)")
+    advantage_norm: bool = _f(False, "standardise advantages over the batch for the policy loss (ours; paper: raw)")
     refine_steps: int = _f(0, "greedy policy steps applied to the image before segmenting at inference")
 
 
@@ -124,7 +124,7 @@ class TrainConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     method_options: dict[str, Any] = _f({}, "method-specific hyperparameters (baselines), by name")
     seed: int = _f(0, "seed of model initialisation, sampling and augmentation")
-    val_every: int = _f(10, "validate on clean labels every N epochs (and after the last)")
+    val_every: int = _f(10, "validate on clean labels every N epochs and after the last; 0: never (no best.pt)")
     sw_batch_size: int = _f(1, "windows per forward pass in sliding-window inference")
     sw_overlap: float = _f(0.5, "overlap of sliding windows")
     device: str = _f("auto", "'auto', 'cpu', 'cuda' or 'cuda:N'")

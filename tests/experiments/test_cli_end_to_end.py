@@ -158,6 +158,40 @@ def test_compare_runs_grid_skips_finished_and_writes_tables(phantoms: Path, tmp_
     assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("metrics.json")} == stamps
 
 
+def test_compare_with_two_jobs_trains_each_run_once(phantoms: Path, tmp_path: Path) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        f"name: tiny\ndata: {phantoms}\npreset: cpu\n"
+        "set: [optim.epochs=2, optim.iters_per_epoch=1, data.patch_size=32, val_every=2, data.test_fraction=0.2]\n"
+        "methods: [baseline]\nnoise: [mt]\nratios: [0.5]\nseeds: [0, 1]\nclean_baseline: true\n"
+        "runs_root: runs\nout: results\n"
+    )
+    invoke("compare", exp, "-q", "--jobs", "2")
+    runs = sorted(p.parent for p in (tmp_path / "runs").rglob("metrics.json"))
+    assert [r.name for r in runs] == [
+        "baseline__clean__seed0", "baseline__clean__seed1", "baseline__mt-0.5__seed0", "baseline__mt-0.5__seed1",
+    ]  # fmt: skip
+    for run in runs:  # one row per epoch: no run was trained twice or by two workers at once
+        assert [line.split(",")[0] for line in (run / "log.csv").read_text().splitlines()[1:]] == ["0", "1"]
+        assert json.loads((run / "env.json").read_text())["torch_threads"] == max(1, (os.cpu_count() or 1) // 2)
+    assert "MT-Noise 50%" in (tmp_path / "results" / "table.md").read_text()
+
+
+def test_compare_refuses_a_finished_run_trained_with_other_settings(phantoms: Path, tmp_path: Path) -> None:
+    text = (
+        f"name: tiny\ndata: {phantoms}\npreset: cpu\n"
+        "set: [optim.epochs=1, optim.iters_per_epoch=1, data.patch_size=32, val_every=1, {lr}]\n"
+        "methods: [baseline]\nnoise: [none]\nratios: [0]\nseeds: [0]\nruns_root: runs\nout: results\n"
+    )
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(text.format(lr="optim.lr=0.003"))
+    invoke("compare", exp, "-q")
+    exp.write_text(text.format(lr="optim.lr=0.001"))
+    result = runner.invoke(app, ["compare", str(exp), "-q"])
+    assert result.exit_code != 0
+    assert "other settings" in str(result.exception) and "config.yaml" in str(result.exception)
+
+
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "svldrl.cli", "train", str(tmp_path / "missing")], capture_output=True, text=True

@@ -66,7 +66,10 @@ def test_checkpoint_holds_everything_to_resume_and_predict(tiny_config, phantoms
     assert not net.training
     for name, tensor in net.state_dict().items():
         assert torch.equal(tensor, trainer.net.state_dict()[name]), name
-    best_net, _, _ = load_trained(tmp_path, device="cpu")  # a run folder loads best.pt
+    final_net, _, _ = load_trained(tmp_path, device="cpu")  # a run folder loads its final model, as train scored it
+    assert all(torch.equal(t, trainer.net.state_dict()[n]) for n, t in final_net.state_dict().items())
+    (tmp_path / "checkpoints" / "latest.pt").unlink()  # without it (e.g. copied folders), best.pt
+    best_net, _, _ = load_trained(tmp_path, device="cpu")
     best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
     assert all(torch.equal(t, best["model"][n]) for n, t in best_net.state_dict().items())
 
@@ -77,6 +80,14 @@ def test_best_checkpoint_follows_the_best_validation_dice(tiny_config, phantoms1
     scores = [float(r["val_dice"]) for r in read_log(tmp_path)]
     assert result["best_val_dice"] == pytest.approx(max(scores))
     assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["epoch"] == 1 + int(np.argmax(scores))
+
+
+def test_val_every_zero_never_validates(tiny_config, phantoms16, make_trainer, tmp_path):
+    trainer = make_trainer(tiny_config({"optim": {"epochs": 2}, "val_every": 0}), phantoms16[:1], tmp_path, phantoms16[1:])
+    trainer.fit()
+    assert [r["val_dice"] for r in read_log(tmp_path)] == ["", ""]
+    assert not (tmp_path / "checkpoints" / "best.pt").exists()
+    assert (tmp_path / "checkpoints" / "latest.pt").is_file()
 
 
 def test_log_has_stable_columns_and_one_row_per_epoch(tiny_config, phantoms16, make_trainer, tmp_path):
@@ -145,7 +156,7 @@ def test_batches_per_epoch_defaults_to_one_pass(tiny_config, phantoms16, make_tr
         ({"optim": {"optimizer": "rmsprop"}}, "optim.optimizer"),
         ({"optim": {"lr_schedule": "cosine"}}, "optim.lr_schedule"),
         ({"data": {"patch_size": [15, 16, 16]}}, "data.patch_size"),
-        ({"val_every": 0}, "val_every"),
+        ({"val_every": -1}, "val_every"),
         ({"rl": {"seg_loss_states": "first"}}, "rl.seg_loss_states"),
         ({"stages": {"alpha": 0.7, "beta": 0.5}}, "alpha"),
     ],

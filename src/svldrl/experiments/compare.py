@@ -22,7 +22,7 @@ import yaml
 from svldrl._io import atomic_write, write_text
 from svldrl.config import TrainConfig, merge, parse_overrides, resolve_config
 from svldrl.experiments.methods import method_info
-from svldrl.experiments.runs import METRICS_FILE
+from svldrl.experiments.runs import METRICS_FILE, check_finished_run, claim_run
 from svldrl.experiments.tables import Table, TableRow, rows_from_runs
 
 EXPERIMENT_KEYS = {
@@ -36,6 +36,7 @@ EXPERIMENT_KEYS = {
     "ratios",
     "seeds",
     "clean_baseline",
+    "clean_methods",
     "runs_root",
     "out",
     "description",
@@ -66,7 +67,8 @@ class Experiment:
     noise: tuple[str, ...]
     ratios: tuple[float, ...]
     seeds: tuple[int, ...]
-    clean_baseline: bool
+    clean_methods: tuple[str, ...]
+    """Methods (names or labels) also trained on clean labels, the 0 % point of Fig. 6."""
     runs_root: Path
     out: Path
     description: str = ""
@@ -96,12 +98,22 @@ def load_experiment(path: Path) -> Experiment:
         noise=tuple(raw.get("noise") or ("mt",)),
         ratios=tuple(float(r) for r in raw.get("ratios") or (0.5,)),
         seeds=tuple(int(s) for s in raw.get("seeds") or (0,)),
-        clean_baseline=bool(raw.get("clean_baseline", False)),
+        clean_methods=_clean_methods(raw, path),
         runs_root=_relative(base, raw.get("runs_root", "runs")),
         out=_relative(base, raw.get("out", f"results/{name}")),
         description=str(raw.get("description", "")),
         source=path,
     )
+
+
+def _clean_methods(raw: dict[str, Any], path: Path) -> tuple[str, ...]:
+    """``clean_methods: [baseline, svl-drl]``; ``clean_baseline: true`` is short for ``[baseline]``."""
+    methods = raw.get("clean_methods")
+    if methods is None:
+        return ("baseline",) if raw.get("clean_baseline", False) else ()
+    if isinstance(methods, str) or not all(isinstance(m, str) for m in methods):
+        raise ValueError(f"{path}: clean_methods must be a list of method names or labels, got {methods!r}")
+    return tuple(methods)
 
 
 def _relative(base: Path, value: str) -> Path:
@@ -142,11 +154,17 @@ def grid(exp: Experiment) -> list[GridRun]:
     """Every run of the experiment, in a stable order (clean baseline first)."""
     runs = []
     combos = [(n, r) for n in exp.noise for r in exp.ratios]
-    if exp.clean_baseline:
+    if exp.clean_methods:
         combos = [("none", 0.0)] + combos
+        known = {v.label for v in exp.variants} | {v.method for v in exp.variants if not v.overrides}
+        if missing := sorted(set(exp.clean_methods) - known):
+            raise ValueError(f"{exp.source}: clean_methods {missing} are not among the methods of the experiment")
     for noise, ratio in combos:
         for variant in exp.variants:
-            if noise == "none" and variant.method != "baseline":
+            clean_row = variant.label in exp.clean_methods or (
+                not variant.overrides and variant.method in exp.clean_methods
+            )
+            if noise == "none" and not clean_row:
                 continue
             for seed in exp.seeds:
                 runs.append(GridRun(variant, noise, ratio, seed, _config(exp, variant, noise, ratio, seed)))
@@ -161,23 +179,76 @@ def _config(exp: Experiment, variant: Variant, noise: str, ratio: float, seed: i
     return replace(cfg, method=variant.method, seed=seed, noise=replace(cfg.noise, kind=noise, ratio=ratio, seed=seed))
 
 
-def run_experiment(path: Path, *, progress: bool = True, tables_only: bool = False) -> dict[str, Path]:
-    """Run (or resume) the grid, then write the tables and figures; returns the written files."""
+def run_experiment(
+    path: Path, *, progress: bool = True, tables_only: bool = False, jobs: int = 1
+) -> dict[str, Path]:
+    """Run (or resume) the grid, then write the tables and figures; returns the written files.
+
+    ``jobs`` > 1 trains that many runs at once in worker processes, each with an equal share of
+    the CPU threads (on one GPU they share the device). Runs are claimed with file locks, so
+    several ``compare`` processes on one grid never train a run twice.
+    """
+    from svldrl.data import load_dataset
+
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    exp = load_experiment(path)
+    runs = grid(exp)  # checks every method name and override before any training
+    dataset_name = load_dataset(exp.data).name
+    for run in runs:  # a finished run with other settings would slip a foreign result into the tables
+        run_dir = run.run_dir(exp, dataset_name)
+        if (run_dir / METRICS_FILE).exists():
+            check_finished_run(run_dir, run.cfg)
+    started = time.perf_counter()
+    if not tables_only:
+        if jobs == 1:
+            train_pending(path, progress=progress)
+        else:
+            _train_in_workers(path, jobs)
+    return write_results(exp, runs, dataset_name, time.perf_counter() - started)
+
+
+def train_pending(path: Path, *, progress: bool = True, threads: int | None = None) -> int:
+    """Train every run of the grid that is neither finished nor claimed by another process; returns how many."""
+    import svldrl.baselines  # noqa: F401  (a worker process must register the baselines itself)
     from svldrl.data import load_dataset
     from svldrl.experiments.pipeline import train_run
 
     exp = load_experiment(path)
-    runs = grid(exp)  # checks every method name and override before any training
+    runs = grid(exp)
     dataset_name = load_dataset(exp.data).name
-    started = time.perf_counter()
+    trained = 0
     for i, run in enumerate(runs, 1):
         run_dir = run.run_dir(exp, dataset_name)
-        if tables_only or (run_dir / METRICS_FILE).exists():
+        if (run_dir / METRICS_FILE).exists():
             continue
-        if progress:
-            print(f"[compare {i}/{len(runs)}] {run.variant.label} | {run.group} | seed {run.seed} -> {run_dir}")
-        train_run(exp.data, run.cfg, out=run_dir, runs_root=exp.runs_root, resume=True, progress=progress)
-    return write_results(exp, runs, dataset_name, time.perf_counter() - started)
+        with claim_run(run_dir) as claimed:
+            if not claimed or (run_dir / METRICS_FILE).exists():  # taken, or finished while we looked
+                continue
+            cfg = run.cfg
+            if threads is not None and cfg.num_threads is None:
+                cfg = replace(cfg, num_threads=threads)
+            print(f"[compare {i}/{len(runs)}] {run.variant.label} | {run.group} | seed {run.seed} -> {run_dir}",
+                  flush=True)
+            train_run(exp.data, cfg, out=run_dir, runs_root=exp.runs_root, resume=True, progress=progress)
+            trained += 1
+    return trained
+
+
+def _train_in_workers(path: Path, jobs: int) -> None:
+    """``jobs`` processes each running ``train_pending``; the first error is raised once all have stopped."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")  # no fork of a process that already runs torch threads
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = [pool.submit(train_pending, path, progress=False, threads=threads) for _ in range(jobs)]
+        errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
 
 
 def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, seconds: float) -> dict[str, Path]:
@@ -207,7 +278,7 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
         full = [(r, m) for r, m in done if r.variant.method == "svl-drl" and not r.variant.overrides]
         table = _table(ablation + full, f"{exp.name} ablations: mean (± std over {spread})")
         written.update(_write_table(table, exp.out / "ablation"))
-    if len(exp.ratios) > 1 or (exp.clean_baseline and exp.ratios):
+    if len(exp.ratios) > 1 or (exp.clean_methods and exp.ratios):
         written["noise_ratio"] = _ratio_plot(done, exp.out / "noise_ratio.png")
     written["cost"] = _cost_table(done, exp.out / "cost.md")
     write_text(

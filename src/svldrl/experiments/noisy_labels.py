@@ -50,7 +50,18 @@ def training_labels(
     """Training labels on the original grid by case id, and the noise manifest (None for clean runs)."""
     if cfg.noise.kind == "none":
         return {i: dataset.get(i).label for i in train_ids}, None
+    from filelock import FileLock
+
     cache = cache_root / noise_key(cfg, split)
+    cache_root.mkdir(parents=True, exist_ok=True)
+    # One process makes the labels (SFDA trains a source model), the others of a parallel grid wait and read them.
+    with FileLock(str(cache_root / f".{cache.name}.lock")):
+        return _cached_or_new_labels(dataset, train_ids, cfg, split, cache)
+
+
+def _cached_or_new_labels(
+    dataset: Dataset, train_ids: Sequence[str], cfg: TrainConfig, split: Split, cache: Path
+) -> tuple[dict[str, np.ndarray], NoiseManifest]:
     if (cache / MANIFEST_NAME).exists() and (cache / LABELS_FILE).exists():
         with np.load(cache / LABELS_FILE) as npz:
             labels = {i: npz[i] for i in train_ids}

@@ -106,6 +106,8 @@ def train_run(
     Args:
         stop_after: stop after this many epochs without finishing (budgeted chunks; tests of resume).
     """
+    import torch
+
     from svldrl.training import METHODS, resolve_device
 
     data = Path(data)
@@ -116,6 +118,8 @@ def train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(run_dir, cfg)
     device = str(resolve_device(cfg.device))
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)  # before env.json records the thread count
     write_json(run_dir / "env.json", {**environment_record(device), "data": str(data.resolve())})
 
     write_json(run_dir / DATA_FILE, dataset_record(dataset, data))

@@ -9,6 +9,8 @@ run is never overwritten without ``overwrite``; an interrupted one continues wit
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -74,13 +76,56 @@ def plan_run(run_dir: Path, cfg: TrainConfig, *, resume: bool, overwrite: bool) 
         if not resume:
             raise RunExistsError(f"{run_dir}: an unfinished run is here; use --resume to continue it or --overwrite")
         saved = load_config(run_dir / CONFIG_FILE)
-        if _without_device(saved) != _without_device(cfg):
+        if not same_settings(saved, cfg):
             raise RunExistsError(
                 f"{run_dir / CONFIG_FILE}: the saved configuration differs from the requested one; "
                 "resume with the same options or use --overwrite"
             )
         return RunPlan(run_dir, state, resume=True)
     return RunPlan(run_dir, state, resume=False)
+
+
+def same_settings(a: TrainConfig, b: TrainConfig) -> bool:
+    """Whether two configurations train the same model (device and thread count may differ)."""
+    return _without_device(a) == _without_device(b)
+
+
+def check_finished_run(run_dir: Path, cfg: TrainConfig) -> None:
+    """Refuse to reuse a finished run that was trained with other settings.
+
+    Why: grids skip finished runs by folder name, and two experiment files may share a runs
+    folder (the LA tables share their MT-50 % runs). A name clash with other settings would
+    otherwise put a foreign run's numbers into a table without a word.
+    """
+    saved = load_config(run_dir / CONFIG_FILE)
+    if not same_settings(saved, cfg):
+        raise RunExistsError(
+            f"{run_dir / CONFIG_FILE}: a finished run with other settings has this folder; "
+            "give the experiment another runs_root, or delete the run to train it with these settings"
+        )
+
+
+@contextmanager
+def claim_run(run_dir: Path) -> Iterator[bool]:
+    """Try to take ``run_dir`` for this process; yields False if another process is training it.
+
+    An OS file lock (``.<run>.lock`` beside the folder), released when the process ends however it
+    ends, so several ``svldrl compare`` processes (``--jobs``, or other terminals/machines on a
+    shared file system) split one grid without training a run twice.
+    """
+    from filelock import FileLock, Timeout
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir.parent / f".{run_dir.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 def _without_device(cfg: TrainConfig) -> dict:

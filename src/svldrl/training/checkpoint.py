@@ -50,17 +50,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def checkpoint_path(run_dir_or_checkpoint: str | Path) -> Path:
-    """A checkpoint file itself, or the best (else the latest) checkpoint of a run folder."""
+    """A checkpoint file itself, or a run folder's final model (``latest.pt``, else ``best.pt``).
+
+    Why the final model: it is the one ``train`` scores into ``metrics.json``, so ``evaluate`` and
+    ``predict`` on a run folder reproduce the run's numbers (nnU-Net predicts with its final
+    checkpoint too). ``best.pt`` is chosen on the validation cases; pass its path to use it.
+    """
     path = Path(run_dir_or_checkpoint)
     if path.is_file():
         return path
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: neither a run folder nor a checkpoint file")
-    for name in (BEST, LATEST):
+    for name in (LATEST, BEST):
         candidate = path / CHECKPOINT_DIR / name
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{path}: no {CHECKPOINT_DIR}/{BEST} or {CHECKPOINT_DIR}/{LATEST} in this run folder")
+    raise FileNotFoundError(f"{path}: no {CHECKPOINT_DIR}/{LATEST} or {CHECKPOINT_DIR}/{BEST} in this run folder")
 
 
 def labels_to_dict(labels: LabelSpec) -> dict[str, Any]:
@@ -85,8 +90,8 @@ def load_trained(
     e.g. extra input channels, override it), then the saved weights are loaded.
 
     Args:
-        run_dir_or_checkpoint: a run folder (uses ``checkpoints/best.pt``, else ``latest.pt``) or a
-            checkpoint file.
+        run_dir_or_checkpoint: a run folder (its final model ``checkpoints/latest.pt``, else
+            ``best.pt``) or a checkpoint file.
         device: "auto", "cpu", "cuda", "cuda:N" or a torch.device.
     """
     path = checkpoint_path(run_dir_or_checkpoint)

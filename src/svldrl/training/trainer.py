@@ -90,8 +90,8 @@ class Trainer:
         self.noise_manifest = noise_manifest
         """The run's noise manifest (None for clean runs); only oracle methods read it."""
         check_patch_size(cfg.model.backbone, cfg.data.patch_size, cfg.model)
-        if cfg.val_every < 1:
-            raise ValueError(f"val_every must be >= 1, got {cfg.val_every}")
+        if cfg.val_every < 0:
+            raise ValueError(f"val_every must be >= 0 (0: no validation while training), got {cfg.val_every}")
         self.cfg = cfg
         self.train_cases = list(train_cases)
         self.val_cases = list(val_cases)
@@ -292,8 +292,12 @@ class Trainer:
         return out
 
     def should_validate(self, epoch: int) -> bool:
-        """Every ``val_every`` epochs and after the last one, if there are validation cases."""
-        if not self.val_cases:
+        """Every ``val_every`` epochs and after the last one, if there are validation cases and val_every > 0.
+
+        val_every = 0 is for protocols that score the final model on the held-out cases anyway
+        (``train``'s metrics.json): validating the same cases again would only double the cost.
+        """
+        if not self.val_cases or self.cfg.val_every == 0:
             return False
         return (epoch + 1) % self.cfg.val_every == 0 or epoch + 1 == self.cfg.optim.epochs
 
