@@ -83,7 +83,8 @@ def test_best_checkpoint_follows_the_best_validation_dice(tiny_config, phantoms1
 
 
 def test_val_every_zero_never_validates(tiny_config, phantoms16, make_trainer, tmp_path):
-    trainer = make_trainer(tiny_config({"optim": {"epochs": 2}, "val_every": 0}), phantoms16[:1], tmp_path, phantoms16[1:])
+    cfg = tiny_config({"optim": {"epochs": 2}, "val_every": 0})
+    trainer = make_trainer(cfg, phantoms16[:1], tmp_path, phantoms16[1:])
     trainer.fit()
     assert [r["val_dice"] for r in read_log(tmp_path)] == ["", ""]
     assert not (tmp_path / "checkpoints" / "best.pt").exists()
