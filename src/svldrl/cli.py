@@ -272,16 +272,21 @@ def evaluate(
     refine_steps: Annotated[
         int | None, typer.Option("--refine-steps", min=0, help="With a run folder: greedy policy steps.")
     ] = None,
+    held_out: Annotated[
+        bool,
+        typer.Option("--held-out", help="With a run folder: only the run's held-out cases (as in its metrics.json)."),
+    ] = False,
     device: Annotated[str, typer.Option("--device", help="With a run folder: 'auto', 'cpu', 'cuda'.")] = "auto",
 ) -> None:
     """Score predictions (Dice, IoU, HD95, ASD per class and mean) against reference labels.
 
-    With a run folder as PRED, it predicts every case of REF first and scores in one go.
+    With a run folder as PRED, it predicts every case of REF first (or, with `--held-out`, the
+    cases the run held out) and scores in one go.
 
     Examples:
 
     * `svldrl evaluate preds/ data/phantoms --out scores`
-    * `svldrl evaluate runs/la2018/svl-drl__mt-0.5__seed0 ../shared/data/la2018 --out la_scores`
+    * `svldrl evaluate runs/la2018/svl-drl__mt-0.5__seed0 ../shared/data/la2018 --held-out --refine-steps 3`
     """
     from svldrl.experiments.evaluation import evaluate_folder, evaluate_run, write_evaluation
     from svldrl.experiments.runs import CONFIG_FILE
@@ -290,7 +295,9 @@ def evaluate(
     _require_exists(ref)
     _load_methods()
     if (pred / CONFIG_FILE).exists():
-        result = evaluate_run(pred, ref, device=device, refine_steps=refine_steps)
+        result = evaluate_run(pred, ref, device=device, refine_steps=refine_steps, held_out=held_out)
+    elif held_out or refine_steps is not None:
+        raise ValueError(f"{pred}: --held-out and --refine-steps need a run folder (with {CONFIG_FILE})")
     else:
         result = evaluate_folder(pred, ref)
     _print_table({"": result["summary"]})

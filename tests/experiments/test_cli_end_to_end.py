@@ -139,6 +139,17 @@ def test_evaluate_folder_and_run(phantoms: Path, trained_run: Path, tmp_path: Pa
     assert same["mean"]["mean"]["dice"] == pytest.approx(summary["mean"]["mean"]["dice"], abs=1e-6)
 
 
+def test_evaluate_held_out_reproduces_the_runs_metrics(phantoms: Path, trained_run: Path, tmp_path: Path) -> None:
+    invoke("evaluate", trained_run, phantoms, "--held-out", "--out", tmp_path / "again")
+    again = json.loads((tmp_path / "again.json").read_text())
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert sorted(again["per_case"]) == sorted(metrics["per_case"])  # the held-out cases only
+    assert again["summary"]["n_cases"] == metrics["summary"]["n_cases"] < 6
+    assert again["summary"]["mean"]["mean"] == pytest.approx(metrics["summary"]["mean"]["mean"], abs=1e-9)
+    result = runner.invoke(app, ["evaluate", str(tmp_path), str(phantoms), "--held-out"])
+    assert result.exit_code != 0 and "run folder" in str(result.exception)
+
+
 def test_compare_runs_grid_skips_finished_and_writes_tables(phantoms: Path, tmp_path: Path) -> None:
     exp = tmp_path / "exp.yaml"
     exp.write_text(

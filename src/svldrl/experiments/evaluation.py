@@ -14,8 +14,8 @@ from typing import Any
 
 from svldrl._io import atomic_write, write_json
 from svldrl.config import TrainConfig
-from svldrl.data import Case, LabelSpec, load_case, load_dataset, prepare_cases
-from svldrl.experiments.pipeline import DATA_FILE, score_cases, score_prediction
+from svldrl.data import Case, LabelSpec, Split, load_case, load_dataset, prepare_cases
+from svldrl.experiments.pipeline import DATA_FILE, SPLIT_FILE, score_cases, score_prediction
 from svldrl.metrics import summarise
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")
@@ -115,14 +115,30 @@ def _read_mask(path: Path, reference: Case, labels: LabelSpec) -> Any:
     return mask.astype(np.uint8)
 
 
-def evaluate_run(run_dir: Path, data: Path, *, device: str = "auto", refine_steps: int | None = None) -> dict[str, Any]:
-    """Predict every case of the data set at ``data`` with a trained run and score it (one command)."""
+def evaluate_run(
+    run_dir: Path, data: Path, *, device: str = "auto", refine_steps: int | None = None, held_out: bool = False
+) -> dict[str, Any]:
+    """Predict the cases of the data set at ``data`` with a trained run and score them (one command).
+
+    ``held_out``: only the run's held-out cases (its ``split.json``: test, else validation), the
+    cases ``train`` scored into ``metrics.json``; without it, every case of ``data`` (e.g. a
+    separate test set in the same layout).
+    """
+    from svldrl.experiments.pipeline import held_out_ids
     from svldrl.training import load_trained
 
     dataset = load_dataset(data)
+    ids = list(dataset.case_ids)
+    if held_out:
+        split_file = run_dir_of(run_dir) / SPLIT_FILE
+        if not split_file.is_file():
+            raise FileNotFoundError(f"{split_file}: --held-out needs the run's split file")
+        _, ids = held_out_ids(Split.load(split_file))
+        if missing := sorted(set(ids) - set(dataset.case_ids)):
+            raise ValueError(f"{split_file}: {len(missing)} held-out case(s) are not in {data}, e.g. {missing[0]!r}")
     net, cfg, labels = load_trained(run_dir, device=device)
     cfg = _with_device(cfg, device)
-    return score_cases(net, dataset, dataset.case_ids, labels, cfg, refine_steps=refine_steps)
+    return score_cases(net, dataset, ids, labels, cfg, refine_steps=refine_steps)
 
 
 def write_evaluation(result: dict[str, Any], out: Path) -> tuple[Path, Path]:
