@@ -200,7 +200,10 @@ def test_compare_refuses_a_finished_run_trained_with_other_settings(phantoms: Pa
     exp.write_text(text.format(lr="optim.lr=0.001"))
     result = runner.invoke(app, ["compare", str(exp), "-q"])
     assert result.exit_code != 0
-    assert "other settings" in str(result.exception) and "config.yaml" in str(result.exception)
+    assert "finished run with other settings" in str(result.exception) and "config.yaml" in str(result.exception)
+    (next((tmp_path / "runs").rglob("metrics.json"))).unlink()  # now an interrupted run: refused before training
+    result = runner.invoke(app, ["compare", str(exp), "-q"])
+    assert result.exit_code != 0 and "unfinished run with other settings" in str(result.exception)
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:

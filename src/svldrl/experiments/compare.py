@@ -22,7 +22,7 @@ import yaml
 from svldrl._io import atomic_write, write_text
 from svldrl.config import TrainConfig, merge, parse_overrides, resolve_config
 from svldrl.experiments.methods import method_info
-from svldrl.experiments.runs import METRICS_FILE, check_finished_run, claim_run
+from svldrl.experiments.runs import METRICS_FILE, check_existing_run, claim_run
 from svldrl.experiments.tables import Table, TableRow, rows_from_runs
 
 EXPERIMENT_KEYS = {
@@ -151,24 +151,35 @@ class GridRun:
 
 
 def grid(exp: Experiment) -> list[GridRun]:
-    """Every run of the experiment, in a stable order (clean baseline first)."""
-    runs = []
+    """Every run of the experiment, in a stable order (the clean row first).
+
+    ``noise: [none, ...]`` trains every method on clean labels; ``clean_methods`` adds a clean row
+    for the methods it names only.
+    """
     combos = [(n, r) for n in exp.noise for r in exp.ratios]
+    clean_row = bool(exp.clean_methods) and "none" not in exp.noise
     if exp.clean_methods:
-        combos = [("none", 0.0)] + combos
         known = {v.label for v in exp.variants} | {v.method for v in exp.variants if not v.overrides}
         if missing := sorted(set(exp.clean_methods) - known):
             raise ValueError(f"{exp.source}: clean_methods {missing} are not among the methods of the experiment")
+    if clean_row:
+        combos = [("none", 0.0)] + combos
+    runs, seen = [], set()
     for noise, ratio in combos:
+        ratio = 0.0 if noise == "none" else ratio
         for variant in exp.variants:
-            clean_row = variant.label in exp.clean_methods or (
-                not variant.overrides and variant.method in exp.clean_methods
-            )
-            if noise == "none" and not clean_row:
+            if noise == "none" and clean_row and not _in_clean_row(variant, exp.clean_methods):
                 continue
             for seed in exp.seeds:
+                if (key := (variant, noise, ratio, seed)) in seen:
+                    continue
+                seen.add(key)
                 runs.append(GridRun(variant, noise, ratio, seed, _config(exp, variant, noise, ratio, seed)))
     return runs
+
+
+def _in_clean_row(variant: Variant, clean_methods: tuple[str, ...]) -> bool:
+    return variant.label in clean_methods or (not variant.overrides and variant.method in clean_methods)
 
 
 def _config(exp: Experiment, variant: Variant, noise: str, ratio: float, seed: int) -> TrainConfig:
@@ -195,10 +206,8 @@ def run_experiment(
     exp = load_experiment(path)
     runs = grid(exp)  # checks every method name and override before any training
     dataset_name = load_dataset(exp.data).name
-    for run in runs:  # a finished run with other settings would slip a foreign result into the tables
-        run_dir = run.run_dir(exp, dataset_name)
-        if (run_dir / METRICS_FILE).exists():
-            check_finished_run(run_dir, run.cfg)
+    for run in runs:  # a run folder from other settings: refuse now, not hours into the grid
+        check_existing_run(run.run_dir(exp, dataset_name), run.cfg)
     started = time.perf_counter()
     if not tables_only:
         if jobs == 1:

@@ -90,17 +90,21 @@ def same_settings(a: TrainConfig, b: TrainConfig) -> bool:
     return _without_device(a) == _without_device(b)
 
 
-def check_finished_run(run_dir: Path, cfg: TrainConfig) -> None:
-    """Refuse to reuse a finished run that was trained with other settings.
+def check_existing_run(run_dir: Path, cfg: TrainConfig) -> None:
+    """Refuse a run folder (finished or interrupted) that holds a run with other settings.
 
-    Why: grids skip finished runs by folder name, and two experiment files may share a runs
-    folder (the LA tables share their MT-50 % runs). A name clash with other settings would
-    otherwise put a foreign run's numbers into a table without a word.
+    Why: grids skip finished runs and resume interrupted ones by folder name, and two experiment
+    files may share a runs folder (the LA tables share their MT-50 % runs). A name clash with
+    other settings would otherwise put a foreign run's numbers into a table, or stop a long grid
+    hours in; checking every folder first fails at once and names the file.
     """
+    if not (run_dir / CONFIG_FILE).is_file():
+        return
     saved = load_config(run_dir / CONFIG_FILE)
     if not same_settings(saved, cfg):
+        state = "finished" if (run_dir / METRICS_FILE).exists() else "unfinished"
         raise RunExistsError(
-            f"{run_dir / CONFIG_FILE}: a finished run with other settings has this folder; "
+            f"{run_dir / CONFIG_FILE}: a {state} run with other settings has this folder; "
             "give the experiment another runs_root, or delete the run to train it with these settings"
         )
 
