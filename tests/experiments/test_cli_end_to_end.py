@@ -140,8 +140,8 @@ def test_evaluate_folder_and_run(phantoms: Path, trained_run: Path, tmp_path: Pa
 
 
 def test_evaluate_held_out_reproduces_the_runs_metrics(phantoms: Path, trained_run: Path, tmp_path: Path) -> None:
-    invoke("evaluate", trained_run, phantoms, "--held-out", "--out", tmp_path / "again")
-    again = json.loads((tmp_path / "again.json").read_text())
+    invoke("evaluate", trained_run, phantoms, "--held-out", "--out", tmp_path / "svl__mt-0.5__again")
+    again = json.loads((tmp_path / "svl__mt-0.5__again.json").read_text())
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert sorted(again["per_case"]) == sorted(metrics["per_case"])  # the held-out cases only
     assert again["summary"]["n_cases"] == metrics["summary"]["n_cases"] < 6

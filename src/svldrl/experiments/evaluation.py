@@ -144,7 +144,8 @@ def evaluate_run(
 def write_evaluation(result: dict[str, Any], out: Path) -> tuple[Path, Path]:
     """``<out>.csv`` (one row per case and class) and ``<out>.json`` (summary and per-case values)."""
     stem = out.with_suffix("") if out.suffix in (".json", ".csv") else out
-    json_path, csv_path = stem.with_suffix(".json"), stem.with_suffix(".csv")
+    # not with_suffix: a stem such as "svl-drl__mt-0.5__seed0" would lose everything after its dot
+    json_path, csv_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".csv")
     write_json(json_path, result)
     rows = [
         {"case_id": case_id, "class": name, **values}
