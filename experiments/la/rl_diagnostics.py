@@ -3,7 +3,7 @@
 Why: a segmentation score alone cannot tell "the policy learned nothing" from "the policy learned
 something useless". Per stage, this prints the mean reward, the spread of the raw advantages
 (the policy gradient's scale), the policy entropy (ln 3 = 1.0986 is a uniform policy over keep /
-enhance / weaken) and the share of each action, averaged over the epochs of that stage.
+enhance / weaken), the share of each action and the seconds per epoch, averaged over the epochs of that stage.
 
     python experiments/la/rl_diagnostics.py runs/la2018            # every SVL-DRL run found there
     python experiments/la/rl_diagnostics.py runs/la2018 --markdown  # as a table for docs/results.md
@@ -18,7 +18,9 @@ from pathlib import Path
 from svldrl.config import load_config
 from svldrl.training import read_log
 
-COLUMNS = ("reward", "advantage_std", "policy_entropy", "action_keep", "action_enhance", "action_weaken")
+COLUMNS = (
+    "reward", "advantage_std", "policy_entropy", "action_keep", "action_enhance", "action_weaken", "epoch_time",
+)
 
 
 def stage_means(run_dir: Path) -> dict[str, dict[str, float]]:
