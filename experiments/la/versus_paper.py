@@ -1,0 +1,72 @@
+"""Our LA Table 1 rows next to the paper's (its Table 1, LA, Dice % and HD95 mm), for docs/results.md.
+
+The paper's numbers are copied from the paper (SwinUNETR, 96^3 patches, 0.625 mm, 1000 epochs);
+ours come from the finished run folders (mean ± std over the seeds found). A row whose runs are
+not finished yet says so instead of a number.
+
+    python experiments/la/versus_paper.py runs/la2018
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+# (noise, run-name prefix, row label) -> the paper's (Dice %, HD95 mm)
+PAPER: dict[tuple[str, str, str], tuple[float, float]] = {
+    ("clean", "baseline", "Baseline"): (91.61, 2.58),
+    ("mt-0.5", "baseline", "Baseline"): (88.97, 6.24),
+    ("mt-0.5", "loss-correction", "Loss Correction"): (89.13, 5.63),
+    ("mt-0.5", "co-teaching-oracle", "Co-Teaching (oracle)"): (90.39, 4.40),
+    ("mt-0.5", "mtcl-oracle", "MTCL (oracle)"): (90.47, 4.57),
+    ("mt-0.5", "adele", "ADELE"): (89.42, 5.05),
+    ("mt-0.5", "jcas", "JCAS"): (90.28, 4.12),
+    ("mt-0.5", "rsf-assisted-adele", "RSF-Assisted (ADELE)"): (90.14, 5.79),
+    ("mt-0.5", "clcs", "CLCS"): (89.84, 5.54),
+    ("mt-0.5", "svl-drl", "SVL-DRL"): (90.64, 3.80),
+    ("sfda-0.5", "baseline", "Baseline"): (83.37, 13.68),
+    ("sfda-0.5", "loss-correction", "Loss Correction"): (84.06, 12.26),
+    ("sfda-0.5", "co-teaching-oracle", "Co-Teaching (oracle)"): (85.69, 10.49),
+    ("sfda-0.5", "mtcl-oracle", "MTCL (oracle)"): (86.47, 9.48),
+    ("sfda-0.5", "adele", "ADELE"): (85.28, 10.05),
+    ("sfda-0.5", "jcas", "JCAS"): (86.39, 9.93),
+    ("sfda-0.5", "rsf-assisted-adele", "RSF-Assisted (ADELE)"): (85.92, 11.92),
+    ("sfda-0.5", "clcs", "CLCS"): (87.09, 8.17),
+    ("sfda-0.5", "svl-drl", "SVL-DRL"): (88.65, 6.55),
+}
+NOISE_NAMES = {"clean": "clean", "mt-0.5": "MT 50 %", "sfda-0.5": "SFDA 50 %"}
+
+
+def our_scores(root: Path, prefix: str, noise: str) -> tuple[list[float], list[float]]:
+    """Dice (%) and HD95 (mm) of every finished seed of one method and noise."""
+    dice, hd95 = [], []
+    for run in sorted(root.glob(f"{prefix}__{noise}__seed*")):
+        if (run / "metrics.json").exists():
+            mean = json.loads((run / "metrics.json").read_text())["summary"]["mean"]["mean"]
+            dice.append(100 * mean["dice"])
+            hd95.append(mean["hd95"])
+    return dice, hd95
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "not run yet"
+    return f"{np.mean(values):.2f} (±{np.std(values):.2f}, n={len(values)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, help="runs folder, e.g. runs/la2018")
+    args = parser.parse_args()
+    print("| noise | method | Dice [%] ours | Dice [%] paper | HD95 [mm] ours | HD95 [mm] paper |")
+    print("|---|---|---|---|---|---|")
+    for (noise, prefix, label), (p_dice, p_hd) in PAPER.items():
+        dice, hd95 = our_scores(args.root, prefix, noise)
+        print(f"| {NOISE_NAMES[noise]} | {label} | {fmt(dice)} | {p_dice:.2f} | {fmt(hd95)} | {p_hd:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
