@@ -150,14 +150,21 @@ def test_evaluate_held_out_reproduces_the_runs_metrics(phantoms: Path, trained_r
     assert result.exit_code != 0 and "run folder" in str(result.exception)
 
 
-def test_compare_runs_grid_skips_finished_and_writes_tables(phantoms: Path, tmp_path: Path) -> None:
+def tiny_experiment(tmp_path: Path, phantoms: Path, methods: str, seeds: str) -> Path:
+    """A two-epoch compare grid on the phantoms: MT 50 % plus a clean baseline row."""
     exp = tmp_path / "exp.yaml"
     exp.write_text(
         f"name: tiny\ndata: {phantoms}\npreset: cpu\n"
         "set: [optim.epochs=2, optim.iters_per_epoch=1, data.patch_size=32, val_every=2, data.test_fraction=0.2]\n"
-        "methods: [baseline, {method: svl-drl, label: 'SVL-DRL w/o WS', set: [stages.skip_warmup=true]}]\n"
-        "noise: [mt]\nratios: [0.5]\nseeds: [0]\nclean_baseline: true\nruns_root: runs\nout: results\n"
+        f"methods: {methods}\nnoise: [mt]\nratios: [0.5]\nseeds: {seeds}\nclean_baseline: true\n"
+        "runs_root: runs\nout: results\n"
     )
+    return exp
+
+
+def test_compare_runs_grid_skips_finished_and_writes_tables(phantoms: Path, tmp_path: Path) -> None:
+    methods = "[baseline, {method: svl-drl, label: 'SVL-DRL w/o WS', set: [stages.skip_warmup=true]}]"
+    exp = tiny_experiment(tmp_path, phantoms, methods, "[0]")
     invoke("compare", exp, "-q")
     table = (tmp_path / "results" / "table.md").read_text()
     assert "Baseline" in table and "clean" in table and "MT-Noise 50%" in table
@@ -170,13 +177,7 @@ def test_compare_runs_grid_skips_finished_and_writes_tables(phantoms: Path, tmp_
 
 
 def test_compare_with_two_jobs_trains_each_run_once(phantoms: Path, tmp_path: Path) -> None:
-    exp = tmp_path / "exp.yaml"
-    exp.write_text(
-        f"name: tiny\ndata: {phantoms}\npreset: cpu\n"
-        "set: [optim.epochs=2, optim.iters_per_epoch=1, data.patch_size=32, val_every=2, data.test_fraction=0.2]\n"
-        "methods: [baseline]\nnoise: [mt]\nratios: [0.5]\nseeds: [0, 1]\nclean_baseline: true\n"
-        "runs_root: runs\nout: results\n"
-    )
+    exp = tiny_experiment(tmp_path, phantoms, "[baseline]", "[0, 1]")
     invoke("compare", exp, "-q", "--jobs", "2")
     runs = sorted(p.parent for p in (tmp_path / "runs").rglob("metrics.json"))
     assert [r.name for r in runs] == [
