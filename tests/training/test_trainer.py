@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from svldrl.data import PHANTOM_LABELS
+from svldrl.data import PHANTOM_LABELS, LabelSpec
 from svldrl.inference import predict_probabilities
-from svldrl.training import METHODS, SVLDRLTrainer, Trainer, load_checkpoint, load_trained, read_log, resolve_device
+from svldrl.training import METHODS, build_seg_loss, SVLDRLTrainer, Trainer, load_checkpoint, load_trained, read_log, resolve_device
 from svldrl.training.logs import EpochLogger
 
 # 4 epochs: Warmup, Transition, Full RL, Full RL; validation after epochs 1 and 3.
@@ -145,6 +145,23 @@ def test_baseline_is_the_dice_only_trainer(tiny_config, phantoms16, make_trainer
     assert trainer.stage_name(0) == "supervised"
 
 
+@pytest.mark.parametrize("mode", ["classes", "regions"])
+def test_dice_ce_loss_is_dice_plus_cross_entropy(mode):
+    """optim.loss=dice_ce adds the plain (binary) cross-entropy, weight 1, to the same Dice term."""
+    torch.manual_seed(0)
+    labels = PHANTOM_LABELS if mode == "classes" else LabelSpec(names=("a", "b"), mode="regions")
+    n = labels.n_outputs
+    logits = torch.randn(2, n, 6, 6, 6)
+    if mode == "classes":
+        target = torch.nn.functional.one_hot(torch.randint(0, n, (2, 6, 6, 6)), n).permute(0, 4, 1, 2, 3).float()
+        ce = torch.nn.functional.cross_entropy(logits, target.argmax(1))
+    else:
+        target = (torch.rand(2, n, 6, 6, 6) > 0.5).float()
+        ce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    dice_only = build_seg_loss(labels, "dice")(logits, target)
+    assert build_seg_loss(labels, "dice_ce")(logits, target).item() == pytest.approx((dice_only + ce).item(), rel=1e-5)
+
+
 def test_batches_per_epoch_defaults_to_one_pass(tiny_config, phantoms16, make_trainer, tmp_path):
     cfg = tiny_config({"optim": {"iters_per_epoch": None, "batch_size": 2}, "data": {"samples_per_volume": 3}})
     trainer = make_trainer(cfg, phantoms16, tmp_path)
@@ -156,6 +173,7 @@ def test_batches_per_epoch_defaults_to_one_pass(tiny_config, phantoms16, make_tr
     [
         ({"optim": {"optimizer": "rmsprop"}}, "optim.optimizer"),
         ({"optim": {"lr_schedule": "cosine"}}, "optim.lr_schedule"),
+        ({"optim": {"loss": "focal"}}, "optim.loss"),
         ({"data": {"patch_size": [15, 16, 16]}}, "data.patch_size"),
         ({"val_every": -1}, "val_every"),
         ({"rl": {"seg_loss_states": "first"}}, "rl.seg_loss_states"),

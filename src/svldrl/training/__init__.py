@@ -14,7 +14,7 @@ from svldrl.training.svldrl import (
     sampled_plan,
     stage_loss,
 )
-from svldrl.training.trainer import Trainer, build_dice_loss
+from svldrl.training.trainer import Trainer, build_seg_loss
 
 __all__ = [
     "METHODS",
@@ -24,7 +24,7 @@ __all__ = [
     "Stage",
     "StageSchedule",
     "Trainer",
-    "build_dice_loss",
+    "build_seg_loss",
     "episode_rewards",
     "gradient_plan",
     "load_checkpoint",
