@@ -97,7 +97,7 @@ class OptimConfig:
     iters_per_epoch: int | None = _f(None, "optimisation steps per epoch; None = one pass over the training cases")
     lr_schedule: str = _f("constant", "'constant' or 'poly' (nnU-Net's (1 - e/E)^0.9)")
     grad_clip: float | None = _f(None, "clip the gradient norm to this value; None = no clipping")
-    loss: str = _f("dice", "segmentation loss: 'dice' (the paper's Eq. 1) or 'dice_ce' (Dice + cross-entropy, nnU-Net's)")
+    loss: str = _f("dice", "segmentation loss: 'dice' (the paper's Eq. 1) or 'dice_ce' (Dice + cross-entropy)")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,16 @@ import torch
 
 from svldrl.data import PHANTOM_LABELS, LabelSpec
 from svldrl.inference import predict_probabilities
-from svldrl.training import METHODS, build_seg_loss, SVLDRLTrainer, Trainer, load_checkpoint, load_trained, read_log, resolve_device
+from svldrl.training import (
+    METHODS,
+    SVLDRLTrainer,
+    Trainer,
+    build_seg_loss,
+    load_checkpoint,
+    load_trained,
+    read_log,
+    resolve_device,
+)
 from svldrl.training.logs import EpochLogger
 
 # 4 epochs: Warmup, Transition, Full RL, Full RL; validation after epochs 1 and 3.
