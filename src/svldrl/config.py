@@ -126,7 +126,10 @@ class TrainConfig:
     method_options: dict[str, Any] = _f({}, "method-specific hyperparameters (baselines), by name")
     seed: int = _f(0, "seed of model initialisation, sampling and augmentation")
     val_every: int = _f(10, "validate on clean labels every N epochs and after the last; 0: never (no best.pt)")
-    sw_batch_size: int = _f(1, "windows per forward pass in sliding-window inference")
+    # 4 as in MONAI's SwinUNETR tutorials. On CPU it also avoids torch's slow path: a batch of one 3D
+    # window runs through slow_conv3d (im2col), two or more through oneDNN, about 4x faster per
+    # window for the cpu preset's unet (benchmarks/bench_sliding_window.py).
+    sw_batch_size: int = _f(4, "windows per forward pass in sliding-window inference (speed only)")
     sw_overlap: float = _f(0.5, "overlap of sliding windows")
     device: str = _f("auto", "'auto', 'cpu', 'cuda' or 'cuda:N'")
     num_threads: int | None = _f(None, "torch CPU threads; None = torch's default")
@@ -252,6 +255,22 @@ def _from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
         raise ValueError(f"unknown configuration key {(where + '.' if where else '') + key!r}{hint}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+EXECUTION_KEYS = ("device", "num_threads", "sw_batch_size")
+"""Top-level keys that choose how a run executes, not what it computes (the same results up to
+float rounding): they may differ between a run and its resumption, or between a grid and its runs."""
+
+
+def settings_of(cfg: TrainConfig | dict[str, Any]) -> dict[str, Any]:
+    """What a run computes: the full configuration without ``EXECUTION_KEYS``.
+
+    A saved mapping is first completed with today's defaults, so that a run saved before an
+    option existed compares equal to the same run now (an option is only ever added with a
+    default that keeps the old behaviour).
+    """
+    full = to_dict(merge(TrainConfig(), cfg) if isinstance(cfg, dict) else cfg)
+    return {k: v for k, v in full.items() if k not in EXECUTION_KEYS}
 
 
 def merge(cfg: TrainConfig, data: dict[str, Any]) -> TrainConfig:

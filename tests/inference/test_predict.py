@@ -63,6 +63,18 @@ def test_sliding_window_on_a_volume_larger_than_the_patch_gives_the_volume_shape
     np.testing.assert_allclose(prob.sum(axis=0), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("refine_steps", [0, 1])
+def test_windows_per_forward_pass_change_speed_not_results(refine_steps):
+    """sw_batch_size is an execution setting (config.EXECUTION_KEYS): batching windows must not change
+    the prediction beyond float rounding, with or without policy refinement (per-window, per-sample)."""
+    image = np.random.default_rng(1).random((1, 40, 36, 20), dtype=np.float32)
+    one, four = (
+        predict_probabilities(tiny_net(), image, (16, 16, 16), overlap=0.25, sw_batch_size=b, refine_steps=refine_steps)
+        for b in (1, 4)
+    )
+    np.testing.assert_allclose(one, four, atol=1e-5)
+
+
 def test_blended_probabilities_are_the_activation_of_the_logits():
     image = np.zeros((1, 24, 20, 17), dtype=np.float32)  # 17: last window padded
     prob = predict_probabilities(ConstantLogits([0.0, 1.0, -1.0]), image, (8, 8, 8), device="cpu")

@@ -217,9 +217,24 @@ def test_resuming_with_another_configuration_is_refused(tiny_config, phantoms16,
     other = make_trainer(tiny_config({"optim": {"epochs": 2}, "rl": {"gamma": 0.9}}), phantoms16, tmp_path)
     with pytest.raises(ValueError, match="configuration differs in rl"):
         other.fit(resume=True)
-    same_but_threads = make_trainer(tiny_config({"optim": {"epochs": 2}, "num_threads": 2}), phantoms16, tmp_path)
+    execution_only = {"optim": {"epochs": 2}, "num_threads": 2, "sw_batch_size": 3, "device": "cpu"}
+    same_but_execution = make_trainer(tiny_config(execution_only), phantoms16, tmp_path)
     torch.set_num_threads(1)
-    assert same_but_threads.fit(resume=True)["epochs_done"] == 2
+    assert same_but_execution.fit(resume=True)["epochs_done"] == 2
+
+
+def test_a_checkpoint_saved_before_an_option_existed_resumes(tiny_config, phantoms16, make_trainer, tmp_path):
+    """A run interrupted under an older version (its config lacks optim.loss) resumes with the default."""
+    trainer = make_trainer(tiny_config({"optim": {"epochs": 2}}), phantoms16, tmp_path)
+    trainer.fit(stop_after=1)
+    payload = torch.load(trainer.latest_path, weights_only=False)
+    del payload["config"]["optim"]["loss"]
+    torch.save(payload, trainer.latest_path)
+    resumed = make_trainer(tiny_config({"optim": {"epochs": 2}}), phantoms16, tmp_path)
+    assert resumed.fit(resume=True)["epochs_done"] == 2
+    dice_ce = make_trainer(tiny_config({"optim": {"epochs": 2, "loss": "dice_ce"}}), phantoms16, tmp_path)
+    with pytest.raises(ValueError, match="configuration differs in optim"):
+        dice_ce.fit(resume=True)
 
 
 def test_region_labels_train_with_sigmoid_outputs(tiny_config, phantoms16, make_trainer, tmp_path):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from svldrl.config import TrainConfig, dump_config, load_config, to_dict
+from svldrl.config import TrainConfig, dump_config, load_config, settings_of
 
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
@@ -86,8 +86,8 @@ def plan_run(run_dir: Path, cfg: TrainConfig, *, resume: bool, overwrite: bool) 
 
 
 def same_settings(a: TrainConfig, b: TrainConfig) -> bool:
-    """Whether two configurations train the same model (device and thread count may differ)."""
-    return _without_device(a) == _without_device(b)
+    """Whether two configurations train the same model (``EXECUTION_KEYS`` may differ)."""
+    return settings_of(a) == settings_of(b)
 
 
 def check_existing_run(run_dir: Path, cfg: TrainConfig) -> None:
@@ -130,14 +130,6 @@ def claim_run(run_dir: Path) -> Iterator[bool]:
         yield True
     finally:
         lock.release()
-
-
-def _without_device(cfg: TrainConfig) -> dict:
-    """Configuration as compared on resume: the device may change between sessions."""
-    data = to_dict(cfg)
-    data.pop("device", None)
-    data.pop("num_threads", None)
-    return data
 
 
 def save_config(run_dir: Path, cfg: TrainConfig) -> None:

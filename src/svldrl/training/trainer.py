@@ -19,7 +19,7 @@ from monai.losses import DiceCELoss, DiceLoss
 from torch import nn
 from tqdm.auto import tqdm
 
-from svldrl.config import TrainConfig, dump_config, to_dict
+from svldrl.config import TrainConfig, dump_config, settings_of, to_dict
 from svldrl.data import Case, LabelSpec, PatchSampler
 from svldrl.inference import labels_from_probabilities, predict_probabilities
 from svldrl.metrics import dice
@@ -247,7 +247,7 @@ class Trainer:
         """
         if resume:
             payload = load_checkpoint(self.latest_path, map_location=self.device)
-            _check_same_config(payload["config"], to_dict(self.cfg), self.latest_path)
+            _check_same_config(payload["config"], self.cfg, self.latest_path)
             self.load_checkpoint_state(payload)
         else:
             atomic_write_text(dump_config(self.cfg), self.run_dir / CONFIG_FILE)
@@ -360,13 +360,9 @@ def _check_cases(train_cases: Sequence[Case], val_cases: Sequence[Case], labels:
         raise ValueError(f"labels.mode must be 'classes' or 'regions', got {labels.mode!r}")
 
 
-RESUMABLE_CHANGES = ("device", "num_threads")
-"""Configuration keys that may differ between a run and its resumption (they do not change results)."""
-
-
-def _check_same_config(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+def _check_same_config(saved: dict[str, Any], current: TrainConfig, path: Path) -> None:
     """Resuming with another configuration would silently mix two runs: refuse, naming the keys."""
-    differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-    differing = [k for k in differing if k not in RESUMABLE_CHANGES]
+    old, new = settings_of(saved), settings_of(current)
+    differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if differing:
         raise ValueError(f"{path}: cannot resume, the configuration differs in {', '.join(differing)}")
