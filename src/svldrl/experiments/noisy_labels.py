@@ -21,14 +21,18 @@ from svldrl.data import Case, Dataset, LabelSpec, Split, prepare_cases
 from svldrl.noise import MANIFEST_NAME, NoiseManifest, Predictor, SourceTrainer, corrupt_labels
 
 LABELS_FILE = "labels.npz"
+SOURCE_LOSS = "dice"
+"""The SFDA source model's loss, fixed so that the noisy labels do not depend on the method's ``optim.loss``."""
 
 
 def noise_key(cfg: TrainConfig, split: Split) -> str:
     """A folder name that changes whenever the noisy labels would."""
     noise = cfg.noise
     payload = {"split": split.to_dict(), "kind": noise.kind, "ratio": noise.ratio, "seed": noise.seed}
-    if noise.kind == "sfda":  # the source model depends on how it is trained
-        payload["source"] = {k: v for k, v in to_dict(cfg).items() if k in ("data", "model", "optim")}
+    if noise.kind == "sfda":  # the source model depends on how it is trained (never on the method's loss)
+        source = {k: v for k, v in to_dict(cfg).items() if k in ("data", "model", "optim")}
+        source["optim"].pop("loss", None)
+        payload["source"] = source
     digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
     return f"{noise.kind}-{noise.ratio:g}-seed{noise.seed}-{digest}"
 
@@ -109,7 +113,9 @@ def make_source_trainer(cfg: TrainConfig, labels: LabelSpec, run_dir: Path, budg
             cfg,
             method="baseline",
             noise=replace(cfg.noise, kind="none"),
-            optim=replace(cfg.optim, epochs=epochs),
+            # the paper's Dice loss whatever the run's loss: methods compared on one noise draw
+            # must see the same noisy labels (optim.loss=dice_ce once changed them, docs/results.md)
+            optim=replace(cfg.optim, epochs=epochs, loss=SOURCE_LOSS),
             val_every=max(1, epochs),
         )
         ids = [c.case_id for c in cases]
