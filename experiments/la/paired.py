@@ -6,11 +6,16 @@ question is "on the same case, same seed, same labels, which method scores highe
 the mean per-run difference and a Wilcoxon signed-rank test over all (seed, case) pairs.
 
     python experiments/la/paired.py runs/la2018 baseline svl-drl --noise mt-0.5
+    python experiments/la/paired.py docs/results/la-table1/cases.csv baseline clcs --noise mt-0.5
+
+The source is a runs folder (each run's metrics.json) or the ``cases.csv`` that ``svldrl compare``
+writes next to its tables, which is committed and so outlives the run folders.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -24,19 +29,33 @@ def per_case_dice(run_dir: Path) -> dict[str, float]:
     return {case: float(values["mean"]["dice"]) for case, values in metrics["per_case"].items()}
 
 
-def paired(root: Path, a: str, b: str, noise: str) -> dict[str, float]:
+def load_runs(source: Path) -> dict[str, dict[str, float]]:
+    """Run name -> (case id -> mean Dice), from a runs folder or from a compare ``cases.csv``."""
+    if source.is_file():
+        runs: dict[str, dict[str, float]] = {}
+        with source.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row["class"] == "mean":
+                    runs.setdefault(row["run"], {})[row["case_id"]] = float(row["dice"])
+        return runs
+    return {m.parent.name: per_case_dice(m.parent) for m in sorted(source.glob("*/metrics.json"))}
+
+
+def paired(runs: dict[str, dict[str, float]], a: str, b: str, noise: str) -> dict[str, float]:
     """Differences b - a in Dice points over every seed both runs finished."""
     diffs, per_seed = [], []
-    for run_a in sorted(root.glob(f"{a}__{noise}__seed*")):
-        run_b = root / run_a.name.replace(f"{a}__", f"{b}__", 1)
-        if not ((run_a / "metrics.json").exists() and (run_b / "metrics.json").exists()):
+    for name_a in sorted(n for n in runs if n.startswith(f"{a}__{noise}__seed")):
+        name_b = name_a.replace(f"{a}__", f"{b}__", 1)
+        if name_b not in runs:
             continue
-        da, db = per_case_dice(run_a), per_case_dice(run_b)
+        da, db = runs[name_a], runs[name_b]
+        if sorted(da) != sorted(db):
+            raise SystemExit(f"{name_a} and {name_b} were scored on different cases")
         d = [100 * (db[c] - da[c]) for c in sorted(da)]
         diffs += d
         per_seed.append(float(np.mean(d)))
     if not diffs:
-        raise SystemExit(f"no finished pairs {a} / {b} with noise {noise} under {root}")
+        raise SystemExit(f"no finished pairs {a} / {b} with noise {noise}")
     return {
         "seeds": len(per_seed),
         "pairs": len(diffs),
@@ -49,12 +68,12 @@ def paired(root: Path, a: str, b: str, noise: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path, help="runs folder, e.g. runs/la2018")
+    parser.add_argument("source", type=Path, help="runs folder (runs/la2018) or a compare cases.csv")
     parser.add_argument("a", help="run-name prefix of the reference method, e.g. baseline")
     parser.add_argument("b", help="run-name prefix of the compared method, e.g. svl-drl")
     parser.add_argument("--noise", default="mt-0.5", help="noise part of the run names: clean, mt-0.5, sfda-0.5, ...")
     args = parser.parse_args()
-    r = paired(args.root, args.a, args.b, args.noise)
+    r = paired(load_runs(args.source), args.a, args.b, args.noise)
     seeds = ", ".join(f"{d:+.2f}" for d in r["per_seed"])
     print(
         f"{args.b} - {args.a} ({args.noise}): {r['mean_diff']:+.2f} Dice points over {r['pairs']} (seed, case) pairs "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -172,6 +173,12 @@ def test_compare_runs_grid_skips_finished_and_writes_tables(phantoms: Path, tmp_
     assert "w/o WS" in (tmp_path / "results" / "ablation.md").read_text()
     stamps = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("metrics.json")}
     assert len(stamps) == 3
+    with (tmp_path / "results" / "cases.csv").open(newline="") as fh:
+        case_rows = [r for r in csv.DictReader(fh) if r["class"] == "mean"]
+    for metrics_path in stamps:  # cases.csv holds each run's per-case scores, as metrics.json has them
+        per_case = json.loads(metrics_path.read_text())["per_case"]
+        rows = {r["case_id"]: float(r["dice"]) for r in case_rows if r["run"] == metrics_path.parent.name}
+        assert rows == pytest.approx({c: v["mean"]["dice"] for c, v in per_case.items()}, abs=1e-12)
     invoke("compare", exp, "-q")  # everything finished: nothing retrained
     assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("metrics.json")} == stamps
 
@@ -205,6 +212,20 @@ def test_compare_refuses_a_finished_run_trained_with_other_settings(phantoms: Pa
     (next((tmp_path / "runs").rglob("metrics.json"))).unlink()  # now an interrupted run: refused before training
     result = runner.invoke(app, ["compare", str(exp), "-q"])
     assert result.exit_code != 0 and "unfinished run with other settings" in str(result.exception)
+
+
+def test_a_baseline_with_its_own_loss_refuses_optim_loss_before_any_work(phantoms: Path, tmp_path: Path) -> None:
+    """optim.loss chooses the baseline's and SVL-DRL's loss; a noisy-label baseline adds its own CE, so
+    dice_ce would count it twice. Refused by train and by compare before a run folder or noise exists."""
+    result = runner.invoke(
+        app, ["train", str(phantoms), "--method", "mtcl", "--noise", "mt", "--noise-ratio", "0.5",
+              "--out", str(tmp_path / "runs" / "mtcl"), "--set", "optim.loss=dice_ce"],
+    )  # fmt: skip
+    assert result.exit_code != 0 and "optim.loss=dice_ce is for the baseline and svl-drl" in str(result.exception)
+    exp = tiny_experiment(tmp_path, phantoms, "[baseline, {method: co-teaching, set: [optim.loss=dice_ce]}]", "[0]")
+    result = runner.invoke(app, ["compare", str(exp), "-q"])
+    assert result.exit_code != 0 and "co-teaching: optim.loss=dice_ce" in str(result.exception)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:

@@ -86,6 +86,18 @@ class BaselineTrainer(Trainer):
         super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress, noise_manifest=noise_manifest)
 
     @classmethod
+    def check_config(cls, cfg: TrainConfig) -> None:
+        """The baselines define their own losses (most add cross-entropy to a Dice term): ``optim.loss``
+        only chooses the loss of the baseline and SVL-DRL, and ``dice_ce`` here would count CE twice."""
+        super().check_config(cfg)
+        parse_method_options(cls.OPTIONS, cfg.method_options, cfg.method)  # a typo fails before the data is read
+        if cfg.optim.loss != "dice":
+            raise ValueError(
+                f"{cfg.method}: optim.loss={cfg.optim.loss} is for the baseline and svl-drl; {cls.NAME} trains with "
+                "its own loss (see `svldrl methods`), so leave optim.loss at 'dice'"
+            )
+
+    @classmethod
     def uses_oracle(cls, options: Any) -> bool:
         """Whether a run with these options uses the noise manifest; methods with an estimate option override."""
         return cls.ORACLE

@@ -4,7 +4,9 @@ The grid is variants (methods, or a method with configuration changes such as th
 ablations) x noise kinds x noise ratios x seeds, plus an optional clean-label baseline row. Finished
 runs are skipped and interrupted ones resumed, so a long grid can span sessions. Afterwards:
 ``table.md/.csv/.tex`` (Tables 1-2), ``ablation.md/...`` (Table 5) when the grid holds variants of
-svl-drl, ``noise_ratio.png`` (Fig. 6) when ratios vary, and ``cost.md`` (seconds per epoch).
+svl-drl, ``noise_ratio.png`` (Fig. 6) when ratios vary, ``cost.md`` (seconds per epoch) and ``cases.csv``
+(every run's per-case scores, so that paired tests survive the run folders, which hold checkpoints
+and are not kept in git).
 """
 
 from __future__ import annotations
@@ -200,13 +202,15 @@ def run_experiment(
     several ``compare`` processes on one grid never train a run twice.
     """
     from svldrl.data import load_dataset
+    from svldrl.training import METHODS
 
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     exp = load_experiment(path)
     runs = grid(exp)  # checks every method name and override before any training
     dataset_name = load_dataset(exp.data).name
-    for run in runs:  # a run folder from other settings: refuse now, not hours into the grid
+    for run in runs:  # a method that refuses its settings, a run folder from other settings: refuse now
+        METHODS.get(run.cfg.method).check_config(run.cfg)
         check_existing_run(run.run_dir(exp, dataset_name), run.cfg)
     started = time.perf_counter()
     if not tables_only:
@@ -290,6 +294,7 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
     if len(exp.ratios) > 1 or (exp.clean_methods and exp.ratios):
         written["noise_ratio"] = _ratio_plot(done, exp.out / "noise_ratio.png")
     written["cost"] = _cost_table(done, exp.out / "cost.md")
+    written["cases"] = _cases_csv(done, exp, dataset_name, exp.out / "cases.csv")
     write_text(
         exp.out / "grid.json",
         json.dumps(
@@ -345,6 +350,39 @@ def _ratio_plot(done: list[tuple[GridRun, dict]], path: Path) -> Path:
         k: {r: (float(np.mean(v)), float(np.std(v))) for r, v in d.items()} for k, d in series.items() if len(d) > 1
     }
     return noise_ratio_plot(points, path)
+
+
+CASE_FIELDS = ("run", "label", "method", "noise", "ratio", "seed", "case_id", "class", "dice", "iou", "hd95", "asd")
+
+
+def _cases_csv(done: list[tuple[GridRun, dict]], exp: Experiment, dataset_name: str, path: Path) -> Path:
+    """One row per (run, held-out case, class, incl. the class mean): the input of paired tests."""
+    rows = []
+    for run, metrics in done:
+        name = run.run_dir(exp, dataset_name).name
+        for case_id, per_class in sorted(metrics.get("per_case", {}).items()):
+            for cls, values in per_class.items():
+                rows.append(
+                    {
+                        "run": name,
+                        "label": run.variant.label,
+                        "method": run.variant.method,
+                        "noise": run.noise,
+                        "ratio": run.ratio,
+                        "seed": run.seed,
+                        "case_id": case_id,
+                        "class": cls,
+                        **{m: values[m] for m in ("dice", "iou", "hd95", "asd")},
+                    }
+                )
+
+    def write(fh: Any) -> None:
+        writer = csv.DictWriter(fh, fieldnames=list(CASE_FIELDS))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    atomic_write(path, write)
+    return path
 
 
 def _cost_table(done: list[tuple[GridRun, dict]], path: Path) -> Path:

@@ -112,6 +112,7 @@ def train_run(
 
     data = Path(data)
     trainer_cls = METHODS.get(cfg.method)  # a typo fails here, before any work
+    trainer_cls.check_config(cfg)
     dataset = open_checked_dataset(data)
     run_dir = out if out is not None else default_run_dir(dataset.name, cfg, runs_root)
     plan = plan_run(run_dir, cfg, resume=resume, overwrite=overwrite)

@@ -100,6 +100,12 @@ class Trainer:
     TRAIN_SCALARS: tuple[str, ...] = ("loss",)
     """Scalars ``train_step`` returns; with the validation metrics they are the columns of log.csv."""
 
+    @classmethod
+    def check_config(cls, cfg: TrainConfig) -> None:
+        """Refuse settings this method cannot honour; called before any data is read or noise is made."""
+        if cfg.optim.loss not in SEG_LOSSES:
+            raise ValueError(f"optim.loss must be one of {SEG_LOSSES}, got {cfg.optim.loss!r}")
+
     def __init__(
         self,
         cfg: TrainConfig,
@@ -111,6 +117,7 @@ class Trainer:
         progress: bool = True,
         noise_manifest: NoiseManifest | None = None,
     ) -> None:
+        self.check_config(cfg)
         _check_cases(train_cases, val_cases, labels)
         self.noise_manifest = noise_manifest
         """The run's noise manifest (None for clean runs); only oracle methods read it."""
