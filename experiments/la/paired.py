@@ -7,6 +7,8 @@ the mean per-run difference and a Wilcoxon signed-rank test over all (seed, case
 
     python experiments/la/paired.py runs/la2018 baseline svl-drl --noise mt-0.5
     python experiments/la/paired.py docs/results/la-table1/cases.csv baseline clcs --noise mt-0.5
+    python experiments/la/paired.py runs/replicates baseline__mt-0.5__seed0__threads1 \
+        baseline__mt-0.5__seed0__threads2 --exact      # two replicates of one run: the null
 
 The source is a runs folder (each run's metrics.json) or the ``cases.csv`` that ``svldrl compare``
 writes next to its tables, which is committed and so outlives the run folders.
@@ -41,13 +43,18 @@ def load_runs(source: Path) -> dict[str, dict[str, float]]:
     return {m.parent.name: per_case_dice(m.parent) for m in sorted(source.glob("*/metrics.json"))}
 
 
-def paired(runs: dict[str, dict[str, float]], a: str, b: str, noise: str) -> dict[str, float]:
+def run_pairs(runs: dict[str, dict[str, float]], a: str, b: str, noise: str | None) -> list[tuple[str, str]]:
+    """(run of a, run of b) for every seed both finished; with ``noise`` None, a and b are whole run names."""
+    if noise is None:
+        return [(a, b)] if a in runs and b in runs else []
+    names_a = sorted(n for n in runs if n.startswith(f"{a}__{noise}__seed"))
+    return [(n, n.replace(f"{a}__", f"{b}__", 1)) for n in names_a if n.replace(f"{a}__", f"{b}__", 1) in runs]
+
+
+def paired(runs: dict[str, dict[str, float]], a: str, b: str, noise: str | None) -> dict[str, float]:
     """Differences b - a in Dice points over every seed both runs finished."""
     diffs, per_seed = [], []
-    for name_a in sorted(n for n in runs if n.startswith(f"{a}__{noise}__seed")):
-        name_b = name_a.replace(f"{a}__", f"{b}__", 1)
-        if name_b not in runs:
-            continue
+    for name_a, name_b in run_pairs(runs, a, b, noise):
         da, db = runs[name_a], runs[name_b]
         if sorted(da) != sorted(db):
             raise SystemExit(f"{name_a} and {name_b} were scored on different cases")
@@ -72,11 +79,13 @@ def main() -> None:
     parser.add_argument("a", help="run-name prefix of the reference method, e.g. baseline")
     parser.add_argument("b", help="run-name prefix of the compared method, e.g. svl-drl")
     parser.add_argument("--noise", default="mt-0.5", help="noise part of the run names: clean, mt-0.5, sfda-0.5, ...")
+    parser.add_argument("--exact", action="store_true", help="a and b are whole run names (two replicates, say)")
     args = parser.parse_args()
-    r = paired(load_runs(args.source), args.a, args.b, args.noise)
+    r = paired(load_runs(args.source), args.a, args.b, None if args.exact else args.noise)
     seeds = ", ".join(f"{d:+.2f}" for d in r["per_seed"])
+    what = "exact" if args.exact else args.noise
     print(
-        f"{args.b} - {args.a} ({args.noise}): {r['mean_diff']:+.2f} Dice points over {r['pairs']} (seed, case) pairs "
+        f"{args.b} - {args.a} ({what}): {r['mean_diff']:+.2f} Dice points over {r['pairs']} (seed, case) pairs "
         f"[per seed: {seeds}]; {args.b} higher on {r['b_better']}/{r['pairs']}; Wilcoxon p = {r['p_wilcoxon']:.2g}"
     )
 
