@@ -317,13 +317,23 @@ def compare(
         typer.Option("--jobs", "-j", min=1, help="Runs trained at once, each with an equal share of the CPU threads."),
     ] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    runs_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--runs-root",
+            envvar="SVLDRL_RUNS",
+            help="Folder of the run folders, instead of the file's runs_root (e.g. outside a work tree that is "
+            "replaced between sessions).",
+        ),
+    ] = None,
 ) -> None:
     """Run a grid (methods x noise kinds x ratios x seeds) and write the paper-style tables and plots.
 
     Finished runs are skipped and interrupted ones resumed, so a long grid can be run in pieces;
     with `--jobs N` (or several compare processes on one grid) runs are trained side by side.
     Writes `table.md/.csv/.tex` (like Tables 1-2), `ablation.*` (like Table 5) when the grid holds
-    svl-drl variants, `noise_ratio.png` (like Fig. 6) when ratios vary, and `cost.md`.
+    svl-drl variants, `noise_ratio.png` (like Fig. 6) when ratios vary, `cost.md`, `cases.csv` (every
+    run's per-case scores, for paired tests) and `grid.json` (progress, package versions of the runs).
 
     Example file:
 
@@ -339,12 +349,13 @@ def compare(
         clean_baseline: true
 
     Example: `svldrl compare experiments/phantoms/mt50.yaml`
+    Example: `SVLDRL_RUNS=/scratch/runs svldrl compare experiments/la/table1.yaml --jobs 2`
     """
     from svldrl.experiments.compare import run_experiment
 
     _require_exists(experiment)
     _load_methods()
-    written = run_experiment(experiment, progress=not quiet, tables_only=tables_only, jobs=jobs)
+    written = run_experiment(experiment, progress=not quiet, tables_only=tables_only, jobs=jobs, runs_root=runs_root)
     for name, path in written.items():
         console.print(f"{name}: {path}")
         if path.suffix == ".md":

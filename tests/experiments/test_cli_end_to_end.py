@@ -179,14 +179,18 @@ def test_compare_runs_grid_skips_finished_and_writes_tables(phantoms: Path, tmp_
         per_case = json.loads(metrics_path.read_text())["per_case"]
         rows = {r["case_id"]: float(r["dice"]) for r in case_rows if r["run"] == metrics_path.parent.name}
         assert rows == pytest.approx({c: v["mean"]["dice"] for c, v in per_case.items()}, abs=1e-12)
+    (environment,) = json.loads((tmp_path / "results" / "grid.json").read_text())["environments"]
+    assert environment["runs"] == 3 and environment["packages"]["torch"].startswith("2.")
     invoke("compare", exp, "-q")  # everything finished: nothing retrained
     assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("metrics.json")} == stamps
 
 
 def test_compare_with_two_jobs_trains_each_run_once(phantoms: Path, tmp_path: Path) -> None:
+    """Two worker processes share the grid; --runs-root (passed on to the workers) moves the run folders."""
     exp = tiny_experiment(tmp_path, phantoms, "[baseline]", "[0, 1]")
-    invoke("compare", exp, "-q", "--jobs", "2")
-    runs = sorted(p.parent for p in (tmp_path / "runs").rglob("metrics.json"))
+    invoke("compare", exp, "-q", "--jobs", "2", "--runs-root", tmp_path / "elsewhere")
+    assert not (tmp_path / "runs").exists()
+    runs = sorted(p.parent for p in (tmp_path / "elsewhere").rglob("metrics.json"))
     assert [r.name for r in runs] == [
         "baseline__clean__seed0", "baseline__clean__seed1", "baseline__mt-0.5__seed0", "baseline__mt-0.5__seed1",
     ]  # fmt: skip

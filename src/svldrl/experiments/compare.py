@@ -77,8 +77,12 @@ class Experiment:
     source: Path = field(default=Path("."))
 
 
-def load_experiment(path: Path) -> Experiment:
-    """Read and check an experiment file (paths are relative to the file's folder)."""
+def load_experiment(path: Path, runs_root: Path | None = None) -> Experiment:
+    """Read and check an experiment file (paths are relative to the file's folder).
+
+    ``runs_root`` replaces the file's ``runs_root`` (``compare --runs-root``), so that a long grid can
+    live outside a work tree that may be replaced between sessions.
+    """
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -101,7 +105,7 @@ def load_experiment(path: Path) -> Experiment:
         ratios=tuple(float(r) for r in raw.get("ratios") or (0.5,)),
         seeds=tuple(int(s) for s in raw.get("seeds") or (0,)),
         clean_methods=_clean_methods(raw, path),
-        runs_root=_relative(base, raw.get("runs_root", "runs")),
+        runs_root=runs_root.resolve() if runs_root is not None else _relative(base, raw.get("runs_root", "runs")),
         out=_relative(base, raw.get("out", f"results/{name}")),
         description=str(raw.get("description", "")),
         source=path,
@@ -193,7 +197,7 @@ def _config(exp: Experiment, variant: Variant, noise: str, ratio: float, seed: i
 
 
 def run_experiment(
-    path: Path, *, progress: bool = True, tables_only: bool = False, jobs: int = 1
+    path: Path, *, progress: bool = True, tables_only: bool = False, jobs: int = 1, runs_root: Path | None = None
 ) -> dict[str, Path]:
     """Run (or resume) the grid, then write the tables and figures; returns the written files.
 
@@ -206,7 +210,7 @@ def run_experiment(
 
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    exp = load_experiment(path)
+    exp = load_experiment(path, runs_root)
     runs = grid(exp)  # checks every method name and override before any training
     dataset_name = load_dataset(exp.data).name
     for run in runs:  # a method that refuses its settings, a run folder from other settings: refuse now
@@ -215,19 +219,21 @@ def run_experiment(
     started = time.perf_counter()
     if not tables_only:
         if jobs == 1:
-            train_pending(path, progress=progress)
+            train_pending(path, progress=progress, runs_root=runs_root)
         else:
-            _train_in_workers(path, jobs)
+            _train_in_workers(path, jobs, runs_root)
     return write_results(exp, runs, dataset_name, time.perf_counter() - started)
 
 
-def train_pending(path: Path, *, progress: bool = True, threads: int | None = None) -> int:
+def train_pending(
+    path: Path, *, progress: bool = True, threads: int | None = None, runs_root: Path | None = None
+) -> int:
     """Train every run of the grid that is neither finished nor claimed by another process; returns how many."""
     import svldrl.baselines  # noqa: F401  (a worker process must register the baselines itself)
     from svldrl.data import load_dataset
     from svldrl.experiments.pipeline import train_run
 
-    exp = load_experiment(path)
+    exp = load_experiment(path, runs_root)
     runs = grid(exp)
     dataset_name = load_dataset(exp.data).name
     trained = 0
@@ -248,7 +254,7 @@ def train_pending(path: Path, *, progress: bool = True, threads: int | None = No
     return trained
 
 
-def _train_in_workers(path: Path, jobs: int) -> None:
+def _train_in_workers(path: Path, jobs: int, runs_root: Path | None = None) -> None:
     """``jobs`` processes each running ``train_pending``; the first error is raised once all have stopped."""
     import multiprocessing
     import os
@@ -257,7 +263,9 @@ def _train_in_workers(path: Path, jobs: int) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # no fork of a process that already runs torch threads
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(train_pending, path, progress=False, threads=threads) for _ in range(jobs)]
+        futures = [
+            pool.submit(train_pending, path, progress=False, threads=threads, runs_root=runs_root) for _ in range(jobs)
+        ]
         errors = [f.exception() for f in futures]
     for error in errors:
         if error is not None:
@@ -303,6 +311,7 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
                 "finished": len(done),
                 "total": len(runs),
                 "seconds_this_call": round(seconds, 1),
+                "environments": _environments(exp, dataset_name, [r for r, _ in done]),
             },
             indent=2,
         ),
@@ -350,6 +359,27 @@ def _ratio_plot(done: list[tuple[GridRun, dict]], path: Path) -> Path:
         k: {r: (float(np.mean(v)), float(np.std(v))) for r, v in d.items()} for k, d in series.items() if len(d) > 1
     }
     return noise_ratio_plot(points, path)
+
+
+def _environments(exp: Experiment, dataset_name: str, runs: list[GridRun]) -> list[dict[str, Any]]:
+    """The distinct package versions and machines the finished runs were trained with, and which runs.
+
+    Training at this scale is not bit-reproducible across library builds (docs/results.md), so a
+    table that mixes runs from two environments should say so; this is where it can be seen.
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        path = run.run_dir(exp, dataset_name) / "env.json"
+        env = json.loads(path.read_text()) if path.exists() else {}
+        record = {k: env.get(k) for k in ("packages", "machine", "cpu_count", "device", "git_commit")}
+        key = json.dumps({k: v for k, v in record.items() if k != "git_commit"}, sort_keys=True)
+        group = groups.setdefault(key, {**record, "git_commits": set(), "runs": 0})
+        group["git_commits"].add(str(record["git_commit"]))
+        group["runs"] += 1
+    return [
+        {**{k: v for k, v in g.items() if k != "git_commit"}, "git_commits": sorted(g["git_commits"])}
+        for g in groups.values()
+    ]
 
 
 CASE_FIELDS = ("run", "label", "method", "noise", "ratio", "seed", "case_id", "class", "dice", "iou", "hd95", "asd")
