@@ -258,8 +258,9 @@ def _from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
 
 
 EXECUTION_KEYS = ("device", "num_threads", "sw_batch_size")
-"""Top-level keys that choose how a run executes, not what it computes (the same results up to
-float rounding): they may differ between a run and its resumption, or between a grid and its runs."""
+"""Top-level keys that choose how a run executes, not what it computes: they may differ between a
+run and its resumption, or between a grid and its runs. Not bit-neutral: another thread count or
+device sums in another order, and training amplifies the rounding (docs/results.md)."""
 
 
 def settings_of(cfg: TrainConfig | dict[str, Any]) -> dict[str, Any]:
