@@ -19,3 +19,29 @@ train baseline__mt-0.5__seed0__threads1 0 1
 train baseline__mt-0.5__seed0__threads2 0 2
 train baseline__mt-0.5__seed2__noise0 2 1
 train baseline__mt-0.5__seed3__noise0 3 1
+
+# Keep what the paired tests need in the repository (the run folders hold checkpoints and stay out of git).
+out=docs/results/la-replicates
+mkdir -p "$out"
+python - "$out/cases.csv" <<'PY'
+import csv, json, sys
+from pathlib import Path
+rows = []
+for metrics in sorted(Path("runs/replicates").glob("*/metrics.json")):
+    for case_id, per_class in sorted(json.loads(metrics.read_text())["per_case"].items()):
+        for cls, v in per_class.items():
+            rows.append({"run": metrics.parent.name, "case_id": case_id, "class": cls,
+                         **{m: v[m] for m in ("dice", "iou", "hd95", "asd")}})
+with open(sys.argv[1], "w", newline="") as fh:
+    writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+PY
+runs=(seed0__threads1 seed0__threads2 seed2__noise0 seed3__noise0)
+for i in "${!runs[@]}"; do
+  for j in "${!runs[@]}"; do
+    if [ "$i" -lt "$j" ]; then
+      python experiments/la/paired.py "$out/cases.csv" "baseline__mt-0.5__${runs[$i]}" "baseline__mt-0.5__${runs[$j]}" --exact
+    fi
+  done
+done | tee "$out/pairs.txt"
