@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -183,6 +184,12 @@ def test_compare_runs_grid_skips_finished_and_writes_tables(phantoms: Path, tmp_
     assert environment["runs"] == 3 and environment["packages"]["torch"].startswith("2.")
     invoke("compare", exp, "-q")  # everything finished: nothing retrained
     assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("metrics.json")} == stamps
+    # two of the three run folders gone: the tables made from all three are not replaced by smaller ones
+    one_run = next(iter(stamps)).parent
+    shutil.copytree(one_run, tmp_path / "partial" / one_run.parent.name / one_run.name)
+    result = runner.invoke(app, ["compare", str(exp), "-q", "--tables-only", "--runs-root", str(tmp_path / "partial")])
+    assert result.exit_code != 0 and "made from 3 finished runs, but only 1" in str(result.exception)
+    assert "Baseline" in (tmp_path / "results" / "table.md").read_text()
 
 
 def test_compare_with_two_jobs_trains_each_run_once(phantoms: Path, tmp_path: Path) -> None:

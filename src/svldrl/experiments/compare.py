@@ -280,6 +280,7 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
             done.append((run, json.loads(metrics_path.read_text())))
     if not done:
         raise ValueError(f"{exp.source}: no finished runs to tabulate yet")
+    _refuse_to_shrink(exp, len(done))
     written: dict[str, Path] = {}
     main = [(r, m) for r, m in done if not r.variant.overrides]
     ablation = [
@@ -359,6 +360,24 @@ def _ratio_plot(done: list[tuple[GridRun, dict]], path: Path) -> Path:
         k: {r: (float(np.mean(v)), float(np.std(v))) for r, v in d.items()} for k, d in series.items() if len(d) > 1
     }
     return noise_ratio_plot(points, path)
+
+
+def _refuse_to_shrink(exp: Experiment, finished: int) -> None:
+    """Tables made from more runs than are found now were made from run folders that are gone (or
+    elsewhere): replacing them would silently drop rows from committed results."""
+    record = exp.out / "grid.json"
+    if not record.exists():
+        return
+    try:
+        before = int(json.loads(record.read_text()).get("finished", 0))
+    except (ValueError, TypeError, AttributeError):
+        return
+    if finished < before:
+        raise ValueError(
+            f"{record}: the tables there were made from {before} finished runs, but only {finished} are under "
+            f"{exp.runs_root}; not replacing them with fewer rows (point --runs-root at the run folders, "
+            f"or move {exp.out} away to start the tables afresh)"
+        )
 
 
 def _environments(exp: Experiment, dataset_name: str, runs: list[GridRun]) -> list[dict[str, Any]]:
