@@ -204,3 +204,14 @@ def test_two_epochs_on_phantoms(tmp_path: Path, base: str):
     rows = read_log(tmp_path)
     assert len(rows) == 2 and all(math.isfinite(float(r["loss"])) for r in rows)
     assert 0.0 <= result["val_dice"] <= 1.0
+
+
+def test_check_config_takes_the_options_of_the_configured_base():
+    """check_config runs before any data is read: MTCL options are valid for base mtcl, not for adele."""
+    rsf = METHODS.get("rsf-assisted")
+    mtcl_options = {"base": "mtcl", "clean_cases": "none"}
+    rsf.check_config(merge(CPU, {"method": "rsf-assisted", "method_options": mtcl_options}))
+    with pytest.raises(ValueError, match="unknown option 'clean_cases'"):
+        rsf.check_config(merge(CPU, {"method": "rsf-assisted", "method_options": {"clean_cases": "none"}}))
+    with pytest.raises(ValueError, match="optim.loss=dice_ce is for the baseline"):
+        rsf.check_config(merge(CPU, {"method": "rsf-assisted", "optim": {"loss": "dice_ce"}}))

@@ -90,12 +90,18 @@ class BaselineTrainer(Trainer):
         """The baselines define their own losses (most add cross-entropy to a Dice term): ``optim.loss``
         only chooses the loss of the baseline and SVL-DRL, and ``dice_ce`` here would count CE twice."""
         super().check_config(cfg)
-        parse_method_options(cls.OPTIONS, cfg.method_options, cfg.method)  # a typo fails before the data is read
+        # a typo fails before the data is read
+        parse_method_options(cls.options_class(cfg.method_options), cfg.method_options, cfg.method)
         if cfg.optim.loss != "dice":
             raise ValueError(
                 f"{cfg.method}: optim.loss={cfg.optim.loss} is for the baseline and svl-drl; {cls.NAME} trains with "
                 "its own loss (see `svldrl methods`), so leave optim.loss at 'dice'"
             )
+
+    @classmethod
+    def options_class(cls, method_options: Mapping[str, Any]) -> type:
+        """The options dataclass for these options (one method name may serve several, e.g. RSF's bases)."""
+        return cls.OPTIONS
 
     @classmethod
     def uses_oracle(cls, options: Any) -> bool:
