@@ -26,6 +26,7 @@ from svldrl.config import TrainConfig, merge, parse_overrides, resolve_config
 from svldrl.experiments.methods import method_info
 from svldrl.experiments.runs import METRICS_FILE, check_existing_run, claim_run
 from svldrl.experiments.tables import Table, TableRow, rows_from_runs
+from svldrl.metrics import METRICS
 
 EXPERIMENT_KEYS = {
     "name",
@@ -331,14 +332,17 @@ def _write_table(table: Table, stem: Path) -> dict[str, Path]:
     write_text(stem.with_suffix(".md"), table.to_markdown() + "\n")
     write_text(stem.with_suffix(".tex"), table.to_latex() + "\n")
     rows = table.to_csv_rows()
+    _write_csv(stem.with_suffix(".csv"), rows, list(rows[0]))
+    return {stem.name: stem.with_suffix(".md")}
 
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
     def write(fh: Any) -> None:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
 
-    atomic_write(stem.with_suffix(".csv"), write)
-    return {stem.name: stem.with_suffix(".md")}
+    atomic_write(path, write)
 
 
 def _ratio_plot(done: list[tuple[GridRun, dict]], path: Path) -> Path:
@@ -390,18 +394,14 @@ def _environments(exp: Experiment, dataset_name: str, runs: list[GridRun]) -> li
     for run in runs:
         path = run.run_dir(exp, dataset_name) / "env.json"
         env = json.loads(path.read_text()) if path.exists() else {}
-        record = {k: env.get(k) for k in ("packages", "machine", "cpu_count", "device", "git_commit")}
-        key = json.dumps({k: v for k, v in record.items() if k != "git_commit"}, sort_keys=True)
-        group = groups.setdefault(key, {**record, "git_commits": set(), "runs": 0})
-        group["git_commits"].add(str(record["git_commit"]))
+        setting = {k: env.get(k) for k in ("packages", "machine", "cpu_count", "device")}
+        group = groups.setdefault(json.dumps(setting, sort_keys=True), {**setting, "git_commits": set(), "runs": 0})
+        group["git_commits"].add(str(env.get("git_commit")))
         group["runs"] += 1
-    return [
-        {**{k: v for k, v in g.items() if k != "git_commit"}, "git_commits": sorted(g["git_commits"])}
-        for g in groups.values()
-    ]
+    return [{**g, "git_commits": sorted(g["git_commits"])} for g in groups.values()]
 
 
-CASE_FIELDS = ("run", "label", "method", "noise", "ratio", "seed", "case_id", "class", "dice", "iou", "hd95", "asd")
+CASE_FIELDS = ("run", "label", "method", "noise", "ratio", "seed", "case_id", "class", *METRICS)
 
 
 def _cases_csv(done: list[tuple[GridRun, dict]], exp: Experiment, dataset_name: str, path: Path) -> Path:
@@ -421,16 +421,10 @@ def _cases_csv(done: list[tuple[GridRun, dict]], exp: Experiment, dataset_name: 
                         "seed": run.seed,
                         "case_id": case_id,
                         "class": cls,
-                        **{m: values[m] for m in ("dice", "iou", "hd95", "asd")},
+                        **{m: values[m] for m in METRICS},
                     }
                 )
-
-    def write(fh: Any) -> None:
-        writer = csv.DictWriter(fh, fieldnames=list(CASE_FIELDS))
-        writer.writeheader()
-        writer.writerows(rows)
-
-    atomic_write(path, write)
+    _write_csv(path, rows, list(CASE_FIELDS))
     return path
 
 
