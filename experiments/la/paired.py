@@ -9,7 +9,9 @@ Read the p-value with care: it treats the cases as independent, but the cases of
 that run's luck. Two replicates of the same run (same seed and labels, only the floating-point
 summation order changed by the thread count) differed by +3.4 Dice points on LA, higher on 19 of
 20 cases, "p = 0.0003" (docs/results.md, "Run-to-run spread"). The unit of replication is the run:
-a difference is real only when the per-seed differences exceed that spread.
+a difference is real only when the per-seed differences exceed that spread. With three or more
+seeds the script therefore also prints run-level statistics: the mean of the per-seed differences,
+its 95 % t interval and an exact Wilcoxon test over the seeds (one number per seed).
 
     python experiments/la/paired.py runs/la2018 baseline svl-drl --noise mt-0.5
     python experiments/la/paired.py docs/results/la-table1/cases.csv baseline clcs --noise mt-0.5
@@ -28,6 +30,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import t as student_t
 from scipy.stats import wilcoxon
 
 
@@ -79,6 +82,28 @@ def paired(runs: dict[str, dict[str, float]], a: str, b: str, noise: str | None)
     }
 
 
+def run_level(per_seed: list[float]) -> dict[str, float] | None:
+    """Mean per-seed difference, its 95 % t interval and an exact Wilcoxon p over seeds (None below 3 seeds).
+
+    Why: each seed is one independent run (its own initialisation, patches and noise draw), so this
+    is the test whose unit is the run, unlike the case-level one.
+    """
+    n = len(per_seed)
+    if n < 3:
+        return None
+    d = np.asarray(per_seed, dtype=float)
+    half = float(student_t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n))
+    return {
+        "n": n,
+        "mean": float(d.mean()),
+        "sd": float(d.std(ddof=1)),
+        "ci_low": float(d.mean()) - half,
+        "ci_high": float(d.mean()) + half,
+        "b_better": int(np.sum(d > 0)),
+        "p_wilcoxon": float(wilcoxon(d, method="exact").pvalue),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="runs folder (runs/la2018) or a compare cases.csv")
@@ -95,6 +120,13 @@ def main() -> None:
         f"[per seed: {seeds}]; {args.b} higher on {r['b_better']}/{r['pairs']}; "
         f"case-level Wilcoxon p = {r['p_wilcoxon']:.2g} (ignores run-to-run variation)"
     )
+    runs = run_level(r["per_seed"])
+    if runs is not None:
+        print(
+            f"run level ({runs['n']} seeds): {runs['mean']:+.2f} (sd {runs['sd']:.2f}, 95 % CI "
+            f"{runs['ci_low']:+.2f} to {runs['ci_high']:+.2f}); {args.b} higher in {runs['b_better']}/{runs['n']} "
+            f"seeds; exact Wilcoxon over seeds p = {runs['p_wilcoxon']:.2g}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,47 @@
+"""The run-level statistics of experiments/la/paired.py: the test whose unit is the run."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "la" / "paired.py"
+
+
+@pytest.fixture(scope="module")
+def paired_module():
+    spec = importlib.util.spec_from_file_location("la_paired", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _runs(per_seed_shift: list[float]) -> dict[str, dict[str, float]]:
+    """baseline and method runs over len(shift) seeds; the method is shifted by that many Dice points."""
+    rng = np.random.default_rng(0)
+    runs = {}
+    for seed, shift in enumerate(per_seed_shift):
+        base = {f"case{i}": float(v) for i, v in enumerate(rng.uniform(0.5, 0.9, size=5))}
+        runs[f"baseline__mt-0.5__seed{seed}"] = base
+        runs[f"method__mt-0.5__seed{seed}"] = {c: v + shift / 100 for c, v in base.items()}
+    return runs
+
+
+def test_run_level_uses_one_number_per_seed(paired_module):
+    shifts = [1.0, 2.0, 3.0, -0.5, 1.5]
+    r = paired_module.paired(_runs(shifts), "baseline", "method", "mt-0.5")
+    assert r["per_seed"] == pytest.approx(shifts)
+    level = paired_module.run_level(r["per_seed"])
+    assert level["n"] == 5
+    assert level["mean"] == pytest.approx(np.mean(shifts))
+    assert level["ci_low"] < level["mean"] < level["ci_high"]
+    assert level["b_better"] == 4
+    # exact two-sided Wilcoxon on 5 values with one negative of rank 1: p = 2 * 2 / 32
+    assert level["p_wilcoxon"] == pytest.approx(4 / 32)
+
+
+def test_run_level_needs_three_seeds(paired_module):
+    assert paired_module.run_level([1.0, 2.0]) is None
