@@ -15,6 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from svldrl.cli import app
@@ -107,6 +108,7 @@ def test_train_writes_a_complete_run_folder(trained_run: Path) -> None:
     assert mean["hd95"] >= 0.0 and mean["asd"] >= 0.0
     env = json.loads((trained_run / "env.json").read_text())
     assert env["packages"]["torch"] and env["device"] == "cpu"
+    assert env["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_second_train_into_finished_run_refuses_without_overwrite(phantoms: Path, trained_run: Path) -> None:

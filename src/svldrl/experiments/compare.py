@@ -394,7 +394,7 @@ def _environments(exp: Experiment, dataset_name: str, runs: list[GridRun]) -> li
     for run in runs:
         path = run.run_dir(exp, dataset_name) / "env.json"
         env = json.loads(path.read_text()) if path.exists() else {}
-        setting = {k: env.get(k) for k in ("packages", "machine", "cpu_count", "device")}
+        setting = {k: env.get(k) for k in ("packages", "machine", "torch_cpu_capability", "cpu_count", "device")}
         group = groups.setdefault(json.dumps(setting, sort_keys=True), {**setting, "git_commits": set(), "runs": 0})
         group["git_commits"].add(str(env.get("git_commit")))
         group["runs"] += 1

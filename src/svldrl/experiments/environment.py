@@ -54,6 +54,17 @@ def git_commit(path: Path | None = None) -> str | None:
         return None
 
 
+def cpu_model() -> str | None:
+    """The processor's model name (Linux /proc/cpuinfo, else what platform knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def environment_record(device: str) -> dict[str, Any]:
     """The content of a run's ``env.json``."""
     import torch
@@ -64,6 +75,10 @@ def environment_record(device: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": __import__("os").cpu_count(),
+        "cpu_model": cpu_model(),
+        # Why: torch picks its CPU kernels by instruction set (AVX2, AVX512, ...), and other kernels
+        # round differently, so two machines with the same packages can train different models.
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_threads": torch.get_num_threads(),
         "device": device,
         "cuda": torch.version.cuda,
