@@ -92,13 +92,14 @@ def run_level(per_seed: list[float]) -> dict[str, float] | None:
     if n < 3:
         return None
     d = np.asarray(per_seed, dtype=float)
-    half = float(student_t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n))
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    half = float(student_t.ppf(0.975, n - 1)) * sd / np.sqrt(n)
     return {
         "n": n,
-        "mean": float(d.mean()),
-        "sd": float(d.std(ddof=1)),
-        "ci_low": float(d.mean()) - half,
-        "ci_high": float(d.mean()) + half,
+        "mean": mean,
+        "sd": sd,
+        "ci_low": mean - half,
+        "ci_high": mean + half,
         "b_better": int(np.sum(d > 0)),
         "p_wilcoxon": float(wilcoxon(d, method="exact").pvalue),
     }
