@@ -1,7 +1,12 @@
 """Atomic file writes: a crash or a kill never leaves a half-written result behind.
 
 Everything is first written to a temporary file in the destination folder, flushed, then moved
-into place with ``os.replace`` (atomic on POSIX and Windows within one file system).
+into place with ``os.replace`` (atomic on POSIX and Windows within one file system). The file
+then gets the mode an ordinary ``open`` would give it (0666 less the umask): ``mkstemp`` makes
+its files 0600, which would hide a shared runs folder from colleagues.
+
+A process killed between the two steps leaves its temporary (``.<name>.<random>.tmp<suffix>``);
+``remove_stale_temporaries`` deletes them when a run is resumed.
 """
 
 from __future__ import annotations
@@ -15,25 +20,59 @@ from pathlib import Path
 from typing import IO, Any
 
 
+TEMPORARY_MARK = ".tmp"
+"""Part of every temporary name ``atomic_path`` makes (after a leading dot)."""
+
+
+def default_file_mode() -> int:
+    """0666 less the process umask: the mode ``open(path, "w")`` would give a new file.
+
+    ``os.umask`` can only be read by setting it, so it is set and put back at once.
+    """
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, set_mode: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it into place, on error delete it.
 
     The temporary name keeps the destination's suffixes (``.nii.gz`` stays ``.nii.gz``) so writers
-    that infer the format from the name still work.
+    that infer the format from the name still work. ``set_mode=False`` keeps whatever mode the
+    file at the temporary path has (a hard link must not change its source's mode).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{TEMPORARY_MARK}{suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if set_mode:
+            os.chmod(tmp_path, default_file_mode())
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def is_stale_temporary(path: Path) -> bool:
+    """Whether ``path`` is a temporary ``atomic_path`` left behind (``.<name>.<random>.tmp...``)."""
+    return path.is_file() and path.name.startswith(".") and TEMPORARY_MARK in path.name[1:]
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries a killed process left anywhere under ``folder``; returns them.
+
+    Only safe while no other process writes into ``folder`` (a run folder is claimed by one
+    process at a time).
+    """
+    removed = [p for p in Path(folder).rglob(f".*{TEMPORARY_MARK}*") if is_stale_temporary(p)]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], mode: str = "w") -> None:

@@ -2,17 +2,21 @@
 
 Each command validates its input before any long work, then calls one function of the package
 that owns the work; this file only parses arguments and reports. Errors are one line naming the
-file or option; ``svldrl --debug COMMAND`` shows the traceback instead.
+file or option, and warnings (``DataWarning``: an empty label, a folder that is not a case) one
+``warning:`` line each; ``--debug`` (before or after the command) shows the traceback instead.
+``docs/reliability.md`` lists the bad inputs tried and what each gets.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="svldrl",
@@ -46,6 +50,9 @@ def phantom(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of cases.")] = 20,
     size: Annotated[int, typer.Option("--size", min=16, help="Side of the cubic volumes in voxels.")] = 64,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generator.")] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Write into a folder that is not empty (replacing its phantoms).")
+    ] = False,
 ) -> None:
     """Write a synthetic phantom data set with exact clean labels.
 
@@ -53,7 +60,9 @@ def phantom(
     """
     from svldrl.data import write_phantom_dataset
 
-    path = write_phantom_dataset(out, n=n, size=size, seed=seed)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise UserError(f"{out}: exists and is not an empty folder; use --overwrite to write the phantoms into it")
+    path = write_phantom_dataset(out, n=n, size=size, seed=seed, overwrite=overwrite)
     console.print(f"wrote {n} phantom cases ({size}^3) to {path}")
 
 
@@ -101,20 +110,23 @@ def noise(
     * `svldrl noise data/phantoms --kind mt --ratio 0.5 --seed 0 --out data/phantoms-mt50`
     * `svldrl noise data/phantoms --kind sfda --ratio 0.5 --out data/phantoms-sfda50 --set optim.epochs=40`
     """
-    from svldrl.config import resolve_config
-    from svldrl.data import load_dataset
+    from svldrl.config import check_values, resolve_config
+    from svldrl.data import open_checked_dataset
     from svldrl.experiments.noisy_labels import sfda_options
     from svldrl.noise import write_noisy_dataset
 
     _require_exists(data)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"{out}: output folder exists and is not empty")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out}: output exists and is not an empty folder")
     cfg = resolve_config(preset, None, set_ or [], seed=seed, **{"noise.kind": kind, "noise.ratio": ratio})
+    check_values(cfg)
+    dataset = open_checked_dataset(data)  # every case, held-out ones too: they are copied as they are
     options = {}
     if kind == "sfda":
-        labels = load_dataset(data).labels
-        options = sfda_options(cfg, out.parent / f".{out.name}-source", labels)
-    path = write_noisy_dataset(data, kind=kind, ratio=ratio, seed=seed, out=out, data_cfg=cfg.data, **options)
+        options = sfda_options(cfg, out.parent / f".{out.name}-source", dataset.labels)
+    path = write_noisy_dataset(
+        data, kind=kind, ratio=ratio, seed=seed, out=out, data_cfg=cfg.data, check=False, **options
+    )
     console.print(f"wrote noisy copy ({kind}, ratio {ratio}) and noise_manifest.json to {path}")
 
 
@@ -177,7 +189,7 @@ def train(
     seed: Annotated[int | None, typer.Option("--seed", help="Training seed (default: from the configuration).")] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Run folder (default runs/<dataset>/<method>__<noise>-<ratio>__seed<k>)."),
+        typer.Option("--out", help="Run folder (default `runs/<dataset>/<method>__<noise>-<ratio>__seed<k>`).", show_default=False),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     overwrite: Annotated[
@@ -211,7 +223,7 @@ def train(
         **{"noise.kind": noise, "noise.ratio": noise_ratio},
     )
     result = train_run(data, cfg, out=out, resume=resume, overwrite=overwrite, progress=not quiet)
-    _print_summary(result.run_dir, result.metrics)
+    _print_summary(result.run_dir, result.metrics, cfg)
 
 
 @app.command()
@@ -223,11 +235,13 @@ def methods() -> None:
 
 @app.command("config-keys")
 def config_keys() -> None:
-    """List every configuration key with its default and meaning (for --set and YAML files)."""
-    from svldrl.config import describe
+    """List every configuration key with its value in the `cpu` preset (train's default), in the `paper` preset, and its meaning."""
+    from svldrl.config import describe, preset_values
 
-    for key, default, doc in describe():
-        typer.echo(f"{key:32s} {default:24s} {doc}")
+    cpu, paper = preset_values("cpu"), preset_values("paper")
+    typer.echo(f"{'key':32s} {'cpu (default)':22s} {'paper':22s} meaning")
+    for key, _, doc in describe():
+        typer.echo(f"{key:32s} {cpu[key]:22s} {paper[key]:22s} {doc}")
 
 
 # ----------------------------------------------------------------------------- prediction and scoring
@@ -245,8 +259,14 @@ def predict(
         typer.Option("--refine-steps", min=0, help="Greedy policy steps before segmenting (default: the run's)."),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace masks that exist in the output (never an input).")
+    ] = False,
 ) -> None:
     """Predict masks for new volumes, written as NIfTI on each input's own grid (affine and header kept).
+
+    Every input image is read before the first mask is written (labels are never read). The output
+    must not be an input or the folder of one, and existing files are replaced only with `--overwrite`.
 
     Examples:
 
@@ -258,7 +278,7 @@ def predict(
     _require_exists(run)
     _require_exists(inputs)
     _load_methods()
-    for path in predict_inputs(run, inputs, output, device=device, refine_steps=refine_steps):
+    for path in predict_inputs(run, inputs, output, device=device, refine_steps=refine_steps, overwrite=overwrite):
         console.print(f"wrote {path}")
 
 
@@ -277,15 +297,26 @@ def evaluate(
         typer.Option("--held-out", help="With a run folder: only the run's held-out cases (as in its metrics.json)."),
     ] = False,
     device: Annotated[str, typer.Option("--device", help="With a run folder: 'auto', 'cpu', 'cuda'.")] = "auto",
+    cases: Annotated[
+        str | None,
+        typer.Option("--cases", help="Score only these cases: a file with one case id per line, or ids joined by commas."),
+    ] = None,
+    allow_missing: Annotated[
+        bool,
+        typer.Option("--allow-missing", help="Score a case without prediction as an empty prediction (the worst score)."),
+    ] = False,
 ) -> None:
     """Score predictions (Dice, IoU, HD95, ASD per class and mean) against reference labels.
 
     With a run folder as PRED, it predicts every case of REF first (or, with `--held-out`, the
-    cases the run held out) and scores in one go.
+    cases the run held out) and scores in one go. A folder of predictions must hold one label map
+    per reference case (or per case of `--cases`) on that case's grid; anything else is an error
+    naming the file, and a missing case is an error unless `--allow-missing`.
 
     Examples:
 
     * `svldrl evaluate preds/ data/phantoms --out scores`
+    * `svldrl evaluate preds/ ../shared/data/la2018 --cases test_ids.txt`
     * `svldrl evaluate runs/la2018/svl-drl__mt-0.5__seed0 ../shared/data/la2018 --held-out --refine-steps 3`
     """
     from svldrl.experiments.evaluation import evaluate_folder, evaluate_run, write_evaluation
@@ -294,13 +325,17 @@ def evaluate(
     _require_exists(pred)
     _require_exists(ref)
     _load_methods()
+    case_ids = _case_list(cases)
     if (pred / CONFIG_FILE).exists():
-        result = evaluate_run(pred, ref, device=device, refine_steps=refine_steps, held_out=held_out)
+        result = evaluate_run(
+            pred, ref, device=device, refine_steps=refine_steps, held_out=held_out, cases=case_ids
+        )
+        _print_table({result["method"]: result["summary"]}, group=result["noise"], cases=result["evaluated_on"])
     elif held_out or refine_steps is not None:
         raise ValueError(f"{pred}: --held-out and --refine-steps need a run folder (with {CONFIG_FILE})")
     else:
-        result = evaluate_folder(pred, ref)
-    _print_table({"": result["summary"]})
+        result = evaluate_folder(pred, ref, cases=case_ids, allow_missing=allow_missing)
+        _print_table({pred.name: result["summary"]}, cases="chosen" if case_ids else "all")
     if out is not None:
         for path in write_evaluation(result, out):
             console.print(f"wrote {path}")
@@ -370,18 +405,38 @@ def _load_methods() -> None:
     import svldrl.baselines  # noqa: F401
 
 
-def _print_summary(run_dir: Path, metrics: dict) -> None:
+def _print_summary(run_dir: Path, metrics: dict, cfg: object) -> None:
+    from svldrl.experiments.tables import noise_label
+
     if not metrics.get("finished", True):
         console.print(f"stopped after {metrics.get('epochs_done')} epochs; continue with --resume ({run_dir})")
         return
-    _print_table({metrics["method"]: metrics["summary"]})
+    group = noise_label(cfg.noise.kind, cfg.noise.ratio)  # type: ignore[attr-defined]
+    _print_table({metrics["method"]: metrics["summary"]}, group=group, cases=metrics.get("evaluated_on", "test"))
     console.print(f"run folder: {run_dir}")
 
 
-def _print_table(summaries: dict) -> None:
+def _print_table(summaries: dict, group: str = "", cases: str = "test") -> None:
     from svldrl.experiments.tables import summary_table
 
-    typer.echo(summary_table(summaries))
+    typer.echo(summary_table(summaries, group=group, cases=cases))
+
+
+def _case_list(value: str | None) -> list[str] | None:
+    """``--cases``: a file of ids (one per line, ``#`` comments) or ids joined by commas."""
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_file():
+        lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+        ids = [line for line in lines if line]
+        if not ids:
+            raise UserError(f"{path}: --cases file lists no case id")
+        return ids
+    ids = [part.strip() for part in value.split(",") if part.strip()]
+    if not ids:
+        raise UserError(f"--cases: no case ids in {value!r}")
+    return ids
 
 
 def _require_exists(path: Path) -> None:
@@ -389,17 +444,45 @@ def _require_exists(path: Path) -> None:
         raise UserError(f"{path}: no such file or folder")
 
 
+EXPECTED_ERRORS = (UserError, ValueError, KeyError, OSError)
+"""What a user's input can cause (bad values, missing or unreadable files, refused folders): exit 2."""
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file=None, line=None):
+    """Warnings as one ``warning:`` line, without the source line Python would add."""
+    console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
-    """Entry point: run the app, turning expected errors into one clear line."""
+    """Entry point: run the app, turning every error into one clear line (``--debug``: the traceback).
+
+    ``--debug`` is taken from anywhere on the command line, before or after the command.
+    Expected errors exit with 2; anything else is a bug, shown as one line too, with exit 1.
+    """
     debug = "--debug" in sys.argv[1:]
+    if debug:
+        sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a != "--debug")]
+        _state["debug"] = True
+    else:
+        warnings.showwarning = _show_warning
     try:
         app()
-    except (UserError, ValueError, FileNotFoundError, KeyError) as exc:
+    except EXPECTED_ERRORS as exc:
         if debug:
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        console.print(f"[red]error:[/red] {message}")
+        console.print(f"[red]error:[/red] {escape(str(message))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except Exception as exc:  # a bug: still one line, and how to see more
+        if debug:
+            raise
+        console.print(
+            f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} (unexpected; rerun with --debug for the traceback "
+            "and report it)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

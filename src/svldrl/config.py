@@ -230,12 +230,26 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, str):  # "3" from --set; "abc" or "2.5" is an error naming the key
+            value = value.strip()
+            if not value.lstrip("+-").isdigit():
+                raise ValueError(f"{where}: expected an integer, got {value!r}")
+        if not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
         return int(value)
     if tp is float:
         if isinstance(value, bool):
             raise ValueError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value) if isinstance(value, (int, float, str)) else None
+        except ValueError:
+            number = None
+        if number is None or number != number:  # lists, mappings, "abc", "nan"
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        return number
     if tp is str:
+        if isinstance(value, (list, dict)):
+            raise ValueError(f"{where}: expected a word, got {value!r}")
         return str(value)
     if tp is Any:
         return value
@@ -320,9 +334,15 @@ def resolve_config(
             raise ValueError(f"{path}: cannot read configuration ({exc})") from exc
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
-        cfg = merge(cfg, data)
+        try:
+            cfg = merge(cfg, data)
+        except ValueError as exc:  # the key is in the message; the file is added here
+            raise ValueError(f"{path}: {exc}") from exc
     if overrides:
-        cfg = merge(cfg, parse_overrides(overrides))
+        try:
+            cfg = merge(cfg, parse_overrides(overrides))
+        except ValueError as exc:
+            raise ValueError(f"--set: {exc}") from exc
     explicit = {k: v for k, v in top.items() if v is not None}
     if explicit:
         nested: dict[str, Any] = {}
@@ -344,6 +364,94 @@ def load_config(path: str | Path) -> TrainConfig:
 
 def dump_config(cfg: TrainConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- value checks
+
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "poly")
+NOISE_KINDS = ("none", "mt", "morphological", "sfda")
+
+
+def _require(ok: bool, key: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"{key} must be {rule}, got {value!r}")
+
+
+def check_values(cfg: TrainConfig) -> None:
+    """Refuse a configuration any key of which is outside its domain, naming the key.
+
+    Why here: every value is known before a run folder is made, so an error found later (a
+    batch size of 0 in the sampler, a negative learning rate in the optimiser) would leave a
+    half-made run folder behind. Method-specific keys (``rl.*`` for SVL-DRL, ``method_options``)
+    are checked by the method's ``check_config``; the patch against the backbone by
+    ``svldrl.models.check_patch_size``.
+    """
+    d, m, o, n, st = cfg.data, cfg.model, cfg.optim, cfg.noise, cfg.stages
+    _require(o.epochs >= 1, "optim.epochs", ">= 1 (0 would train nothing and score an untrained model)", o.epochs)
+    _require(o.batch_size >= 1, "optim.batch_size", ">= 1", o.batch_size)
+    _require(o.iters_per_epoch is None or o.iters_per_epoch >= 1, "optim.iters_per_epoch", ">= 1 or null",
+             o.iters_per_epoch)  # fmt: skip
+    _require(o.lr > 0, "optim.lr", "> 0", o.lr)
+    _require(0 <= o.momentum < 1, "optim.momentum", "in [0, 1)", o.momentum)
+    _require(o.weight_decay >= 0, "optim.weight_decay", ">= 0", o.weight_decay)
+    _require(o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip", "> 0 or null", o.grad_clip)
+    _require(o.optimizer in OPTIMIZERS, "optim.optimizer", f"one of {OPTIMIZERS}", o.optimizer)
+    _require(o.lr_schedule in LR_SCHEDULES, "optim.lr_schedule", f"one of {LR_SCHEDULES}", o.lr_schedule)
+    _require(d.spacing is None or all(s > 0 for s in d.spacing), "data.spacing", "> 0 mm on every axis or null",
+             d.spacing)  # fmt: skip
+    _require(all(s >= 1 for s in d.patch_size), "data.patch_size", ">= 1 voxel on every axis", d.patch_size)
+    _require(0 <= d.pos_fraction <= 1, "data.pos_fraction", "in [0, 1]", d.pos_fraction)
+    _require(d.samples_per_volume >= 1, "data.samples_per_volume", ">= 1", d.samples_per_volume)
+    _require(0 <= d.intensity_jitter < 1, "data.intensity_jitter", "in [0, 1)", d.intensity_jitter)
+    _require(0 <= d.val_fraction < 1, "data.val_fraction", "in [0, 1)", d.val_fraction)
+    _require(0 <= d.test_fraction < 1, "data.test_fraction", "in [0, 1)", d.test_fraction)
+    _require(d.val_fraction + d.test_fraction < 1, "data.val_fraction + data.test_fraction", "< 1 (cases must be "
+             "left for training)", d.val_fraction + d.test_fraction)  # fmt: skip
+    _require(d.max_cases is None or d.max_cases >= 1, "data.max_cases", ">= 1 or null", d.max_cases)
+    _require(all(c >= 1 for c in m.channels) and len(m.channels) >= 2, "model.channels", "two or more levels of "
+             ">= 1 channels", m.channels)  # fmt: skip
+    _require(m.feature_size >= 12 and m.feature_size % 12 == 0, "model.feature_size", "a multiple of 12",
+             m.feature_size)  # fmt: skip
+    _require(0 <= m.dropout < 1, "model.dropout", "in [0, 1)", m.dropout)
+    _require(m.pretrained is None or Path(m.pretrained).is_file(), "model.pretrained", "an existing file or null",
+             m.pretrained)  # fmt: skip
+    _require(0 <= cfg.rl.gamma <= 1, "rl.gamma", "in [0, 1]", cfg.rl.gamma)
+    _require(cfg.rl.refine_steps >= 0, "rl.refine_steps", ">= 0", cfg.rl.refine_steps)
+    for name in ("warmup", "transition"):
+        fraction, explicit = getattr(st, f"{name}_fraction"), getattr(st, f"{name}_epochs")
+        _require(0 <= fraction <= 1, f"stages.{name}_fraction", "in [0, 1]", fraction)
+        _require(explicit is None or explicit >= 0, f"stages.{name}_epochs", ">= 0 or null", explicit)
+    _require(st.warmup_fraction + st.transition_fraction <= 1, "stages.warmup_fraction + stages.transition_fraction",
+             "<= 1", st.warmup_fraction + st.transition_fraction)  # fmt: skip
+    _require(n.kind in NOISE_KINDS, "noise.kind", f"one of {NOISE_KINDS}", n.kind)
+    _require(0 <= n.ratio <= 1, "noise.ratio", "in [0, 1]", n.ratio)
+    _require(n.seed >= 0, "noise.seed", ">= 0", n.seed)
+    _require(0 < n.sfda_budget <= 1, "noise.sfda_budget", "in (0, 1]", n.sfda_budget)
+    _require(cfg.seed >= 0, "seed", ">= 0", cfg.seed)
+    _require(cfg.val_every >= 0, "val_every", ">= 0 (0: no validation while training)", cfg.val_every)
+    _require(cfg.sw_batch_size >= 1, "sw_batch_size", ">= 1", cfg.sw_batch_size)
+    _require(0 <= cfg.sw_overlap < 1, "sw_overlap", "in [0, 1)", cfg.sw_overlap)
+    _require(cfg.num_threads is None or cfg.num_threads >= 1, "num_threads", ">= 1 or null", cfg.num_threads)
+
+
+# ----------------------------------------------------------------------------- documentation
+
+
+def preset_values(name: str) -> dict[str, str]:
+    """``{dotted key: repr(value)}`` of a preset, for ``svldrl config-keys``."""
+
+    def flatten(obj: Any, prefix: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                out.update(flatten(value, f"{prefix}{f.name}."))
+            else:
+                out[f"{prefix}{f.name}"] = repr(value)
+        return out
+
+    return flatten(get_preset(name), "")
 
 
 def describe(cls: type = TrainConfig, prefix: str = "") -> list[tuple[str, str, str]]:

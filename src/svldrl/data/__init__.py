@@ -12,7 +12,17 @@ from svldrl.data.phantom import PHANTOM_LABELS, make_phantom, make_phantoms, wri
 from svldrl.data.prepare import prepare_cases, resample_case, resample_to_shape
 from svldrl.data.sampling import PatchSampler
 from svldrl.data.split import Split, split_cases
-from svldrl.data.validate import Problem, check_case_files, check_dataset, format_problems, has_blocking
+from svldrl.data.validate import (
+    DataError,
+    DataWarning,
+    Problem,
+    check_case_files,
+    check_dataset,
+    format_problems,
+    has_blocking,
+    open_checked_dataset,
+    warn_problems,
+)
 from svldrl.data.writers import copy_dataset_with_labels, write_msd_dataset, write_nifti_like
 
 __all__ = [
@@ -27,6 +37,8 @@ __all__ = [
     "PHANTOM_LABELS",
     "Case",
     "CaseFiles",
+    "DataError",
+    "DataWarning",
     "Dataset",
     "LabelCodec",
     "LabelSpec",
@@ -48,12 +60,14 @@ __all__ = [
     "make_phantom",
     "make_phantoms",
     "normalise_image",
+    "open_checked_dataset",
     "prepare_cases",
     "read_dataset_json",
     "read_nifti",
     "resample_case",
     "resample_to_shape",
     "split_cases",
+    "warn_problems",
     "write_msd_dataset",
     "write_nifti_like",
     "write_phantom_dataset",

@@ -33,12 +33,16 @@ def find_brats_cases(root: Path) -> dict[str, CaseFiles]:
     return {folder.name: brats_case_files(folder) for folder in folders}
 
 
-def load_brats_case(folder: Path) -> Case:
-    """Load a BraTS case folder: 4 MRI channels normalised to [0, 1], label as (3, H, W, D) WT/TC/ET."""
+def load_brats_case(folder: Path, with_label: bool = True) -> Case:
+    """Load a BraTS case folder: 4 MRI channels normalised to [0, 1], label as (3, H, W, D) WT/TC/ET.
+
+    ``with_label=False`` ignores the seg file (prediction inputs)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a BraTS case folder")
     files = brats_case_files(folder)
+    if not with_label:
+        files = CaseFiles(files.images, None)
     case = load_msd_case(folder.name, files, BRATS_MODALITY, BRATS_CODEC)
     case.meta["format"] = "brats"
     return case

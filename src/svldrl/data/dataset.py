@@ -162,9 +162,10 @@ def load_dataset(path: str | Path, cache: bool = True) -> Dataset:
     return dataset
 
 
-def load_case(path: str | Path, modality: Sequence[str] | None = None) -> Case:
+def load_case(path: str | Path, modality: Sequence[str] | None = None, with_label: bool = True) -> Case:
     """Load one case, whatever the format: an LA ``.h5`` file or its folder, a BraTS case folder, or a
     NIfTI image (inside an MSD/nnU-Net layout, or alone with ``modality`` given).
+    ``with_label=False`` never reads a label (what ``predict`` needs).
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
@@ -175,12 +176,12 @@ def load_case(path: str | Path, modality: Sequence[str] | None = None) -> Case:
         raise FileNotFoundError(f"{path}: no such file or folder")
     if path.is_dir():
         if is_brats_case_dir(path):
-            return load_brats_case(path)
+            return load_brats_case(path, with_label)
         if la_h5_in(path) is not None:
-            return load_la_case(path)
+            return load_la_case(path, with_label)
         raise ValueError(f"{path}: neither a BraTS case folder (<id>_flair.nii.gz ...) nor an LA case folder (*.h5)")
     if path.suffix == ".h5":
-        return load_la_case(path)
+        return load_la_case(path, with_label)
     if strip_nifti_ending(path.name) is not None:
-        return load_nifti_case(path, modality)
+        return load_nifti_case(path, modality, with_label)
     raise ValueError(f"{path}: unsupported file type; expected .h5, .nii or .nii.gz")

@@ -11,7 +11,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from svldrl._io import atomic_path  # noqa: F401  (re-exported for the data writers)
+from svldrl._io import atomic_path, default_file_mode  # noqa: F401  (atomic_path re-exported for the writers)
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")
 
@@ -96,10 +96,16 @@ def save_nifti(array: np.ndarray, affine: np.ndarray, path: Path, header: Any | 
 
 
 def link_or_copy(src: Path, dst: Path) -> Path:
-    """Hard-link ``src`` to ``dst`` (same bytes, no space), or copy it when linking is not allowed."""
-    with atomic_path(dst) as tmp:
+    """Hard-link ``src`` to ``dst`` (same bytes, no space), or copy it when linking is not allowed.
+
+    A link shares its source's inode, so its mode is the source's and is left alone; a copy gets
+    the mode of a new file (the umask's).
+    """
+    with atomic_path(dst, set_mode=False) as tmp:
+        tmp.unlink()  # os.link needs a free name; atomic_path only reserved it
         try:
             os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
+            os.chmod(tmp, default_file_mode())
     return dst

@@ -75,14 +75,17 @@ def resolve_la_path(path: Path) -> Path:
     return path
 
 
-def load_la_case(path: Path) -> Case:
+def load_la_case(path: Path, with_label: bool = True) -> Case:
     """Load one LA case (the ``.h5`` file or its folder), intensities normalised to [0, 1].
 
     ``meta`` keeps the source file (``image_files``, ``label_file``), so writers can copy the
-    z-scored image verbatim, and the normalisation window.
+    z-scored image verbatim, and the normalisation window. ``with_label=False`` ignores the
+    file's label (prediction inputs).
     """
     h5 = resolve_la_path(Path(path))
     image, label_map = read_la(h5)
+    if not with_label:
+        label_map = None
     if image.ndim != 3:
         raise ValueError(f"{h5}: 'image' must be 3D (H, W, D), got shape {image.shape}")
     label = None

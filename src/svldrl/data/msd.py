@@ -199,10 +199,11 @@ def load_msd_case(case_id: str, files: CaseFiles, modality: Sequence[str], codec
     return Case(normalised, label, spacing, case_id, affine=affine, meta=meta)
 
 
-def load_nifti_case(path: Path, modality: Sequence[str] | None = None) -> Case:
+def load_nifti_case(path: Path, modality: Sequence[str] | None = None, with_label: bool = True) -> Case:
     """Load a NIfTI file: inside an MSD/nnU-Net layout (channels and label found), or on its own.
 
     A lone file has no ``dataset.json`` to tell its modality, so ``modality`` must then be given.
+    ``with_label=False`` never reads the label (prediction inputs: a broken label must not stop it).
     """
     path = Path(path)
     root = path.parent.parent
@@ -211,7 +212,7 @@ def load_nifti_case(path: Path, modality: Sequence[str] | None = None) -> Case:
         labels = "labelsTr" if path.parent.name == "imagesTr" else None
         for case_id, files in find_msd_cases(root, info, path.parent.name, labels).items():
             if path.name in {p.name for p in files.images}:
-                if files.label is not None and not files.label.is_file():
+                if files.label is not None and (not with_label or not files.label.is_file()):
                     files = CaseFiles(files.images, None)  # a lone image of a labelled folder: predict on it
                 return load_msd_case(case_id, files, modality or info.modality, info.codec)
     if modality is None:

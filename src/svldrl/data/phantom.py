@@ -233,9 +233,15 @@ def write_phantom_dataset(
     size: int | tuple[int, int, int],
     seed: int,
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    overwrite: bool = False,
 ) -> Path:
-    """Write ``n`` phantoms as an MSD data set (imagesTr, labelsTr, dataset.json; MRI; background/organ)."""
+    """Write ``n`` phantoms as an MSD data set (imagesTr, labelsTr, dataset.json; MRI; background/organ).
+
+    ``overwrite``: write into a folder that is not empty (files of the same names are replaced).
+    """
     from svldrl.data.writers import write_msd_dataset
 
     cases = make_phantoms(n, size, seed, spacing)
-    return write_msd_dataset(cases, PHANTOM_LABELS, out, name="phantom", modality=PHANTOM_MODALITY)
+    return write_msd_dataset(
+        cases, PHANTOM_LABELS, out, name="phantom", modality=PHANTOM_MODALITY, overwrite=overwrite
+    )

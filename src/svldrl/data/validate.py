@@ -7,6 +7,7 @@ corrupt it; warnings (empty labels, stray files) deserve a look but do not stop 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,20 @@ from pathlib import Path
 import numpy as np
 
 from svldrl.data.brats import BRATS_CHANNELS, BRATS_SEG, brats_case_files, find_brats_cases, is_brats_case_dir
-from svldrl.data.dataset import detect_format
+from svldrl.data.dataset import Dataset, detect_format, load_dataset
 from svldrl.data.files import CaseFiles, read_nifti, same_geometry, strip_nifti_ending
-from svldrl.data.la import LA_CODEC, find_la_cases, la_h5_in, read_la
+from svldrl.data.la import LA_CODEC, LA_FILE, find_la_cases, la_h5_in, read_la
 from svldrl.data.labels import BRATS_CODEC, LabelCodec, unique_values
 from svldrl.data.msd import DATASET_JSON, MsdInfo, find_msd_cases, read_dataset_json
+
+
+class DataWarning(UserWarning):
+    """Something in a data set that deserves a look but does not stop the work (an empty label,
+    a folder that is not a case). The CLI prints each as one ``warning:`` line."""
+
+
+class DataError(ValueError):
+    """The data set has problems that block the work (the message lists them, file by file)."""
 
 
 @dataclass(frozen=True)
@@ -199,11 +209,27 @@ def check_dataset(path: str | Path) -> list[Problem]:
         paths, codec, n_channels = find_la_cases(root), LA_CODEC, 1
     if not paths:
         return [*problems, Problem(root, f"no cases found ({fmt} layout)")]
+    if fmt in ("la-h5", "brats"):
+        problems += _folders_that_are_not_cases(root, fmt, set(paths))
     for case_id, files in paths.items():
         if fmt == "brats" and files.label is None:
             files = CaseFiles(files.images, root / case_id / f"{case_id}_{BRATS_SEG}.nii.gz")  # report it by name
         problems += check_case_files(case_id, files, fmt, codec, n_channels)
     return problems
+
+
+def _folders_that_are_not_cases(root: Path, fmt: str, case_ids: set[str]) -> list[Problem]:
+    """Warnings for sub-folders the loader skips: a case whose image was not copied would
+    otherwise make the data set smaller without a word."""
+    if fmt == "la-h5":
+        expected = f"no image file ({LA_FILE}, or a single .h5 file)"
+    else:
+        expected = "no image file (<id>_flair/_t1/_t1ce/_t2/_seg.nii.gz)"
+    return [
+        Problem(folder, f"{expected}: not read as a case", blocking=False)
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if folder.name not in case_ids
+    ]
 
 
 def has_blocking(problems: Sequence[Problem]) -> bool:
@@ -219,3 +245,24 @@ def format_problems(problems: Sequence[Problem]) -> str:
     lines = [str(p) for p in problems]
     lines.append(f"{n_blocking} blocking problem(s), {len(problems) - n_blocking} warning(s)")
     return "\n".join(lines)
+
+
+def warn_problems(problems: Sequence[Problem]) -> None:
+    """Issue every non-blocking problem as a ``DataWarning`` (one per file)."""
+    for problem in problems:
+        if not problem.blocking:
+            warnings.warn(str(problem), DataWarning, stacklevel=3)
+
+
+def open_checked_dataset(path: str | Path) -> Dataset:
+    """Load a data set after ``check_dataset`` found nothing blocking (fails before any long work).
+
+    Warnings (empty labels, folders that are not cases) are issued as ``DataWarning``s, so that
+    ``train`` and ``noise`` show them as ``check-data`` does.
+    """
+    problems = check_dataset(path)
+    blocking = [p for p in problems if p.blocking]
+    if blocking:
+        raise DataError(f"{path}: {len(blocking)} problem(s) block the work:\n{format_problems(blocking)}")
+    warn_problems(problems)
+    return load_dataset(path)

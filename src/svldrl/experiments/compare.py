@@ -25,7 +25,7 @@ from svldrl._io import atomic_write, write_text
 from svldrl.config import TrainConfig, merge, parse_overrides, resolve_config
 from svldrl.experiments.methods import method_info
 from svldrl.experiments.runs import METRICS_FILE, check_existing_run, claim_run
-from svldrl.experiments.tables import Table, TableRow, rows_from_runs
+from svldrl.experiments.tables import Table, TableRow, noise_label, rows_from_runs
 from svldrl.metrics import METRICS
 
 EXPERIMENT_KEYS = {
@@ -150,7 +150,7 @@ class GridRun:
 
     @property
     def group(self) -> str:
-        return "clean" if self.noise == "none" else f"{self.noise.upper()}-Noise {self.ratio:.0%}"
+        return noise_label(self.noise, self.ratio)
 
     def run_dir(self, exp: Experiment, dataset_name: str) -> Path:
         noise = "clean" if self.noise == "none" else f"{self.noise}-{self.ratio:g}"

@@ -16,21 +16,20 @@ from typing import Any
 import numpy as np
 
 from svldrl._io import write_json
-from svldrl.config import TrainConfig, to_dict
-from svldrl.data import (
+from svldrl.config import TrainConfig, check_values, to_dict
+from svldrl.data import (  # noqa: F401  (DataError and open_checked_dataset: re-exported, they lived here)
     Case,
+    DataError,
     Dataset,
     LabelSpec,
     Split,
-    check_dataset,
-    format_problems,
-    load_dataset,
+    open_checked_dataset,
     prepare_cases,
     split_cases,
 )
 from svldrl.experiments.environment import environment_record
 from svldrl.experiments.noisy_labels import noisy_labels_file, training_labels
-from svldrl.experiments.runs import METRICS_FILE, default_run_dir, plan_run, save_config
+from svldrl.experiments.runs import METRICS_FILE, default_run_dir, fresh_run_folder, plan_run, save_config
 from svldrl.metrics import evaluate_case, summarise
 from svldrl.noise import MANIFEST_NAME
 
@@ -38,19 +37,6 @@ SPLIT_FILE = "split.json"
 DATA_FILE = "data.json"
 NOISY_LABELS_FILE = "noisy_labels.json"
 """Points to the frozen noisy training labels (shared by every run of the same noise)."""
-
-
-class DataError(ValueError):
-    """The data set has problems that block training (the message lists them, file by file)."""
-
-
-def open_checked_dataset(path: Path) -> Dataset:
-    """Load a data set after ``check_dataset`` found nothing blocking (fails before any long work)."""
-    problems = check_dataset(path)
-    blocking = [p for p in problems if p.blocking]
-    if blocking:
-        raise DataError(f"{path}: {len(blocking)} problem(s) block training:\n{format_problems(blocking)}")
-    return load_dataset(path)
 
 
 def dataset_record(dataset: Dataset, path: Path) -> dict[str, Any]:
@@ -65,18 +51,44 @@ def dataset_record(dataset: Dataset, path: Path) -> dict[str, Any]:
     }
 
 
+def make_split(dataset: Dataset, cfg: TrainConfig) -> Split:
+    """The run's split, a pure function of the case ids and the ``data`` keys (checked before any folder exists)."""
+    ids = dataset.case_ids if cfg.data.max_cases is None else dataset.case_ids[: cfg.data.max_cases]
+    try:
+        split = split_cases(ids, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
+    except ValueError as exc:
+        raise ValueError(f"data.val_fraction / data.test_fraction: {exc}") from exc
+    if not split.train:
+        raise ValueError(f"{dataset.name}: no training cases left after the split ({len(ids)} cases)")
+    return split
+
+
 def resolve_split(dataset: Dataset, cfg: TrainConfig, run_dir: Path) -> Split:
     """The run's split: made from the configuration, saved with the run, re-checked on resume."""
-    ids = dataset.case_ids if cfg.data.max_cases is None else dataset.case_ids[: cfg.data.max_cases]
-    split = split_cases(ids, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
+    split = make_split(dataset, cfg)
     saved = run_dir / SPLIT_FILE
     if saved.exists() and Split.load(saved) != split:
         raise ValueError(f"{saved}: the saved split differs from the one the configuration makes")
     if not saved.exists():
         split.save(saved)
-    if not split.train:
-        raise ValueError(f"{dataset.name}: no training cases left after the split ({len(ids)} cases)")
     return split
+
+
+def check_run_config(cfg: TrainConfig) -> type:
+    """Every option of a run checked before any data is read or folder made; returns the method's Trainer.
+
+    The value domains (``check_values``), the patch against the backbone, the device, and what
+    the method itself refuses (``Trainer.check_config``: its options, its RL keys, its schedule).
+    """
+    from svldrl.models import check_patch_size
+    from svldrl.training import METHODS, resolve_device
+
+    trainer_cls = METHODS.get(cfg.method)  # a typo fails here, with the list of methods
+    check_values(cfg)
+    check_patch_size(cfg.model.backbone, cfg.data.patch_size, cfg.model)
+    resolve_device(cfg.device)
+    trainer_cls.check_config(cfg)
+    return trainer_cls
 
 
 def held_out_ids(split: Split) -> tuple[str, list[str]]:
@@ -108,34 +120,33 @@ def train_run(
     """
     import torch
 
-    from svldrl.training import METHODS, resolve_device
+    from svldrl.training import resolve_device
 
     data = Path(data)
-    trainer_cls = METHODS.get(cfg.method)  # a typo fails here, before any work
-    trainer_cls.check_config(cfg)
+    trainer_cls = check_run_config(cfg)
     dataset = open_checked_dataset(data)
+    make_split(dataset, cfg)  # a split that leaves no training case fails before the folder exists
     run_dir = out if out is not None else default_run_dir(dataset.name, cfg, runs_root)
     plan = plan_run(run_dir, cfg, resume=resume, overwrite=overwrite)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(run_dir, cfg)
-    device = str(resolve_device(cfg.device))
-    if cfg.num_threads is not None:
-        torch.set_num_threads(cfg.num_threads)  # before env.json records the thread count
-    write_json(run_dir / "env.json", {**environment_record(device), "data": str(data.resolve())})
+    with fresh_run_folder(plan):  # a failure in here puts back what the folder held
+        save_config(run_dir, cfg)
+        device = str(resolve_device(cfg.device))
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)  # before env.json records the thread count
+        write_json(run_dir / "env.json", {**environment_record(device), "data": str(data.resolve())})
+        write_json(run_dir / DATA_FILE, dataset_record(dataset, data))
+        split = resolve_split(dataset, cfg, run_dir)
+        labels_by_id, manifest = training_labels(dataset, split.train, cfg, split, runs_root / dataset.name / "_noise")
+        if manifest is not None:
+            manifest.save(run_dir / MANIFEST_NAME)
+            labels_file = noisy_labels_file(dataset.name, cfg, split, runs_root)
+            write_json(run_dir / NOISY_LABELS_FILE, {"path": str(labels_file.resolve())})
+        train_cases = prepare_cases([dataset.get(i).with_label(labels_by_id[i]) for i in split.train], cfg.data)
+        val_cases = prepare_cases([dataset.get(i) for i in split.val], cfg.data)
+        trainer = trainer_cls(
+            cfg, train_cases, val_cases, dataset.labels, run_dir, progress=progress, noise_manifest=manifest
+        )
 
-    write_json(run_dir / DATA_FILE, dataset_record(dataset, data))
-    split = resolve_split(dataset, cfg, run_dir)
-    labels_by_id, manifest = training_labels(dataset, split.train, cfg, split, runs_root / dataset.name / "_noise")
-    if manifest is not None:
-        manifest.save(run_dir / MANIFEST_NAME)
-        labels_file = noisy_labels_file(dataset.name, cfg, split, runs_root)
-        write_json(run_dir / NOISY_LABELS_FILE, {"path": str(labels_file.resolve())})
-    train_cases = prepare_cases([dataset.get(i).with_label(labels_by_id[i]) for i in split.train], cfg.data)
-    val_cases = prepare_cases([dataset.get(i) for i in split.val], cfg.data)
-
-    trainer = trainer_cls(
-        cfg, train_cases, val_cases, dataset.labels, run_dir, progress=progress, noise_manifest=manifest
-    )
     start = time.perf_counter()
     trainer.fit(resume=plan.resume, stop_after=stop_after)
     train_seconds = time.perf_counter() - start

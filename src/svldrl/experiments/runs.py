@@ -23,6 +23,8 @@ CONFIG_FILE = "config.yaml"
 
 class RunState(Enum):
     NEW = "new"
+    UNSTARTED = "unstarted"
+    """The folder was made but no epoch was saved (a kill or an error before the first checkpoint)."""
     INTERRUPTED = "interrupted"
     FINISHED = "finished"
 
@@ -41,35 +43,53 @@ def default_run_dir(dataset_name: str, cfg: TrainConfig, root: Path = Path("runs
     return root / dataset_name / run_name(cfg)
 
 
+LATEST_CHECKPOINT = "checkpoints/latest.pt"
+
+
 def run_state(run_dir: Path) -> RunState:
     if (run_dir / METRICS_FILE).exists():
         return RunState.FINISHED
-    if (run_dir / CONFIG_FILE).exists():
+    if (run_dir / LATEST_CHECKPOINT).is_file():
         return RunState.INTERRUPTED
+    if (run_dir / CONFIG_FILE).exists():
+        return RunState.UNSTARTED
     return RunState.NEW
 
 
 @dataclass(frozen=True)
 class RunPlan:
-    """What to do with a run folder: start it, resume it, or nothing (already finished)."""
+    """What to do with a run folder: start it, resume it, or replace what it holds.
+
+    Attributes:
+        replace: the folder holds a run to be replaced (``overwrite``, or a run that never saved
+            an epoch); ``fresh_run_folder`` moves it aside and deletes it only once the new run
+            has started.
+    """
 
     run_dir: Path
     state: RunState
     resume: bool
+    replace: bool = False
 
 
 def plan_run(run_dir: Path, cfg: TrainConfig, *, resume: bool, overwrite: bool) -> RunPlan:
     """Decide how to treat ``run_dir`` before any long work; raise with a clear message if unsafe.
 
-    - finished run: refuse unless ``overwrite`` (then the folder is emptied);
-    - interrupted run: continue with ``resume`` (the saved configuration must match), restart with
-      ``overwrite``, otherwise refuse;
-    - ``resume`` on a new folder is allowed and simply starts.
+    Deletes nothing: a refused or failing command must leave the folder as it was.
+
+    - finished run: refuse unless ``overwrite``;
+    - interrupted run (it has a checkpoint): continue with ``resume`` (the saved configuration
+      must match), restart with ``overwrite``, otherwise refuse;
+    - a run that never saved an epoch: started again, whatever its saved configuration (there
+      is nothing to resume, and the corrected command must just work);
+    - ``resume`` on a new folder is allowed and simply starts;
+    - a folder that holds other files is refused (``--out`` pointing at a data folder).
     """
     state = run_state(run_dir)
-    if overwrite and state is not RunState.NEW:
-        shutil.rmtree(run_dir)
-        return RunPlan(run_dir, RunState.NEW, resume=False)
+    if state is RunState.NEW and run_dir.is_dir() and any(run_dir.iterdir()):
+        raise RunExistsError(f"{run_dir}: not a run folder (no {CONFIG_FILE}) and not empty; choose another --out")
+    if state is RunState.UNSTARTED or (overwrite and state is not RunState.NEW):
+        return RunPlan(run_dir, state, resume=False, replace=True)
     if state is RunState.FINISHED:
         raise RunExistsError(f"{run_dir}: this run is finished (metrics.json exists); use --overwrite to train again")
     if state is RunState.INTERRUPTED:
@@ -85,6 +105,35 @@ def plan_run(run_dir: Path, cfg: TrainConfig, *, resume: bool, overwrite: bool) 
     return RunPlan(run_dir, state, resume=False)
 
 
+@contextmanager
+def fresh_run_folder(plan: RunPlan) -> Iterator[Path]:
+    """The run folder for the setup of a run (data, split, noisy labels, model), made safely.
+
+    A folder to replace is first moved aside (``.<name>.replaced``) and deleted only when the
+    block succeeds; if the setup fails, the new folder is removed and the old one put back, so
+    ``--overwrite`` with an option that fails late loses nothing. A new folder that fails is
+    removed, so the corrected command starts cleanly.
+    """
+    run_dir = plan.run_dir
+    aside = run_dir.parent / f".{run_dir.name}.replaced"
+    if plan.replace:
+        if aside.exists():  # left by a process killed during an earlier setup: the run it held was replaced
+            shutil.rmtree(aside)
+        run_dir.rename(aside)
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield run_dir
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        if plan.replace:
+            aside.rename(run_dir)
+        raise
+    if plan.replace:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
 def same_settings(a: TrainConfig, b: TrainConfig) -> bool:
     """Whether two configurations train the same model (``EXECUTION_KEYS`` may differ)."""
     return settings_of(a) == settings_of(b)
@@ -98,7 +147,7 @@ def check_existing_run(run_dir: Path, cfg: TrainConfig) -> None:
     other settings would otherwise put a foreign run's numbers into a table, or stop a long grid
     hours in; checking every folder first fails at once and names the file.
     """
-    if not (run_dir / CONFIG_FILE).is_file():
+    if run_state(run_dir) in (RunState.NEW, RunState.UNSTARTED):  # nothing a table or a resume would use
         return
     saved = load_config(run_dir / CONFIG_FILE)
     if not same_settings(saved, cfg):

@@ -110,11 +110,24 @@ def _tex(text: str) -> str:
     return text.replace("%", r"\%").replace("_", r"\_").replace("&", r"\&")
 
 
-def summary_table(summaries: Mapping[str, Mapping[str, Any]], group: str = "") -> str:
-    """A quick Markdown table from ``{label: Summary.to_dict()}`` (mean over classes, std over cases)."""
+CASE_WORDS = {"test": "test cases", "val": "validation cases", "all": "cases", "chosen": "chosen cases"}
+"""How a summary's caption names the cases it was taken over (``metrics.json`` ``evaluated_on``)."""
+
+
+def noise_label(kind: str, ratio: float) -> str:
+    """The row group of a run: ``clean`` or ``MT-Noise 50%`` (as in the paper's tables)."""
+    return "clean" if kind == "none" else f"{kind.upper()}-Noise {ratio:.0%}"
+
+
+def summary_table(summaries: Mapping[str, Mapping[str, Any]], group: str = "", cases: str = "test") -> str:
+    """A quick Markdown table from ``{label: Summary.to_dict()}`` (mean over classes, std over cases).
+
+    ``group`` fills the noise column; ``cases`` names what the std is over (a key of ``CASE_WORDS``,
+    e.g. ``"val"`` when a run without a test set was scored on its validation cases).
+    """
     rows = [TableRow(group, label, s["mean"]["mean"], s["std"]["mean"], s["n_cases"]) for label, s in summaries.items()]
     n = ", ".join(sorted({str(r.n) for r in rows}))
-    return Table(rows, caption=f"mean (± std over {n} test cases)").to_markdown()
+    return Table(rows, caption=f"mean (± std over {n} {CASE_WORDS.get(cases, cases)})").to_markdown()
 
 
 def rows_from_runs(runs: Sequence[Mapping[str, Any]], group_of, label_of) -> list[TableRow]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from svldrl.config import DataConfig
-from svldrl.data import Case, Dataset, copy_dataset_with_labels, load_dataset, split_cases
+from svldrl.data import Case, Dataset, copy_dataset_with_labels, load_dataset, open_checked_dataset, split_cases
 from svldrl.noise.labels import case_generator, case_ids_of, check_label, check_ratio_seed, each_case, label_dice
 from svldrl.noise.manifest import MANIFEST_NAME, CaseNoise, NoiseManifest, clean_entry, sorted_entries
 from svldrl.noise.morphological import K_RANGE, MAX_DRAWS, morphological_noise_with_record
@@ -108,6 +108,7 @@ def write_noisy_dataset(
     out: str | Path,
     *,
     data_cfg: DataConfig | None = None,
+    check: bool = True,
     **kind_options: Any,
 ) -> Path:
     """A copy of the data set at ``data_path`` in ``out``, with noisy training labels and the manifest.
@@ -122,6 +123,8 @@ def write_noisy_dataset(
         kind, ratio, seed, kind_options: as in ``corrupt_labels``.
         out: new or empty folder for the copy (same format as the source) and ``noise_manifest.json``.
         data_cfg: the data configuration of the runs that will use the copy; None = the defaults.
+        check: check every case first (``open_checked_dataset``: held-out cases are copied as they
+            are, so a broken one must be refused, not copied); False when the caller just did.
 
     Returns:
         ``out``.
@@ -134,7 +137,7 @@ def write_noisy_dataset(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out}: output exists and is not an empty folder")
     cfg = data_cfg or DataConfig()
-    dataset = load_dataset(data_path)
+    dataset = open_checked_dataset(data_path) if check else load_dataset(data_path)
     split = split_cases(dataset.case_ids, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     labels_by_id, manifest = corrupt_labels(_CasesById(dataset, split.train), kind, ratio, seed, **kind_options)
     manifest = replace(manifest, options={**manifest.options, "split": split.to_dict()})

@@ -169,6 +169,14 @@ class SVLDRLTrainer(Trainer):
         self.schedule = StageSchedule(cfg.stages, cfg.optim.epochs)
         super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress, noise_manifest=noise_manifest)
 
+    @classmethod
+    def check_config(cls, cfg: TrainConfig) -> None:
+        """The RL keys, the method options and the stage schedule, before any data is read."""
+        super().check_config(cfg)
+        _method_options(cfg)
+        _check_rl_config(cfg)
+        StageSchedule(cfg.stages, cfg.optim.epochs)
+
     def stage_name(self, epoch: int) -> str:
         return self.schedule.stage(epoch).value
 

@@ -19,6 +19,7 @@ from monai.losses import DiceCELoss, DiceLoss
 from torch import nn
 from tqdm.auto import tqdm
 
+from svldrl._io import remove_stale_temporaries
 from svldrl.config import TrainConfig, dump_config, settings_of, to_dict
 from svldrl.data import Case, LabelSpec, PatchSampler
 from svldrl.inference import labels_from_probabilities, predict_probabilities
@@ -252,6 +253,7 @@ class Trainer:
             stop_after: stop once this many epochs are complete (the schedule still spans
                 ``optim.epochs``); used for budgeted chunks and to test resuming.
         """
+        remove_stale_temporaries(self.run_dir)  # a kill during a checkpoint write left its temporary
         if resume:
             payload = load_checkpoint(self.latest_path, map_location=self.device)
             _check_same_config(payload["config"], self.cfg, self.latest_path)
