@@ -282,51 +282,120 @@ def cases() -> list[Case]:
         Case("data", "label file missing", missing_label, "blocking problem naming the case"),
         Case("data", "all-empty label", empty_label, "warning naming the file"),
         Case("data", "LA case folder without its h5 file", la_folder_without_image, "warning naming the folder"),
-        Case("options", "--set optim.epochs=abc", lambda w: ["train", phantoms(w), "--set", "optim.epochs=abc"],
-             "error naming the key"),
-        Case("options", "--set optim.epochs=0", lambda w: ["train", phantoms(w), "--set", "optim.epochs=0"],
-             "error naming the key"),
-        Case("options", "--set optim.batch_size=0", lambda w: ["train", phantoms(w), "--set", "optim.batch_size=0"],
-             "error naming the key, no run folder"),
-        Case("options", "--set optim.iters_per_epoch=-2",
-             lambda w: ["train", phantoms(w), "--set", "optim.iters_per_epoch=-2"], "error naming the key"),
-        Case("options", "--set optim.lr=-1", lambda w: ["train", phantoms(w), "--set", "optim.lr=-1"],
-             "error naming the key"),
-        Case("options", "patch too small for the backbone (12)",
-             lambda w: ["train", phantoms(w), "--set", "data.patch_size=12"], "error naming the key and a fix"),
-        Case("options", "--set optim.optimizer=adamw",
-             lambda w: ["train", phantoms(w), "--set", "optim.optimizer=adamw"], "error naming the key"),
-        Case("options", "misspelt key optm.lr", lambda w: ["train", phantoms(w), "--set", "optm.lr=0.1"],
-             "error with the nearest key"),
-        Case("options", "YAML value of the wrong type (lr: [0.1])",
-             lambda w: ["train", phantoms(w), "--config", config_file(w, "optim:\n  lr: [0.1]\n")],
-             "error naming the file and key"),
-        Case("options", "--config file does not exist", lambda w: ["train", phantoms(w), "--config", w / "no.yaml"],
-             "error naming the file"),
-        Case("options", "unknown method", lambda w: ["train", phantoms(w), "--method", "unet-magic"],
-             "error listing the methods"),
-        Case("options", "--device cuda on a machine without CUDA",
-             lambda w: ["train", phantoms(w), "--device", "cuda"], "error naming the device"),
-        Case("options", "val + test fractions leave no training case",
-             lambda w: ["train", phantoms(w), "--set", "data.val_fraction=0.9"], "error naming the key"),
-        Case("options", "--noise-ratio 1.5", lambda w: ["train", phantoms(w), "--noise-ratio", "1.5"],
-             "usage error naming the flag"),
-        Case("runs", "train into a finished run",
-             lambda w: ["train", phantoms(w), "--method", "baseline", "--out", finished_run(w), *TINY],
-             "error suggesting --overwrite"),
+        Case(
+            "options",
+            "--set optim.epochs=abc",
+            lambda w: ["train", phantoms(w), "--set", "optim.epochs=abc"],
+            "error naming the key",
+        ),
+        Case(
+            "options",
+            "--set optim.epochs=0",
+            lambda w: ["train", phantoms(w), "--set", "optim.epochs=0"],
+            "error naming the key",
+        ),
+        Case(
+            "options",
+            "--set optim.batch_size=0",
+            lambda w: ["train", phantoms(w), "--set", "optim.batch_size=0"],
+            "error naming the key, no run folder",
+        ),
+        Case(
+            "options",
+            "--set optim.iters_per_epoch=-2",
+            lambda w: ["train", phantoms(w), "--set", "optim.iters_per_epoch=-2"],
+            "error naming the key",
+        ),
+        Case(
+            "options",
+            "--set optim.lr=-1",
+            lambda w: ["train", phantoms(w), "--set", "optim.lr=-1"],
+            "error naming the key",
+        ),
+        Case(
+            "options",
+            "patch too small for the backbone (12)",
+            lambda w: ["train", phantoms(w), "--set", "data.patch_size=12"],
+            "error naming the key and a fix",
+        ),
+        Case(
+            "options",
+            "--set optim.optimizer=adamw",
+            lambda w: ["train", phantoms(w), "--set", "optim.optimizer=adamw"],
+            "error naming the key",
+        ),
+        Case(
+            "options",
+            "misspelt key optm.lr",
+            lambda w: ["train", phantoms(w), "--set", "optm.lr=0.1"],
+            "error with the nearest key",
+        ),
+        Case(
+            "options",
+            "YAML value of the wrong type (lr: [0.1])",
+            lambda w: ["train", phantoms(w), "--config", config_file(w, "optim:\n  lr: [0.1]\n")],
+            "error naming the file and key",
+        ),
+        Case(
+            "options",
+            "--config file does not exist",
+            lambda w: ["train", phantoms(w), "--config", w / "no.yaml"],
+            "error naming the file",
+        ),
+        Case(
+            "options",
+            "unknown method",
+            lambda w: ["train", phantoms(w), "--method", "unet-magic"],
+            "error listing the methods",
+        ),
+        Case(
+            "options",
+            "--device cuda on a machine without CUDA",
+            lambda w: ["train", phantoms(w), "--device", "cuda"],
+            "error naming the device",
+        ),
+        Case(
+            "options",
+            "val + test fractions leave no training case",
+            lambda w: ["train", phantoms(w), "--set", "data.val_fraction=0.5", "--set", "data.test_fraction=0.5"],
+            "error naming the keys",
+        ),
+        Case(
+            "options",
+            "--noise-ratio 1.5",
+            lambda w: ["train", phantoms(w), "--noise-ratio", "1.5"],
+            "usage error naming the flag",
+        ),
+        Case(
+            "runs",
+            "train into a finished run",
+            lambda w: ["train", phantoms(w), "--method", "baseline", "--out", finished_run(w), *TINY],
+            "error suggesting --overwrite",
+        ),
         Case("runs", "--overwrite with an invalid option", overwrite_invalid, "error; the finished run is kept"),
         Case("runs", "--resume with another configuration", resume_other, "error naming the differing keys"),
-        Case("runs", "--out is a data folder", lambda w: ["train", phantoms(w), "--out", phantoms(w) / "imagesTr"],
-             "error: not a run folder"),
-        Case("predict", "output is its own input folder (even with --overwrite)", predict_into_input,
-             "error, nothing written"),
+        Case(
+            "runs",
+            "--out is a data folder",
+            lambda w: ["train", phantoms(w), "--out", phantoms(w) / "imagesTr"],
+            "error: not a run folder",
+        ),
+        Case(
+            "predict",
+            "output is its own input folder (even with --overwrite)",
+            predict_into_input,
+            "error, nothing written",
+        ),
         Case("predict", "output holds the reference labels", predict_over_labels, "error suggesting --overwrite"),
         Case("predict", "last input truncated", predict_truncated, "error naming it before any mask"),
         Case("predict", "LA input whose label is broken", predict_la_bad_label, "predicts (labels are not read)"),
         Case("predict", "run folder without checkpoint", run_without_checkpoint, "error naming the folder"),
-        Case("predict", "one .nii.gz output for many inputs",
-             lambda w: ["predict", finished_run(w), phantoms(w) / "imagesTr", w / "one.nii.gz"],
-             "error asking for a folder"),
+        Case(
+            "predict",
+            "one .nii.gz output for many inputs",
+            lambda w: ["predict", finished_run(w), phantoms(w) / "imagesTr", w / "one.nii.gz"],
+            "error asking for a folder",
+        ),
         Case("evaluate", "probability map (0.9 = foreground)", probability_map, "error naming the file"),
         Case("evaluate", "prediction on another grid (affine)", other_grid, "error naming the file"),
         Case("evaluate", "label value 3 in a binary task", value_three, "error naming the file"),
@@ -337,18 +406,35 @@ def cases() -> list[Case]:
         Case("evaluate", "all-empty reference label", empty_reference, "warning naming the case"),
         Case("noise", "broken held-out case", noise_broken_held_out, "error naming the file, nothing copied"),
         Case("noise", "non-empty output folder", noise_nonempty, "error naming the folder"),
-        Case("noise", "unknown noise kind", lambda w: ["noise", phantoms(w), "--kind", "gaussian", "--out",
-                                                      w / "noisy_kind"], "error listing the kinds"),  # fmt: skip
-        Case("phantom", "into an existing folder", lambda w: ["phantom", phantoms(w), "--n", "2"],
-             "error suggesting --overwrite"),
-        Case("compare", "experiment names an unknown method",
-             lambda w: experiment(w, f"name: x\ndata: {phantoms(w)}\nmethods: [baseline, magic]\nnoise: [mt]\n"
-                                     "ratios: [0.5]\nseeds: [0]\n"), "error listing the methods"),  # fmt: skip
-        Case("compare", "experiment data folder missing",
-             lambda w: experiment(w, f"name: x\ndata: {w / 'gone'}\nmethods: [baseline]\nnoise: [mt]\nratios: [0.5]\n"
-                                     "seeds: [0]\n"), "error naming the folder"),  # fmt: skip
-        Case("cli", "--debug after the command", lambda w: ["check-data", w / "nowhere", "--debug"],
-             "the traceback"),
+        Case(
+            "noise",
+            "unknown noise kind",
+            lambda w: ["noise", phantoms(w), "--kind", "gaussian", "--out", w / "noisy_kind"],
+            "error listing the kinds",
+        ),  # fmt: skip
+        Case(
+            "phantom",
+            "into an existing folder",
+            lambda w: ["phantom", phantoms(w), "--n", "2"],
+            "error suggesting --overwrite",
+        ),
+        Case(
+            "compare",
+            "experiment names an unknown method",
+            lambda w: experiment(
+                w, f"name: x\ndata: {phantoms(w)}\nmethods: [baseline, magic]\nnoise: [mt]\nratios: [0.5]\nseeds: [0]\n"
+            ),
+            "error listing the methods",
+        ),  # fmt: skip
+        Case(
+            "compare",
+            "experiment data folder missing",
+            lambda w: experiment(
+                w, f"name: x\ndata: {w / 'gone'}\nmethods: [baseline]\nnoise: [mt]\nratios: [0.5]\nseeds: [0]\n"
+            ),
+            "error naming the folder",
+        ),  # fmt: skip
+        Case("cli", "--debug after the command", lambda w: ["check-data", w / "nowhere", "--debug"], "the traceback"),
     ]
 
 
@@ -376,7 +462,8 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for case in cases():
             proc = svldrl(*case.make(work))
-            print(f"| {case.area} | {case.what} | {case.expect} | {proc.returncode} | {shown(proc, work)} |", flush=True)
+            row = [case.area, case.what, case.expect, str(proc.returncode), shown(proc, work)]
+            print("| " + " | ".join(row) + " |", flush=True)
         intact = kept == {p: p.read_bytes() for p in finished_run(work).rglob("*") if p.is_file()}
         print(f"\nThe finished run survived every command above unchanged: {intact}.")
         print(json.dumps({"cases": len(cases())}))

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-
 TEMPORARY_MARK = ".tmp"
 """Part of every temporary name ``atomic_path`` makes (after a leading dot)."""
 

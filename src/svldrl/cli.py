@@ -81,7 +81,7 @@ def check_data(
     _require_exists(path)
     problems = check_dataset(path)
     if problems:
-        console.print(format_problems(problems))
+        console.print(format_problems(problems), soft_wrap=True, markup=False, highlight=False)  # a line per file
     blocking = [p for p in problems if p.blocking]
     if blocking:
         console.print(f"[red]{len(blocking)} blocking problem(s)[/red] in {path}")
@@ -113,9 +113,10 @@ def noise(
     from svldrl.config import check_values, resolve_config
     from svldrl.data import open_checked_dataset
     from svldrl.experiments.noisy_labels import sfda_options
-    from svldrl.noise import write_noisy_dataset
+    from svldrl.noise import NOISES, write_noisy_dataset
 
     _require_exists(data)
+    NOISES.canonical(kind)  # a typo: the valid kinds, and the nearest
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out}: output exists and is not an empty folder")
     cfg = resolve_config(preset, None, set_ or [], seed=seed, **{"noise.kind": kind, "noise.ratio": ratio})
@@ -189,7 +190,11 @@ def train(
     seed: Annotated[int | None, typer.Option("--seed", help="Training seed (default: from the configuration).")] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Run folder (default `runs/<dataset>/<method>__<noise>-<ratio>__seed<k>`).", show_default=False),
+        typer.Option(
+            "--out",
+            help="Run folder (default `runs/<dataset>/<method>__<noise>-<ratio>__seed<k>`).",
+            show_default=False,
+        ),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     overwrite: Annotated[
@@ -235,7 +240,7 @@ def methods() -> None:
 
 @app.command("config-keys")
 def config_keys() -> None:
-    """List every configuration key with its value in the `cpu` preset (train's default), in the `paper` preset, and its meaning."""
+    """List every configuration key: its value in the `cpu` preset (the default) and in `paper`, and its meaning."""
     from svldrl.config import describe, preset_values
 
     cpu, paper = preset_values("cpu"), preset_values("paper")
@@ -299,11 +304,15 @@ def evaluate(
     device: Annotated[str, typer.Option("--device", help="With a run folder: 'auto', 'cpu', 'cuda'.")] = "auto",
     cases: Annotated[
         str | None,
-        typer.Option("--cases", help="Score only these cases: a file with one case id per line, or ids joined by commas."),
+        typer.Option(
+            "--cases", help="Score only these cases: a file with one case id per line, or ids joined by commas."
+        ),
     ] = None,
     allow_missing: Annotated[
         bool,
-        typer.Option("--allow-missing", help="Score a case without prediction as an empty prediction (the worst score)."),
+        typer.Option(
+            "--allow-missing", help="Score a case without prediction as an empty prediction (the worst score)."
+        ),
     ] = False,
 ) -> None:
     """Score predictions (Dice, IoU, HD95, ASD per class and mean) against reference labels.
@@ -327,9 +336,7 @@ def evaluate(
     _load_methods()
     case_ids = _case_list(cases)
     if (pred / CONFIG_FILE).exists():
-        result = evaluate_run(
-            pred, ref, device=device, refine_steps=refine_steps, held_out=held_out, cases=case_ids
-        )
+        result = evaluate_run(pred, ref, device=device, refine_steps=refine_steps, held_out=held_out, cases=case_ids)
         _print_table({result["method"]: result["summary"]}, group=result["noise"], cases=result["evaluated_on"])
     elif held_out or refine_steps is not None:
         raise ValueError(f"{pred}: --held-out and --refine-steps need a run folder (with {CONFIG_FILE})")
@@ -477,8 +484,8 @@ def main() -> None:
         if debug:
             raise
         console.print(
-            f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} (unexpected; rerun with --debug for the traceback "
-            "and report it)",
+            f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} "
+            "(unexpected; rerun with --debug for the traceback and report it)",
             highlight=False,
             soft_wrap=True,
         )

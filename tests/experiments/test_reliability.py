@@ -493,9 +493,7 @@ def test_14_config_keys_shows_both_presets() -> None:
     assert "30" in epochs.split() and "1000" in epochs.split()
 
 
-def test_14_evaluate_on_a_run_folder_names_method_noise_and_cases(
-    phantoms: Path, finished_run: Path
-) -> None:
+def test_14_evaluate_on_a_run_folder_names_method_noise_and_cases(phantoms: Path, finished_run: Path) -> None:
     text = invoke("evaluate", finished_run, phantoms, "--held-out")
     row = next(line for line in text.splitlines() if line.startswith("| clean"))
     assert "| baseline |" in row

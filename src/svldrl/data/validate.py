@@ -262,6 +262,8 @@ def open_checked_dataset(path: str | Path) -> Dataset:
     """
     problems = check_dataset(path)
     blocking = [p for p in problems if p.blocking]
+    if len(blocking) == 1:  # one line, as every other error
+        raise DataError(f"{blocking[0].path}: {blocking[0].message}")
     if blocking:
         raise DataError(f"{path}: {len(blocking)} problem(s) block the work:\n{format_problems(blocking)}")
     warn_problems(problems)

@@ -207,15 +207,15 @@ def run_experiment(
     several ``compare`` processes on one grid never train a run twice.
     """
     from svldrl.data import load_dataset
-    from svldrl.training import METHODS
+    from svldrl.experiments.pipeline import check_run_config
 
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     exp = load_experiment(path, runs_root)
     runs = grid(exp)  # checks every method name and override before any training
     dataset_name = load_dataset(exp.data).name
-    for run in runs:  # a method that refuses its settings, a run folder from other settings: refuse now
-        METHODS.get(run.cfg.method).check_config(run.cfg)
+    for run in runs:  # an invalid option, a run folder from other settings: refuse now, not hours in
+        check_run_config(run.cfg)
         check_existing_run(run.run_dir(exp, dataset_name), run.cfg)
     started = time.perf_counter()
     if not tables_only:

@@ -19,8 +19,8 @@ from svldrl._io import atomic_write, write_json
 from svldrl.config import TrainConfig
 from svldrl.data import (
     Case,
-    DataWarning,
     Dataset,
+    DataWarning,
     LabelCodec,
     LabelSpec,
     Split,
