@@ -52,18 +52,28 @@ def load_runs(source: Path) -> dict[str, dict[str, float]]:
     return {m.parent.name: per_case_dice(m.parent) for m in sorted(source.glob("*/metrics.json"))}
 
 
-def run_pairs(runs: dict[str, dict[str, float]], a: str, b: str, noise: str | None) -> list[tuple[str, str]]:
-    """(run of a, run of b) for every seed both finished; with ``noise`` None, a and b are whole run names."""
+def run_pairs(
+    runs: dict[str, dict[str, float]], a: str, b: str, noise: str | None, noise_b: str | None = None
+) -> list[tuple[str, str]]:
+    """(run of a, run of b) for every seed both finished; with ``noise`` None, a and b are whole run names.
+
+    ``noise_b``: b's noise part when it differs from a's (the clean baseline against a method on
+    noisy labels, paired by seed).
+    """
     if noise is None:
         return [(a, b)] if a in runs and b in runs else []
     names_a = sorted(n for n in runs if n.startswith(f"{a}__{noise}__seed"))
-    return [(n, n.replace(f"{a}__", f"{b}__", 1)) for n in names_a if n.replace(f"{a}__", f"{b}__", 1) in runs]
+    prefix_a, prefix_b = f"{a}__{noise}__", f"{b}__{noise_b or noise}__"
+    pairs = [(n, prefix_b + n[len(prefix_a) :]) for n in names_a]
+    return [(name_a, name_b) for name_a, name_b in pairs if name_b in runs]
 
 
-def paired(runs: dict[str, dict[str, float]], a: str, b: str, noise: str | None) -> dict[str, float]:
+def paired(
+    runs: dict[str, dict[str, float]], a: str, b: str, noise: str | None, noise_b: str | None = None
+) -> dict[str, float]:
     """Differences b - a in Dice points over every seed both runs finished."""
     diffs, per_seed = [], []
-    for name_a, name_b in run_pairs(runs, a, b, noise):
+    for name_a, name_b in run_pairs(runs, a, b, noise, noise_b):
         da, db = runs[name_a], runs[name_b]
         if sorted(da) != sorted(db):
             raise SystemExit(f"{name_a} and {name_b} were scored on different cases")
@@ -111,11 +121,12 @@ def main() -> None:
     parser.add_argument("a", help="run-name prefix of the reference method, e.g. baseline")
     parser.add_argument("b", help="run-name prefix of the compared method, e.g. svl-drl")
     parser.add_argument("--noise", default="mt-0.5", help="noise part of the run names: clean, mt-0.5, sfda-0.5, ...")
+    parser.add_argument("--noise-b", help="b's noise part if not --noise's (e.g. clean baseline vs mt-0.5 runs)")
     parser.add_argument("--exact", action="store_true", help="a and b are whole run names (two replicates, say)")
     args = parser.parse_args()
-    r = paired(load_runs(args.source), args.a, args.b, None if args.exact else args.noise)
+    r = paired(load_runs(args.source), args.a, args.b, None if args.exact else args.noise, args.noise_b)
     seeds = ", ".join(f"{d:+.2f}" for d in r["per_seed"])
-    what = "exact" if args.exact else args.noise
+    what = "exact" if args.exact else (f"{args.noise} vs {args.noise_b}" if args.noise_b else args.noise)
     print(
         f"{args.b} - {args.a} ({what}): {r['mean_diff']:+.2f} Dice points over {r['pairs']} (seed, case) pairs "
         f"[per seed: {seeds}]; {args.b} higher on {r['b_better']}/{r['pairs']}; "

@@ -202,6 +202,14 @@ def train(
     ] = False,
     device: Annotated[str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    trusted: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted",
+            help="File of expert-checked training case ids, one per line (short for "
+            "`--set data.trusted_cases=@FILE`): never corrupted; trusted-only and MTCL use them.",
+        ),
+    ] = None,
 ) -> None:
     """Train a method on a data set (optionally with simulated label noise) and score it on clean held-out labels.
 
@@ -212,16 +220,21 @@ def train(
     * `svldrl train data/phantoms --method svl-drl --noise mt --noise-ratio 0.5`
     * `svldrl train ../shared/data/la2018 --method baseline --set data.spacing=1.25 --set optim.epochs=60`
     * `svldrl train data/Task02_Heart --method co-teaching --preset paper --device cuda`
+    * `svldrl train ../shared/data/la2018 --method mtcl --noise mt --trusted checked_cases.txt`
     """
     from svldrl.config import resolve_config
     from svldrl.experiments.pipeline import train_run
 
     _require_exists(data)
     _load_methods()
+    overrides = list(set_ or [])
+    if trusted is not None:
+        _require_exists(trusted)
+        overrides.append(f"data.trusted_cases=['@{trusted.resolve()}']")  # absolute: a resume may run elsewhere
     cfg = resolve_config(
         preset,
         config,
-        set_ or [],
+        overrides,
         method=method,
         device=device,
         seed=seed,

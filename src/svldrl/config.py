@@ -38,6 +38,18 @@ class DataConfig:
     split_seed: int = _f(0, "seed of the train/val/test split (independent of the training seed)")
     cache: bool = _f(True, "keep prepared volumes in memory for the whole run")
     max_cases: int | None = _f(None, "use at most this many cases (quick studies); None = all")
+    sampler: str = _f(
+        "mixed",
+        "'mixed': the patches of a batch come from different cases (nnU-Net, MONAI); 'per_case': "
+        "samples_per_volume patches of one case side by side (svldrl before issue 14, the old tables)",
+    )
+    trusted_cases: tuple[str, ...] = _f(
+        (), "expert-checked training cases (ids, or '@file.txt' with one id per line): never corrupted"
+    )
+    trusted_count: int | None = _f(
+        None, "simulations: draw this many trusted cases (run seed) among the training cases the noise leaves clean"
+    )
+    trusted_per_batch: int = _f(0, "two-stream batches: this many patches of trusted cases in every batch (0: off)")
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,9 @@ class NoiseConfig:
     ratio: float = _f(0.5, "share of training cases whose label is corrupted")
     seed: int = _f(0, "seed of the corruption (which cases, which operation)")
     sfda_budget: float = _f(0.2, "sfda: the source model trains for this share of the run's epochs")
+    sfda_epochs: int | None = _f(
+        None, "sfda: the source model's epochs, whatever the run's budget (None: sfda_budget x optim.epochs)"
+    )
     sfda_gamma: tuple[float, float] | None = _f((0.7, 1.4), "sfda: range of the gamma change on target images")
     sfda_shift: tuple[float, float] | None = _f((-0.1, 0.1), "sfda: range of the intensity shift on target images")
 
@@ -271,6 +286,23 @@ def _from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     return cls(**kwargs)
 
 
+LEGACY_VALUES: dict[tuple[str, str], Any] = {("data", "sampler"): "per_case"}
+"""Keys whose default changed: a configuration saved before the key existed meant this value.
+
+Every other key was added with a default that keeps the old behaviour; these could not be (the
+mixed-case batches of issue 14 are the new default), so a saved run without the key is read with
+the value it was trained with, and resuming or reusing it stays exact."""
+
+
+def with_legacy_values(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved configuration mapping completed with ``LEGACY_VALUES`` for the keys it lacks."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for (section, key), value in LEGACY_VALUES.items():
+        if isinstance(out.get(section), dict) and key not in out[section]:
+            out[section][key] = value
+    return out
+
+
 EXECUTION_KEYS = ("device", "num_threads", "sw_batch_size")
 """Top-level keys that choose how a run executes, not what it computes: they may differ between a
 run and its resumption, or between a grid and its runs. Not bit-neutral: another thread count or
@@ -284,7 +316,7 @@ def settings_of(cfg: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     option existed compares equal to the same run now (an option is only ever added with a
     default that keeps the old behaviour).
     """
-    full = to_dict(merge(TrainConfig(), cfg) if isinstance(cfg, dict) else cfg)
+    full = to_dict(merge(TrainConfig(), with_legacy_values(cfg)) if isinstance(cfg, dict) else cfg)
     return {k: v for k, v in full.items() if k not in EXECUTION_KEYS}
 
 
@@ -359,7 +391,7 @@ def resolve_config(
 def load_config(path: str | Path) -> TrainConfig:
     """A complete configuration saved by a run (``config.yaml``)."""
     data = yaml.safe_load(Path(path).read_text()) or {}
-    return _from_dict(TrainConfig, data)
+    return _from_dict(TrainConfig, with_legacy_values(data))
 
 
 def dump_config(cfg: TrainConfig) -> str:
@@ -369,6 +401,7 @@ def dump_config(cfg: TrainConfig) -> str:
 # ----------------------------------------------------------------------------- value checks
 
 OPTIMIZERS = ("sgd", "adam")
+SAMPLERS = ("mixed", "per_case")
 LR_SCHEDULES = ("constant", "poly")
 NOISE_KINDS = ("none", "mt", "morphological", "sfda")
 
@@ -409,6 +442,15 @@ def check_values(cfg: TrainConfig) -> None:
     _require(d.val_fraction + d.test_fraction < 1, "data.val_fraction + data.test_fraction", "< 1 (cases must be "
              "left for training)", d.val_fraction + d.test_fraction)  # fmt: skip
     _require(d.max_cases is None or d.max_cases >= 1, "data.max_cases", ">= 1 or null", d.max_cases)
+    _require(d.sampler in SAMPLERS, "data.sampler", f"one of {SAMPLERS}", d.sampler)
+    _require(d.trusted_count is None or d.trusted_count >= 1, "data.trusted_count", ">= 1 or null", d.trusted_count)
+    _require(not (d.trusted_count and d.trusted_cases), "data.trusted_count and data.trusted_cases",
+             "used one at a time", (d.trusted_count, d.trusted_cases))  # fmt: skip
+    _require(d.trusted_per_batch >= 0, "data.trusted_per_batch", ">= 0", d.trusted_per_batch)
+    _require(d.trusted_per_batch < o.batch_size or d.trusted_per_batch == 0, "data.trusted_per_batch",
+             f"< optim.batch_size ({o.batch_size}), leaving room for the other cases", d.trusted_per_batch)  # fmt: skip
+    _require(d.trusted_per_batch == 0 or bool(d.trusted_count or d.trusted_cases), "data.trusted_per_batch",
+             "0 unless trusted cases are given (data.trusted_count or data.trusted_cases)", d.trusted_per_batch)  # fmt: skip
     _require(all(c >= 1 for c in m.channels) and len(m.channels) >= 2, "model.channels", "two or more levels of "
              ">= 1 channels", m.channels)  # fmt: skip
     _require(m.feature_size >= 12 and m.feature_size % 12 == 0, "model.feature_size", "a multiple of 12",
@@ -428,6 +470,7 @@ def check_values(cfg: TrainConfig) -> None:
     _require(0 <= n.ratio <= 1, "noise.ratio", "in [0, 1]", n.ratio)
     _require(n.seed >= 0, "noise.seed", ">= 0", n.seed)
     _require(0 < n.sfda_budget <= 1, "noise.sfda_budget", "in (0, 1]", n.sfda_budget)
+    _require(n.sfda_epochs is None or n.sfda_epochs >= 1, "noise.sfda_epochs", ">= 1 or null", n.sfda_epochs)
     _require(cfg.seed >= 0, "seed", ">= 0", cfg.seed)
     _require(cfg.val_every >= 0, "val_every", ">= 0 (0: no validation while training)", cfg.val_every)
     _require(cfg.sw_batch_size >= 1, "sw_batch_size", ">= 1", cfg.sw_batch_size)

@@ -85,12 +85,61 @@ def test_different_epochs_and_seeds_differ(phantom_cases):
     assert not torch.equal(e0[0]["image"], other[0]["image"])
 
 
-def test_each_pass_visits_every_case(phantom_cases):
-    sampler = PatchSampler(phantom_cases, BINARY, _cfg(samples_per_volume=2), seed=0)
+@pytest.mark.parametrize("sampler_kind", ["mixed", "per_case"])
+def test_each_pass_visits_every_case(phantom_cases, sampler_kind):
+    sampler = PatchSampler(phantom_cases, BINARY, _cfg(samples_per_volume=2, sampler=sampler_kind), seed=0)
     assert sampler.batches_per_pass(2) == 4
     ids = [i for b in sampler.epoch(3, 4, 2) for i in b["case_id"]]
     assert sorted(ids) == sorted(sampler.case_ids * 2)
-    assert all(ids[k] == ids[k + 1] for k in range(0, 8, 2))  # samples_per_volume patches per visit
+    same_case_batches = [ids[k] == ids[k + 1] for k in range(0, 8, 2)]
+    if sampler_kind == "per_case":  # the old sampler: samples_per_volume patches of one case side by side
+        assert all(same_case_batches)
+    else:  # the default: every batch draws its patches from different cases
+        assert not any(same_case_batches)
+
+
+def test_mixed_batches_hold_different_cases_over_many_epochs(phantom_cases):
+    sampler = PatchSampler(phantom_cases, BINARY, _cfg(samples_per_volume=2), seed=3)
+    for epoch in range(20):
+        for batch in sampler.epoch(epoch, 8, 3):
+            assert len(set(batch["case_id"])) == 3, batch["case_id"]
+
+
+def test_mixed_batches_repeat_a_case_only_when_there_are_fewer_cases_than_slots(phantom_cases):
+    sampler = PatchSampler(phantom_cases[:2], BINARY, _cfg(), seed=0)
+    for batch in sampler.epoch(0, 3, 3):
+        assert set(batch["case_id"]) == {c.case_id for c in phantom_cases[:2]}
+
+
+def test_two_stream_batches_hold_k_trusted_patches(phantom_cases):
+    trusted = [phantom_cases[0].case_id]
+    sampler = PatchSampler(phantom_cases, BINARY, _cfg(trusted_per_batch=1), seed=0, trusted_ids=trusted)
+    for epoch in range(5):
+        for batch in sampler.epoch(epoch, 6, 3):
+            ids = batch["case_id"]
+            assert ids[0] in trusted and not set(ids[1:]) & set(trusted)
+            assert len(set(ids[1:])) == 2
+    with pytest.raises(ValueError, match="trusted_per_batch"):
+        next(sampler.epoch(0, 1, 1))  # no room for the other cases
+
+
+def test_two_stream_needs_trusted_and_other_cases(phantom_cases):
+    with pytest.raises(ValueError, match="trusted_per_batch=1 needs trusted and other cases"):
+        PatchSampler(phantom_cases, BINARY, _cfg(trusted_per_batch=1), seed=0, trusted_ids=())
+
+
+@pytest.mark.parametrize("kw", [{}, {"trusted_per_batch": 1}])
+def test_batches_are_a_function_of_seed_and_epoch(phantom_cases, kw):
+    """What a resume relies on: epoch e's batches do not depend on the epochs drawn before."""
+    trusted = [phantom_cases[1].case_id] if kw else ()
+    first = PatchSampler(phantom_cases, BINARY, _cfg(**kw), seed=5, trusted_ids=trusted)
+    for epoch in range(3):
+        list(first.epoch(epoch, 4, 2))
+    after = list(first.epoch(3, 4, 2))
+    fresh = list(PatchSampler(phantom_cases, BINARY, _cfg(**kw), seed=5, trusted_ids=trusted).epoch(3, 4, 2))
+    for a, b in zip(after, fresh, strict=True):
+        assert a["case_id"] == b["case_id"]
+        torch.testing.assert_close(a["image"], b["image"])
 
 
 def test_small_volumes_are_padded_with_background():

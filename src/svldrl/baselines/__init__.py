@@ -9,8 +9,10 @@ from svldrl.baselines.loss_correction import LossCorrectionOptions, LossCorrecti
 from svldrl.baselines.mtcl import MTCLOptions, MTCLTrainer
 from svldrl.baselines.pixeldrl import MaskStateNet, PixelDRLTrainer
 from svldrl.baselines.rsf import RSFAssistedTrainer, RSFParameters, rsf_evolve
+from svldrl.baselines.trusted_only import TrustedOnlyTrainer, has_trusted_cases
 
 __all__ = [
+    "has_trusted_cases",
     "ADELEOptions",
     "ADELETrainer",
     "BaselineTrainer",
@@ -28,6 +30,7 @@ __all__ = [
     "MaskStateNet",
     "PixelDRLTrainer",
     "RSFAssistedTrainer",
+    "TrustedOnlyTrainer",
     "RSFParameters",
     "ema_update",
     "parse_method_options",

@@ -208,7 +208,7 @@ class CoTeachingTrainer(BaselineTrainer):
             self.final_forget = self.oracle_rates()
 
     @classmethod
-    def uses_oracle(cls, options: CoTeachingOptions) -> bool:
+    def uses_oracle(cls, options: CoTeachingOptions, trusted: bool = False) -> bool:
         return options.forget_rate == "oracle"
 
     @property

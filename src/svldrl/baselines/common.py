@@ -81,9 +81,11 @@ class BaselineTrainer(Trainer):
         *,
         progress: bool = True,
         noise_manifest: NoiseManifest | None = None,
+        trusted_ids: Sequence[str] = (),
     ) -> None:
         self.options = parse_method_options(self.OPTIONS, cfg.method_options, cfg.method)
-        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress, noise_manifest=noise_manifest)
+        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress, noise_manifest=noise_manifest,
+                         trusted_ids=trusted_ids)  # fmt: skip
 
     @classmethod
     def check_config(cls, cfg: TrainConfig) -> None:
@@ -104,15 +106,15 @@ class BaselineTrainer(Trainer):
         return cls.OPTIONS
 
     @classmethod
-    def uses_oracle(cls, options: Any) -> bool:
-        """Whether a run with these options uses the noise manifest; methods with an estimate option override."""
+    def uses_oracle(cls, options: Any, trusted: bool = False) -> bool:
+        """Whether a run with these options (and trusted cases or not) uses the noise manifest."""
         return cls.ORACLE
 
     @classmethod
-    def table_label(cls, method_options: Mapping[str, Any] | None = None) -> str:
+    def table_label(cls, method_options: Mapping[str, Any] | None = None, trusted: bool = False) -> str:
         """The method's name in tables, e.g. "MTCL (oracle)" when the options make it use the manifest."""
         options = parse_method_options(cls.OPTIONS, method_options or {}, cls.NAME)
-        return f"{cls.NAME} (oracle)" if cls.uses_oracle(options) else cls.NAME
+        return f"{cls.NAME} (oracle)" if cls.uses_oracle(options, trusted) else cls.NAME
 
     def require_manifest(self, setting: str, alternative: str) -> NoiseManifest:
         """The noise manifest, or a clear error naming the setting that needs it and the one that does not."""

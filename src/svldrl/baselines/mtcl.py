@@ -11,8 +11,12 @@ the teacher's probabilities, the teacher seeing the image with clamped Gaussian 
 
     L = L_sup + lambda(t) (L_cons + 5 L_weak),   lambda(t) = 0.1 exp(-5 (1 - t / T_ramp)^2)
 
-Which cases are clean is oracle knowledge, read from the noise manifest; ``clean_cases="none"``
-treats every case as noisy. The student is validated and saved, as in the reference.
+Which cases are clean: the run's trusted cases when it has them (``data.trusted_count`` /
+``trusted_cases``, what a real group has: MTCL's own LA protocol keeps 8 of 80 cases clean), else
+oracle knowledge read from the noise manifest (the tables before issue 14); ``clean_cases="none"``
+treats every case as noisy. The reference puts clean and noisy cases in every batch (2 + 2,
+``TwoStreamBatchSampler``): set ``data.trusted_per_batch`` (half the batch) for that. The student
+is validated and saved, as in the reference.
 """
 
 from __future__ import annotations
@@ -34,12 +38,13 @@ from svldrl.baselines.common import (
     from_group_targets,
     group_indices,
     option,
+    parse_method_options,
     seg_probabilities,
     voxel_cross_entropy,
 )
 from svldrl.training import METHODS
 
-CLEAN_SOURCES = ("oracle", "none")
+CLEAN_SOURCES = ("auto", "trusted", "oracle", "none")
 FILTERS = ("both", "prune_by_class", "prune_by_noise_rate")
 
 
@@ -47,7 +52,11 @@ FILTERS = ("both", "prune_by_class", "prune_by_noise_rate")
 class MTCLOptions:
     """``method_options`` of mtcl (defaults from the reference's LA 3D script)."""
 
-    clean_cases: str = option("oracle", "'oracle' (clean = not corrupted in the noise manifest) or 'none' (all noisy)")
+    clean_cases: str = option(
+        "auto",
+        "'trusted' (the run's trusted cases), 'oracle' (not corrupted in the noise manifest), 'none' (all "
+        "noisy), or 'auto': trusted when the run has trusted cases, else oracle",
+    )
     ema_decay: float = option(0.99, "decay of the teacher's exponential moving average")
     consistency: float = option(0.1, "final lambda, the weight of (L_cons + weak_weight L_weak)")
     rampup_fraction: float = option(0.75, "share of steps over which lambda ramps up (reference: 40 x 150 of 8000)")
@@ -70,6 +79,13 @@ class MTCLOptions:
 
 
 # ----------------------------------------------------------------------------- mechanism
+
+
+def clean_source(clean_cases: str, trusted: bool) -> str:
+    """``clean_cases`` with ``auto`` resolved: ``trusted`` when the run has trusted cases, else ``oracle``."""
+    if clean_cases == "auto":
+        return "trusted" if trusted else "oracle"
+    return clean_cases
 
 
 def sigmoid_rampup(current: float, length: float) -> float:
@@ -137,8 +153,14 @@ class MTCLTrainer(BaselineTrainer):
     OPTIONS = MTCLOptions
     NAME = "MTCL"
     ORACLE = True
-    DESCRIPTION = "MTCL (Xu 2022): mean teacher + confident learning on noisy cases (oracle clean-case identities)"
-    FOOTNOTE = "MTCL: clean-case identities from the noise manifest (oracle); the student is evaluated (reference)."
+    DESCRIPTION = (
+        "MTCL (Xu 2022): mean teacher + confident learning on noisy cases (clean cases: the trusted ones, "
+        "else the noise manifest's, oracle)"
+    )
+    FOOTNOTE = (
+        "MTCL: clean cases are the run's trusted cases, or (oracle) those the noise manifest leaves clean; "
+        "the student is evaluated (reference)."
+    )
     TRAIN_SCALARS = ("loss", "loss_sup", "loss_cons", "loss_weak", "consistency_weight", "flipped_fraction")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -147,13 +169,26 @@ class MTCLTrainer(BaselineTrainer):
         self.global_step = 0
 
     @classmethod
-    def uses_oracle(cls, options: MTCLOptions) -> bool:
-        return options.clean_cases == "oracle"
+    def uses_oracle(cls, options: MTCLOptions, trusted: bool = False) -> bool:
+        return clean_source(options.clean_cases, trusted) == "oracle"
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        super().check_config(cfg)
+        options = parse_method_options(cls.options_class(cfg.method_options), cfg.method_options, cfg.method)
+        if options.clean_cases == "trusted" and not (cfg.data.trusted_count or cfg.data.trusted_cases):
+            raise ValueError(
+                f"{cfg.method}: method_options.clean_cases=trusted needs trusted cases (data.trusted_count or "
+                "data.trusted_cases)"
+            )
 
     def find_clean_ids(self) -> frozenset[str]:
-        """Training cases treated as clean: not corrupted in the manifest (oracle), or none."""
-        if self.options.clean_cases == "none":
+        """Training cases treated as clean: the trusted ones, those the manifest leaves clean (oracle), or none."""
+        source = clean_source(self.options.clean_cases, bool(self.trusted_ids))
+        if source == "none":
             return frozenset()
+        if source == "trusted":
+            return frozenset(c.case_id for c in self.train_cases if c.case_id in self.trusted_ids)
         manifest = self.require_manifest("method_options.clean_cases='oracle'", "clean_cases='none'")
         return frozenset(c.case_id for c in self.train_cases if not manifest.case(c.case_id).corrupted)
 

@@ -187,12 +187,14 @@ class PixelDRLTrainer(SVLDRLTrainer):
         *,
         progress: bool = True,
         noise_manifest: NoiseManifest | None = None,
+        trusted_ids: Sequence[str] = (),
     ) -> None:
         """As ``SVLDRLTrainer``; ``noise_manifest`` is kept like every method's and not used (no oracle)."""
-        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress, noise_manifest=noise_manifest)
+        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress, noise_manifest=noise_manifest,
+                         trusted_ids=trusted_ids)  # fmt: skip
 
     @classmethod
-    def table_label(cls, method_options: Mapping[str, Any] | None = None) -> str:
+    def table_label(cls, method_options: Mapping[str, Any] | None = None, trusted: bool = False) -> str:
         return cls.NAME
 
     @classmethod

@@ -47,7 +47,7 @@ from svldrl.baselines.common import (
     option,
     parse_method_options,
 )
-from svldrl.baselines.mtcl import MTCLOptions, MTCLTrainer
+from svldrl.baselines.mtcl import MTCLOptions, MTCLTrainer, clean_source
 from svldrl.training import METHODS
 
 BASES = ("adele", "mtcl")
@@ -336,16 +336,16 @@ class RSFAssistedTrainer(BaselineTrainer):
         return RSFMTCLOptions if base_of(method_options) == "mtcl" else RSFADELEOptions
 
     @classmethod
-    def uses_oracle(cls, options: Any) -> bool:
-        return options.base == "mtcl" and options.clean_cases == "oracle"
+    def uses_oracle(cls, options: Any, trusted: bool = False) -> bool:
+        return options.base == "mtcl" and clean_source(options.clean_cases, trusted) == "oracle"
 
     @classmethod
-    def table_label(cls, method_options: Mapping[str, Any] | None = None) -> str:
+    def table_label(cls, method_options: Mapping[str, Any] | None = None, trusted: bool = False) -> str:
         """E.g. "RSF-assisted ADELE" or "RSF-assisted MTCL (oracle)"."""
         method_options = method_options or {}
         options = parse_method_options(cls.options_class(method_options), method_options, "rsf-assisted")
         label = f"{cls.NAME} {options.base.upper()}"
-        return f"{label} (oracle)" if cls.uses_oracle(options) else label
+        return f"{label} (oracle)" if cls.uses_oracle(options, trusted) else label
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

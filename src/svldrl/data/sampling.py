@@ -3,6 +3,12 @@
 The patches of an epoch are a pure function of ``(seed, epoch)`` (batch ``b`` even of
 ``(seed, epoch, b)``): every random draw comes from a generator seeded with them, so a run resumed at
 an epoch boundary sees exactly the patches the uninterrupted run would have seen.
+
+Which cases a batch holds (``data.sampler``): ``mixed`` (the default) draws the patches of a batch
+from different cases, as nnU-Net's and MONAI's samplers do; ``per_case`` puts the
+``samples_per_volume`` patches of one case side by side (every table made before issue 14). With
+trusted cases and ``data.trusted_per_batch = k``, every batch holds ``k`` patches of trusted cases
+and the rest from the others (two streams, as MTCL's ``TwoStreamBatchSampler``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from svldrl.data.case import Case, LabelSpec
 from svldrl.data.labels import unique_values
 
 _ORDER, _BATCH = 0, 1  # stream tags; seeds are fixed-length lists because numpy ignores trailing zeros
+_ALL, _TRUSTED, _OTHERS = 0, 1, 2  # the case streams of ``_ORDER``
 
 
 @dataclass(frozen=True)
@@ -94,16 +101,27 @@ class PatchSampler:
     the centre is then shifted so the patch lies inside the volume, and volumes smaller than the patch
     are zero-padded (``SpatialPad``). Each axis is flipped with probability 1/2 (``data_cfg.flips``) and
     each channel gets ``x * (1 + u) + v``, ``u, v ~ U(-j, j)``, clamped to [0, 1] (``intensity_jitter``).
-    Cases are visited in a fresh random order each epoch, ``samples_per_volume`` patches per visit.
+    Cases are visited in a fresh random order each epoch, ``samples_per_volume`` patches per visit
+    and pass; ``data_cfg.sampler`` and ``trusted_per_batch`` decide how the visits form batches
+    (module docstring).
 
     Args:
         cases: prepared cases (see ``prepare_cases``) with training labels, possibly noisy.
         labels: what the labels mean; sets one-hot classes or binary region channels.
-        data_cfg: patch size, ``pos_fraction``, ``samples_per_volume``, ``flips``, ``intensity_jitter``.
+        data_cfg: patch size, ``pos_fraction``, ``samples_per_volume``, ``flips``, ``intensity_jitter``,
+            ``sampler``, ``trusted_per_batch``.
         seed: the run's seed.
+        trusted_ids: the trusted cases among ``cases`` (their stream, with ``trusted_per_batch``).
     """
 
-    def __init__(self, cases: Sequence[Case], labels: LabelSpec, data_cfg: DataConfig, seed: int) -> None:
+    def __init__(
+        self,
+        cases: Sequence[Case],
+        labels: LabelSpec,
+        data_cfg: DataConfig,
+        seed: int,
+        trusted_ids: Sequence[str] = (),
+    ) -> None:
         self.patch_size = _check_config(data_cfg, seed)
         if not cases:
             raise ValueError("PatchSampler: no cases given")
@@ -116,6 +134,14 @@ class PatchSampler:
         self.data_cfg = data_cfg
         self.seed = seed
         self._volumes = [self._prepare(case) for case in cases]
+        trusted = set(trusted_ids)
+        self._trusted = [i for i, v in enumerate(self._volumes) if v.case_id in trusted]
+        self._others = [i for i, v in enumerate(self._volumes) if v.case_id not in trusted]
+        if data_cfg.trusted_per_batch and not (self._trusted and self._others):
+            raise ValueError(
+                f"data.trusted_per_batch={data_cfg.trusted_per_batch} needs trusted and other cases among the "
+                f"training cases; got {len(self._trusted)} trusted and {len(self._others)} others"
+            )
 
     def _prepare(self, case: Case) -> _Volume:
         image = _pad(case.image.astype(np.float32, copy=False), self.patch_size)
@@ -134,12 +160,45 @@ class PatchSampler:
         return math.ceil(len(self._volumes) * self.data_cfg.samples_per_volume / batch_size)
 
     def _visit_order(self, epoch: int, n_patches: int) -> list[int]:
-        """Volume index of each patch: shuffled passes over the cases, each visit repeated."""
+        """``per_case``: volume index of each patch; shuffled passes over the cases, each visit repeated."""
         rng = np.random.default_rng([self.seed, epoch, _ORDER, 0])
         order: list[int] = []
         while len(order) < n_patches:
             order.extend(np.repeat(rng.permutation(len(self._volumes)), self.data_cfg.samples_per_volume).tolist())
         return order[:n_patches]
+
+    def _stream(self, epoch: int, tag: int, volumes: list[int], n_batches: int, per_batch: int) -> list[list[int]]:
+        """``n_batches`` groups of ``per_batch`` volume indices, each group of different cases when possible.
+
+        The visits are shuffled rounds over ``volumes`` (``samples_per_volume`` rounds make a pass);
+        a group takes the next visits in turn, skipping ahead past a case it already holds.
+        """
+        rng = np.random.default_rng([self.seed, epoch, _ORDER, tag])
+        pending: list[int] = []
+        while len(pending) < n_batches * per_batch:
+            pending.extend(rng.permutation(volumes).tolist())
+        groups = []
+        for _ in range(n_batches):
+            group: list[int] = []
+            while len(group) < per_batch:
+                pick = next((k for k, v in enumerate(pending) if v not in group), 0)  # 0: fewer cases than slots
+                group.append(pending.pop(pick))
+            groups.append(group)
+        return groups
+
+    def _batch_volumes(self, epoch: int, n_batches: int, batch_size: int) -> list[list[int]]:
+        """The volume index of every patch of every batch of ``epoch`` (a pure function of seed and epoch)."""
+        if self.data_cfg.sampler == "per_case":
+            order = self._visit_order(epoch, n_batches * batch_size)
+            return [order[b * batch_size : (b + 1) * batch_size] for b in range(n_batches)]
+        k = self.data_cfg.trusted_per_batch
+        if not k:
+            return self._stream(epoch, _ALL, list(range(len(self._volumes))), n_batches, batch_size)
+        if k >= batch_size:
+            raise ValueError(f"data.trusted_per_batch={k} leaves no room in batches of {batch_size}")
+        trusted = self._stream(epoch, _TRUSTED, self._trusted, n_batches, k)
+        others = self._stream(epoch, _OTHERS, self._others, n_batches, batch_size - k)
+        return [t + o for t, o in zip(trusted, others, strict=True)]
 
     def _centre(self, volume: _Volume, rng: np.random.Generator) -> np.ndarray:
         """A voxel drawn from the foreground (probability pos_fraction) or the background."""
@@ -173,16 +232,16 @@ class PatchSampler:
     def epoch(self, epoch: int, n_batches: int, batch_size: int) -> Iterator[dict[str, Any]]:
         """The batches of ``epoch``: identical for the same ``(seed, epoch)``, whatever came before.
 
-        Batch ``b`` depends only on ``(seed, epoch, b)``, not on ``n_batches``.
+        Batch ``b``'s patches depend only on ``(seed, epoch, b)`` and its cases; with ``per_case`` its
+        cases do not depend on ``n_batches`` either.
         """
         if epoch < 0 or n_batches < 0 or batch_size < 1:
             raise ValueError(
                 f"need epoch >= 0, n_batches >= 0, batch_size >= 1; got {epoch}, {n_batches}, {batch_size}"
             )
-        order = self._visit_order(epoch, n_batches * batch_size)
-        for b in range(n_batches):
+        for b, indices in enumerate(self._batch_volumes(epoch, n_batches, batch_size)):
             rng = np.random.default_rng([self.seed, epoch, _BATCH, b])
-            volumes = [self._volumes[i] for i in order[b * batch_size : (b + 1) * batch_size]]
+            volumes = [self._volumes[i] for i in indices]
             images, targets = zip(*(self._patch(v, rng) for v in volumes), strict=True)
             yield {
                 "image": torch.from_numpy(np.stack(images)),  # (B, C, h, w, d)

@@ -101,7 +101,7 @@ def load_experiment(path: Path, runs_root: Path | None = None) -> Experiment:
         preset=str(raw.get("preset", "cpu")),
         config=dict(raw.get("config") or {}),
         overrides=tuple(raw.get("set") or ()),
-        variants=tuple(_variant(v, path, (raw.get("config") or {}).get("method_options")) for v in raw["methods"]),
+        variants=tuple(_variant(v, path, raw) for v in raw["methods"]),
         noise=tuple(raw.get("noise") or ("mt",)),
         ratios=tuple(float(r) for r in raw.get("ratios") or (0.5,)),
         seeds=tuple(int(s) for s in raw.get("seeds") or (0,)),
@@ -128,16 +128,33 @@ def _relative(base: Path, value: str) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
-def _variant(entry: Any, path: Path, _options: dict[str, Any] | None = None) -> Variant:
+def _variant(entry: Any, path: Path, raw: dict[str, Any]) -> Variant:
+    """A method entry of the file; its default label knows the method's options and whether the
+    runs have trusted cases (MTCL is an oracle without them)."""
     from svldrl.training import METHODS
 
     if isinstance(entry, str):
-        return Variant(METHODS.canonical(entry), method_info(entry, _options)["label"])
+        cfg = _entry_config(raw, ())
+        return Variant(METHODS.canonical(entry), method_info(entry, cfg.method_options, _has_trusted(cfg))["label"])
     if isinstance(entry, dict) and "method" in entry:
         method = METHODS.canonical(entry["method"])
-        label = entry.get("label") or method_info(method, _options)["label"]
-        return Variant(method, label, tuple(entry.get("set") or ()))
+        overrides = tuple(entry.get("set") or ())
+        cfg = _entry_config(raw, overrides)
+        label = entry.get("label") or method_info(method, cfg.method_options, _has_trusted(cfg))["label"]
+        return Variant(method, label, overrides)
     raise ValueError(f"{path}: a method entry is a name or a mapping with 'method' (and 'label', 'set'), got {entry!r}")
+
+
+def _entry_config(raw: dict[str, Any], overrides: tuple[str, ...]) -> TrainConfig:
+    """The configuration a method entry of an experiment file trains with (before noise and seed)."""
+    cfg = resolve_config(str(raw.get("preset", "cpu")))
+    if raw.get("config"):
+        cfg = merge(cfg, dict(raw["config"]))
+    return merge(cfg, parse_overrides(list(raw.get("set") or ()) + list(overrides)))
+
+
+def _has_trusted(cfg: TrainConfig) -> bool:
+    return bool(cfg.data.trusted_cases or cfg.data.trusted_count)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def method_info(name: str, method_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Description, oracle flag, footnote and table label of a registered method (with these options)."""
+def method_info(name: str, method_options: dict[str, Any] | None = None, trusted: bool = False) -> dict[str, Any]:
+    """Description, oracle flag, footnote and table label of a registered method (with these options,
+    in a run with or without trusted cases: MTCL uses them instead of the noise manifest)."""
     from svldrl.training import METHODS
 
     cls = METHODS.get(name)
@@ -14,7 +15,7 @@ def method_info(name: str, method_options: dict[str, Any] | None = None) -> dict
     doc = (cls.__doc__ or "").strip().splitlines()
     description = getattr(cls, "DESCRIPTION", None) or (doc[0] if doc else canonical)
     if hasattr(cls, "table_label"):  # the baselines know whether their options make them oracles
-        label = cls.table_label(method_options or {})
+        label = cls.table_label(method_options or {}, trusted)
     else:
         label = DISPLAY_NAMES.get(canonical, canonical)
     return {
@@ -37,6 +38,7 @@ DISPLAY_NAMES = {
     "rsf-assisted": "RSF-Assisted",
     "clcs": "CLCS",
     "pixeldrl-mg": "PixelDRL-MG",
+    "trusted-only": "Trusted only",
 }
 """The names the paper's tables use."""
 

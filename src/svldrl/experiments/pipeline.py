@@ -30,6 +30,7 @@ from svldrl.data import (  # noqa: F401  (DataError and open_checked_dataset: re
 from svldrl.experiments.environment import environment_record
 from svldrl.experiments.noisy_labels import noisy_labels_file, training_labels
 from svldrl.experiments.runs import METRICS_FILE, default_run_dir, fresh_run_folder, plan_run, save_config
+from svldrl.experiments.trusted import TRUSTED_FILE, check_trusted, listed_trusted_ids, resolve_trusted
 from svldrl.metrics import evaluate_case, summarise
 from svldrl.noise import MANIFEST_NAME
 
@@ -125,7 +126,7 @@ def train_run(
     data = Path(data)
     trainer_cls = check_run_config(cfg)
     dataset = open_checked_dataset(data)
-    make_split(dataset, cfg)  # a split that leaves no training case fails before the folder exists
+    check_trusted(cfg, make_split(dataset, cfg))  # a bad split or trusted id fails before the folder exists
     run_dir = out if out is not None else default_run_dir(dataset.name, cfg, runs_root)
     plan = plan_run(run_dir, cfg, resume=resume, overwrite=overwrite)
     with fresh_run_folder(plan):  # a failure in here puts back what the folder held
@@ -136,16 +137,20 @@ def train_run(
         write_json(run_dir / "env.json", {**environment_record(device), "data": str(data.resolve())})
         write_json(run_dir / DATA_FILE, dataset_record(dataset, data))
         split = resolve_split(dataset, cfg, run_dir)
-        labels_by_id, manifest = training_labels(dataset, split.train, cfg, split, runs_root / dataset.name / "_noise")
+        protected = listed_trusted_ids(cfg)  # never corrupted
+        cache_root = runs_root / dataset.name / "_noise"
+        labels_by_id, manifest = training_labels(dataset, split.train, cfg, split, cache_root, protected)
         if manifest is not None:
             manifest.save(run_dir / MANIFEST_NAME)
-            labels_file = noisy_labels_file(dataset.name, cfg, split, runs_root)
+            labels_file = noisy_labels_file(dataset.name, cfg, split, runs_root, protected)
             write_json(run_dir / NOISY_LABELS_FILE, {"path": str(labels_file.resolve())})
+        trusted = record_trusted(run_dir, resolve_trusted(cfg, split, manifest))
         train_cases = prepare_cases([dataset.get(i).with_label(labels_by_id[i]) for i in split.train], cfg.data)
         val_cases = prepare_cases([dataset.get(i) for i in split.val], cfg.data)
         trainer = trainer_cls(
-            cfg, train_cases, val_cases, dataset.labels, run_dir, progress=progress, noise_manifest=manifest
-        )
+            cfg, train_cases, val_cases, dataset.labels, run_dir, progress=progress, noise_manifest=manifest,
+            trusted_ids=trusted,
+        )  # fmt: skip
 
     start = time.perf_counter()
     trainer.fit(resume=plan.resume, stop_after=stop_after)
@@ -165,10 +170,22 @@ def train_run(
         "train_seconds_this_session": round(train_seconds, 1),
         "seconds_per_epoch": mean_epoch_seconds(run_dir),
         "config": to_dict(cfg),
+        "trusted_cases": trusted,
         **scores,
     }
     write_json(run_dir / METRICS_FILE, metrics)
     return RunResult(run_dir, metrics)
+
+
+def record_trusted(run_dir: Path, trusted: list[str]) -> list[str]:
+    """Write ``trusted.json`` (the resolved list); on resume it must name the same cases."""
+    import json
+
+    path = run_dir / TRUSTED_FILE
+    if path.is_file() and json.loads(path.read_text()).get("cases") != trusted:
+        raise ValueError(f"{path}: the run was trained with other trusted cases than the configuration gives now")
+    write_json(path, {"cases": trusted, "n": len(trusted)})
+    return trusted
 
 
 def mean_epoch_seconds(run_dir: Path) -> float | None:

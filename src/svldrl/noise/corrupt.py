@@ -34,6 +34,7 @@ def mt_noise(
     *,
     k_range: tuple[int, int] = K_RANGE,
     max_draws: int = MAX_DRAWS,
+    protected: Sequence[str] = (),
 ) -> tuple[dict[str, np.ndarray], NoiseManifest]:
     """Morphological noise on a seeded share ``ratio`` of the cases (``morphological_noise_with_record``).
 
@@ -42,7 +43,7 @@ def mt_noise(
         the manifest with the operation, k and Dice(noisy, clean) of each corrupted case.
     """
     check_ratio_seed(ratio, seed)
-    noisy_ids = set(select_noisy_cases(case_ids_of(cases), ratio, np.random.default_rng(seed)))
+    noisy_ids = set(select_noisy_cases(case_ids_of(cases), ratio, np.random.default_rng(seed), protected))
     labels: dict[str, np.ndarray] = {}
     entries: list[CaseNoise] = []
     for case in each_case(cases):
@@ -59,7 +60,7 @@ def mt_noise(
         details = {"draws": record.draws, "fallback": record.fallback}
         dice = label_dice(noisy, clean)
         entries.append(CaseNoise(case.case_id, True, "mt", record.operation, record.k, dice, details))
-    options = {"k_range": list(k_range), "max_draws": max_draws}
+    options = {"k_range": list(k_range), "max_draws": max_draws, **({"protected": sorted(protected)} if protected else {})}
     return labels, NoiseManifest("mt", float(ratio), int(seed), sorted_entries(entries), options)
 
 
@@ -79,7 +80,7 @@ def corrupt_labels(
         ratio: share of cases corrupted, rounded half up to a whole number of cases.
         seed: seed of the selection and of the noise.
         **kind_options: options of that kind (mt: ``k_range``, ``max_draws``; sfda: ``train_source``,
-            ``domain_shift``).
+            ``domain_shift``) and of both: ``protected``, the trusted cases, never corrupted.
     """
     noise = NOISES.get(kind)
     check_ratio_seed(ratio, seed)

@@ -18,11 +18,15 @@ def n_noisy_cases(n_cases: int, ratio: float) -> int:
     return min(n_cases, math.floor(ratio * n_cases + 0.5 + 1e-9))
 
 
-def select_noisy_cases(case_ids: Sequence[str], ratio: float, rng: np.random.Generator) -> list[str]:
+def select_noisy_cases(
+    case_ids: Sequence[str], ratio: float, rng: np.random.Generator, protected: Sequence[str] = ()
+) -> list[str]:
     """Exactly ``n_noisy_cases(len(case_ids), ratio)`` case ids, drawn without replacement.
 
     The ids are sorted before the draw, so the selection depends on the set of ids and the generator
-    state, not on the order the ids were listed in. The result is sorted too.
+    state, not on the order the ids were listed in. The result is sorted too. ``protected`` ids
+    (trusted cases) are never drawn; the count is still a share of all ``case_ids``, and without
+    protected ids the draw is the one svldrl always made.
     """
     ids = list(case_ids)
     if len(set(ids)) != len(ids):
@@ -30,7 +34,10 @@ def select_noisy_cases(case_ids: Sequence[str], ratio: float, rng: np.random.Gen
         raise ValueError(f"case_ids: duplicate ids {duplicates}")
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng: expected a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
-    ordered = sorted(ids)
-    n = n_noisy_cases(len(ordered), ratio)
+    n = n_noisy_cases(len(ids), ratio)
+    keep = set(protected)
+    ordered = sorted(i for i in ids if i not in keep)
+    if n > len(ordered):
+        raise ValueError(f"ratio {ratio:g}: {n} of {len(ids)} cases to corrupt, but {len(keep)} are protected (trusted)")
     chosen = rng.choice(len(ordered), size=n, replace=False)
     return [ordered[i] for i in sorted(chosen)]

@@ -111,6 +111,7 @@ def sfda_noise(
     seed: int,
     train_source: SourceTrainer | None = None,
     domain_shift: DomainShift | None = None,
+    protected: Sequence[str] = (),
 ) -> tuple[dict[str, np.ndarray], NoiseManifest]:
     """Labels of the target share ``ratio`` replaced by a source model's predictions.
 
@@ -120,6 +121,7 @@ def sfda_noise(
         seed: seed of the S/T split and of the per-case domain shift draws.
         train_source: trains the source model on S and returns its predictor (see module docstring).
         domain_shift: intensity change of T's images at prediction time; None for none.
+        protected: trusted cases, never in T (they train the source model with the rest of S).
 
     Returns:
         The training label of every case by id (S keeps its clean label array, not a copy) and the
@@ -132,7 +134,9 @@ def sfda_noise(
             "trainer (svldrl.training) is not wired in yet"
         )
     all_cases = _check_cases(cases)
-    target_ids = set(select_noisy_cases([c.case_id for c in all_cases], ratio, np.random.default_rng(seed)))
+    target_ids = set(
+        select_noisy_cases([c.case_id for c in all_cases], ratio, np.random.default_rng(seed), protected)
+    )
     source = [c for c in all_cases if c.case_id not in target_ids]
     if target_ids and not source:
         raise ValueError(f"ratio: {ratio} leaves no source cases to train the source model on")
@@ -151,5 +155,9 @@ def sfda_noise(
             details = {"role": "target", "gamma": gamma, "shift": offset}
             dice = label_dice(noisy, case.label)  # type: ignore[arg-type]
             entries.append(CaseNoise(case.case_id, True, "sfda", "source-model", None, dice, details))
-    options = {"domain_shift": shift.to_dict(), "train_source": _callable_name(train_source)}
+    # what trained the source model (its budget above all: it sets how wrong the labels are)
+    source = getattr(train_source, "record", None) or _callable_name(train_source)
+    options = {"domain_shift": shift.to_dict(), "train_source": source}
+    if protected:
+        options["protected"] = sorted(protected)
     return labels, NoiseManifest("sfda", float(ratio), int(seed), sorted_entries(entries), options)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from svldrl._io import atomic_write, write_text
-from svldrl.config import TrainConfig, merge
+from svldrl.config import TrainConfig, merge, with_legacy_values
 from svldrl.data import LabelSpec
 from svldrl.training.methods import METHODS
 from svldrl.training.seeding import resolve_device
@@ -77,8 +77,8 @@ def labels_from_dict(data: dict[str, Any]) -> LabelSpec:
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """The resolved configuration stored in a checkpoint."""
-    return merge(TrainConfig(), data)
+    """The resolved configuration stored in a checkpoint (keys it predates take their old values)."""
+    return merge(TrainConfig(), with_legacy_values(data))
 
 
 def load_trained(

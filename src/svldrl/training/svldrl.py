@@ -163,11 +163,13 @@ class SVLDRLTrainer(Trainer):
         *,
         progress: bool = True,
         noise_manifest: NoiseManifest | None = None,
+        trusted_ids: Sequence[str] = (),
     ) -> None:
         self.options = _method_options(cfg)
         _check_rl_config(cfg)
         self.schedule = StageSchedule(cfg.stages, cfg.optim.epochs)
-        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress, noise_manifest=noise_manifest)
+        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress, noise_manifest=noise_manifest,
+                         trusted_ids=trusted_ids)  # fmt: skip
 
     @classmethod
     def check_config(cls, cfg: TrainConfig) -> None:

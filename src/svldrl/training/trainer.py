@@ -96,6 +96,8 @@ class Trainer:
         run_dir: the run folder (checkpoints, log.csv, tensorboard, config.yaml).
         progress: show a progress bar over epochs.
         noise_manifest: which training cases were corrupted and how; only "oracle" methods use it.
+        trusted_ids: the expert-checked training cases (``data.trusted_cases``/``trusted_count``, resolved
+            by the pipeline): the two-stream sampler, ``trusted-only`` and MTCL's clean stream use them.
     """
 
     TRAIN_SCALARS: tuple[str, ...] = ("loss",)
@@ -117,11 +119,15 @@ class Trainer:
         *,
         progress: bool = True,
         noise_manifest: NoiseManifest | None = None,
+        trusted_ids: Sequence[str] = (),
     ) -> None:
         self.check_config(cfg)
         _check_cases(train_cases, val_cases, labels)
         self.noise_manifest = noise_manifest
         """The run's noise manifest (None for clean runs); only oracle methods read it."""
+        self.trusted_ids = frozenset(trusted_ids)
+        """The trusted training cases (empty when none are given)."""
+        train_cases = self.select_training_cases(train_cases)
         check_patch_size(cfg.model.backbone, cfg.data.patch_size, cfg.model)
         if cfg.val_every < 0:
             raise ValueError(f"val_every must be >= 0 (0: no validation while training), got {cfg.val_every}")
@@ -142,13 +148,17 @@ class Trainer:
         self.optimizer = self.build_optimizer()
         self.lr_scheduler = self.build_lr_scheduler()
         self.seg_loss = build_seg_loss(labels, cfg.optim.loss)
-        self.sampler = PatchSampler(self.train_cases, labels, cfg.data, seed=cfg.seed)
+        self.sampler = PatchSampler(self.train_cases, labels, cfg.data, seed=cfg.seed, trusted_ids=self.trusted_ids)
         self.epoch = 0
         """Epochs completed (the next epoch to run)."""
         self.best_score = -math.inf
         self.last_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------------ hooks for variants
+
+    def select_training_cases(self, cases: Sequence[Case]) -> Sequence[Case]:
+        """The cases this method trains on (all of them; ``trusted-only`` keeps the trusted ones)."""
+        return cases
 
     @classmethod
     def inference_network(cls, cfg: TrainConfig, in_channels: int, labels: LabelSpec) -> nn.Module:

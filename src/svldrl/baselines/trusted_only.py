@@ -1,0 +1,42 @@
+"""``trusted-only``: the plain baseline trained on the trusted (expert-checked) cases alone.
+
+The reference row every noisy-label method must beat to be worth its noisy labels: if a few clean
+cases teach as much as many noisy ones, the noisy labels carried little and no noise handling can
+show much (issue 14). Same loss, network and budget as ``baseline``; only the training cases differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from svldrl.config import TrainConfig
+from svldrl.data import Case
+from svldrl.training import METHODS, Trainer
+
+
+def has_trusted_cases(cfg: TrainConfig) -> bool:
+    """Whether the configuration names trusted cases (a list, a file, or a count to draw)."""
+    return bool(cfg.data.trusted_cases or cfg.data.trusted_count)
+
+
+@METHODS.register("trusted-only")
+class TrustedOnlyTrainer(Trainer):
+    """The baseline on the trusted cases only (a reference row, not a noise-handling method)."""
+
+    DESCRIPTION = "Trusted only: the baseline trained on the trusted cases alone (data.trusted_count / trusted_cases)"
+
+    @classmethod
+    def check_config(cls, cfg: TrainConfig) -> None:
+        super().check_config(cfg)
+        if not has_trusted_cases(cfg):
+            raise ValueError(
+                "trusted-only: needs trusted cases; set data.trusted_count (simulations) or data.trusted_cases"
+            )
+        if cfg.data.trusted_per_batch:
+            raise ValueError("trusted-only: data.trusted_per_batch must be 0 (every case it trains on is trusted)")
+
+    def select_training_cases(self, cases: Sequence[Case]) -> Sequence[Case]:
+        kept = [c for c in cases if c.case_id in self.trusted_ids]
+        if not kept:
+            raise ValueError("trusted-only: none of the training cases is trusted")
+        return kept
