@@ -450,7 +450,8 @@ def check_values(cfg: TrainConfig) -> None:
     _require(d.trusted_per_batch < o.batch_size or d.trusted_per_batch == 0, "data.trusted_per_batch",
              f"< optim.batch_size ({o.batch_size}), leaving room for the other cases", d.trusted_per_batch)  # fmt: skip
     _require(d.trusted_per_batch == 0 or bool(d.trusted_count or d.trusted_cases), "data.trusted_per_batch",
-             "0 unless trusted cases are given (data.trusted_count or data.trusted_cases)", d.trusted_per_batch)  # fmt: skip
+             "0 unless trusted cases are given (data.trusted_count or data.trusted_cases)",
+             d.trusted_per_batch)  # fmt: skip
     _require(all(c >= 1 for c in m.channels) and len(m.channels) >= 2, "model.channels", "two or more levels of "
              ">= 1 channels", m.channels)  # fmt: skip
     _require(m.feature_size >= 12 and m.feature_size % 12 == 0, "model.feature_size", "a multiple of 12",

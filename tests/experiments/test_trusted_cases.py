@@ -169,7 +169,8 @@ def test_an_experiment_with_trusted_cases_labels_mtcl_without_oracle(phantoms: P
     exp = tmp_path / "exp.yaml"
     exp.write_text(
         f"name: t\ndata: {phantoms}\nset: [data.trusted_count=2]\n"
-        "methods: [baseline, trusted-only, mtcl, {method: mtcl, label: old, set: [method_options.clean_cases=oracle]}]\n"
+        "methods: [baseline, trusted-only, mtcl,\n"
+        "          {method: mtcl, label: old, set: [method_options.clean_cases=oracle]}]\n"
         "noise: [mt]\nratios: [0.5]\nseeds: [0]\n"
     )
     labels = [v.label for v in load_experiment(exp).variants]

@@ -60,7 +60,9 @@ def mt_noise(
         details = {"draws": record.draws, "fallback": record.fallback}
         dice = label_dice(noisy, clean)
         entries.append(CaseNoise(case.case_id, True, "mt", record.operation, record.k, dice, details))
-    options = {"k_range": list(k_range), "max_draws": max_draws, **({"protected": sorted(protected)} if protected else {})}
+    options: dict = {"k_range": list(k_range), "max_draws": max_draws}
+    if protected:
+        options["protected"] = sorted(protected)
     return labels, NoiseManifest("mt", float(ratio), int(seed), sorted_entries(entries), options)
 
 

@@ -38,6 +38,8 @@ def select_noisy_cases(
     keep = set(protected)
     ordered = sorted(i for i in ids if i not in keep)
     if n > len(ordered):
-        raise ValueError(f"ratio {ratio:g}: {n} of {len(ids)} cases to corrupt, but {len(keep)} are protected (trusted)")
+        raise ValueError(
+            f"ratio {ratio:g}: {n} of {len(ids)} cases to corrupt, but {len(keep)} are protected (trusted)"
+        )
     chosen = rng.choice(len(ordered), size=n, replace=False)
     return [ordered[i] for i in sorted(chosen)]
