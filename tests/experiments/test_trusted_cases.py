@@ -201,3 +201,20 @@ def test_the_sfda_source_budget_has_its_own_key() -> None:
     trusted = merge(short, {"data": {"trusted_count": 3}})
     assert noise_key(trusted, split) == noise_key(short, split)  # a count picks trusted cases after the noise
     assert noise_key(short, split, ["c0"]) != noise_key(short, split)  # listed ones change the draw
+
+
+def test_co_teaching_estimates_its_forget_rates_from_the_trusted_cases() -> None:
+    import numpy as np
+
+    from svldrl.baselines.co_teaching import CoTeachingTrainer, excess_disagreement
+    from svldrl.experiments.methods import method_info
+
+    # the network disagrees with 5 % of foreground labels where they are right (its own error) and with
+    # 30 % on the other cases: 25 % of their foreground labels are wrong
+    rates = excess_disagreement(np.array([[10.0, 30.0]]), np.array([[100.0, 100.0]]),
+                                np.array([[10.0, 5.0]]), np.array([[100.0, 100.0]]))  # fmt: skip
+    np.testing.assert_allclose(rates, [[0.0, 0.25]])
+    assert excess_disagreement(np.array([[1.0]]), np.array([[10.0]]), np.array([[5.0]]), np.array([[10.0]])) == 0
+    assert method_info("co-teaching", {}, trusted=True)["label"] == "Co-Teaching"
+    assert method_info("co-teaching", {}, trusted=False)["label"] == "Co-Teaching (oracle)"
+    assert not CoTeachingTrainer.uses_oracle(CoTeachingTrainer.OPTIONS(forget_rate="estimate"))

@@ -7,9 +7,12 @@ apart, after the voxel form of gaozhitong/SP_guided_Noisy_Label_Seg) so the rare
 thrown away wholesale. The forget rate of class c rises linearly from 0 to its final value over the
 first 10 % of epochs (the reference's ``num_gradual``, ``np.linspace(0, rate, num_gradual)``).
 
-The final rate is ``1 - precision`` of the noisy labels of the class. "oracle" (default) computes it
-from the run's noise manifest; "estimate" trains both networks on all voxels for a warmup, then takes
-the share of each class's labelled voxels where network 1 disagrees with the label.
+The final rate is ``1 - precision`` of the noisy labels of the class. "oracle" computes it from the
+run's noise manifest; "estimate" trains both networks on all voxels for a warmup, then takes the
+share of each class's labelled voxels where network 1 disagrees with the label; "trusted" does the
+same on the other cases and subtracts the disagreement on the trusted cases, whose labels are right
+(what remains is the label noise, not the network's own error). "auto" (default): trusted when the
+run has trusted cases, else oracle.
 
 Network 1 is validated and saved (the checkpoint holds one network, as for every method); network 2
 is kept in the checkpoint for resuming. A Dice term on the peer-selected voxels is added to the
@@ -41,14 +44,19 @@ from svldrl.baselines.common import (
 from svldrl.noise import CaseNoise
 from svldrl.training import METHODS
 
-FORGET_SOURCES = ("oracle", "estimate")
+FORGET_SOURCES = ("auto", "oracle", "estimate", "trusted")
 
 
 @dataclass(frozen=True)
 class CoTeachingOptions:
     """``method_options`` of co-teaching."""
 
-    forget_rate: str = option("oracle", "'oracle' (1 - precision per class from the noise manifest) or 'estimate'")
+    forget_rate: str = option(
+        "auto",
+        "'oracle' (1 - precision per class from the noise manifest), 'estimate' (network-label disagreement "
+        "after a warmup), 'trusted' (that disagreement less the one on trusted cases), 'auto': trusted when "
+        "the run has trusted cases, else oracle",
+    )
     ramp_fraction: float = option(0.1, "share of epochs over which each forget rate rises linearly from 0")
     estimate_fraction: float = option(0.1, "'estimate': share of epochs trained on all voxels before estimating")
     peer_seed_offset: int = option(1, "network 2 is initialised with seed + this offset")
@@ -168,6 +176,27 @@ def oracle_forget_rates(cases: Sequence[tuple[np.ndarray, CaseNoise]], n_classes
     return np.clip(np.divide(wrong, total, out=np.zeros_like(wrong), where=total > 0), 0.0, 1.0)
 
 
+def forget_source(forget_rate: str, trusted: bool) -> str:
+    """``forget_rate`` with ``auto`` resolved: ``trusted`` when the run has trusted cases, else ``oracle``."""
+    if forget_rate == "auto":
+        return "trusted" if trusted else "oracle"
+    return forget_rate
+
+
+def excess_disagreement(
+    wrong_others: np.ndarray, total_others: np.ndarray, wrong_trusted: np.ndarray, total_trusted: np.ndarray
+) -> np.ndarray:
+    """(G, n) per-class disagreement rate on the other cases less that on the trusted cases, in [0, 1].
+
+    On trusted cases the labels are right, so their disagreement is the network's own error; the
+    excess on the other cases estimates the share of wrong labels (the noise rate, ``1 - precision``).
+    """
+    def rate(wrong: np.ndarray, total: np.ndarray) -> np.ndarray:
+        return np.divide(wrong, total, out=np.zeros_like(wrong, dtype=np.float64), where=total > 0)
+
+    return np.clip(rate(wrong_others, total_others) - rate(wrong_trusted, total_trusted), 0.0, 1.0)
+
+
 def disagreement_counts(classes: np.ndarray, predicted: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """(wrong, total), each (G, n): per group and labelled class, voxels where the prediction differs, and all.
 
@@ -194,9 +223,13 @@ class CoTeachingTrainer(BaselineTrainer):
     OPTIONS = CoTeachingOptions
     NAME = "Co-Teaching"
     ORACLE = True
-    DESCRIPTION = "Co-Teaching (Han 2018): two networks exchange per-class small-loss voxels (oracle noise rates)"
-    FOOTNOTE = ("Co-Teaching: small-loss selection per class and voxel; forget rates 1 - precision from the noise "
-                "manifest (oracle); network 1 evaluated; a Dice term on the selected voxels added.")
+    DESCRIPTION = (
+        "Co-Teaching (Han 2018): two networks exchange per-class small-loss voxels (noise rates from the "
+        "trusted cases, else the noise manifest, oracle)"
+    )
+    FOOTNOTE = ("Co-Teaching: small-loss selection per class and voxel; forget rates from the trusted cases, or "
+                "1 - precision from the noise manifest (oracle); network 1 evaluated; a Dice term on the "
+                "selected voxels added.")
     TRAIN_SCALARS = ("loss", "loss_net1", "loss_net2", "forget_rate_fg", "kept_fraction")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -204,12 +237,15 @@ class CoTeachingTrainer(BaselineTrainer):
         self.masked_dice = DiceLoss(include_background=True)  # inputs are masked probabilities, no activation
         self.final_forget: np.ndarray | None = None
         """(G, n) final forget rates, once known."""
-        if self.options.forget_rate == "oracle":
+        self.source = forget_source(self.options.forget_rate, bool(self.trusted_ids))
+        if self.source == "trusted" and not self.trusted_ids:
+            raise ValueError("co-teaching: method_options.forget_rate=trusted needs trusted cases (data.trusted_count)")
+        if self.source == "oracle":
             self.final_forget = self.oracle_rates()
 
     @classmethod
     def uses_oracle(cls, options: CoTeachingOptions, trusted: bool = False) -> bool:
-        return options.forget_rate == "oracle"
+        return forget_source(options.forget_rate, trusted) == "oracle"
 
     @property
     def ramp_epochs(self) -> int:
@@ -218,7 +254,7 @@ class CoTeachingTrainer(BaselineTrainer):
     @property
     def ramp_start(self) -> int:
         """0 for the oracle; after the estimating warmup otherwise."""
-        if self.options.forget_rate == "oracle":
+        if self.source == "oracle":
             return 0
         return max(1, epochs_of(self.options.estimate_fraction, self.cfg.optim.epochs))
 
@@ -278,7 +314,7 @@ class CoTeachingTrainer(BaselineTrainer):
 
     def on_epoch_end(self, epoch: int) -> None:
         if self.final_forget is None and epoch + 1 == self.ramp_start:
-            self.final_forget = self.estimated_rates()
+            self.final_forget = self.trusted_rates() if self.source == "trusted" else self.estimated_rates()
 
     def oracle_rates(self) -> np.ndarray:
         """(G, n) final rates from the manifest entries of the training cases."""
@@ -289,13 +325,24 @@ class CoTeachingTrainer(BaselineTrainer):
 
     def estimated_rates(self) -> np.ndarray:
         """(G, n) share of each class's labelled voxels where network 1 disagrees with the label."""
+        wrong, total = self.disagreement(self.train_cases)
+        return np.divide(wrong, total, out=np.zeros_like(wrong), where=total > 0)
+
+    def trusted_rates(self) -> np.ndarray:
+        """(G, n) the disagreement on the other cases less that on the trusted ones (``excess_disagreement``)."""
+        trusted = [c for c in self.train_cases if c.case_id in self.trusted_ids]
+        others = [c for c in self.train_cases if c.case_id not in self.trusted_ids]
+        return excess_disagreement(*self.disagreement(others), *self.disagreement(trusted))
+
+    def disagreement(self, cases: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(wrong, total), each (G, n), of network 1's whole-volume predictions against the labels of ``cases``."""
         _, n = n_groups_classes(self.labels)
-        wrong, total = 0.0, 0.0
-        for case in self.train_cases:
+        wrong, total = np.zeros((1, n)), np.zeros((1, n))
+        for case in cases:
             predicted = self.volume_probs(self.net, case.image).argmax(axis=1)  # (G, H, W, D)
             w, t = disagreement_counts(label_groups(case.label, self.labels.mode), predicted, n)
             wrong, total = wrong + w, total + t
-        return np.divide(wrong, total, out=np.zeros_like(wrong), where=total > 0)
+        return wrong, total
 
     def checkpoint_state(self) -> dict[str, Any]:
         state = super().checkpoint_state()
