@@ -45,3 +45,38 @@ def test_run_level_uses_one_number_per_seed(paired_module):
 
 def test_run_level_needs_three_seeds(paired_module):
     assert paired_module.run_level([1.0, 2.0]) is None
+
+
+def test_paired_across_noise_parts(paired_module):
+    """--noise-b: the clean baseline against a method trained under noise, paired by seed."""
+    runs = _runs([1.0, 2.0, 3.0])
+    renamed = {k.replace("method__mt-0.5", "trusted__mt-0.5").replace("baseline__mt-0.5", "baseline__clean"): v
+               for k, v in runs.items()}  # fmt: skip
+    r = paired_module.paired(renamed, "baseline", "trusted", "clean", "mt-0.5")
+    assert r["per_seed"] == pytest.approx([1.0, 2.0, 3.0])
+
+
+def test_gap_share_of_a_method_halfway_between_the_reference_rows(tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    rows = []
+    for seed in range(4):
+        for run, dice in (("baseline__clean", 0.86), ("baseline__mt-0.5", 0.80), ("method__mt-0.5", 0.83)):
+            for case in range(3):
+                wobble = 0.01 * ((seed + case) % 3 - 1)  # the same for every run of a seed and case: pairs cancel it
+                rows.append({"run": f"{run}__seed{seed}", "case_id": f"c{case}", "class": "mean",
+                             "dice": dice + wobble})  # fmt: skip
+    source = tmp_path / "cases.csv"
+    with source.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["run", "case_id", "class", "dice"])
+        writer.writeheader()
+        writer.writerows(rows)
+    out = subprocess.run([sys.executable, str(SCRIPT.with_name("gap.py")), str(source), "--noise", "mt-0.5"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    method = next(line for line in out.splitlines() if line.startswith("| method (mt-0.5)"))
+    assert "+3.00 (+3.00 to +3.00)" in method and "-3.00 (-3.00 to -3.00)" in method
+    assert "+0.50 (+0.50 to +0.50)" in method
+    noisy = next(line for line in out.splitlines() if line.startswith("| baseline (mt-0.5)"))
+    assert "+0.00 (+0.00 to +0.00)" in noisy.split("|")[-2]
