@@ -23,14 +23,25 @@ TEMPORARY_MARK = ".tmp"
 """Part of every temporary name ``atomic_path`` makes (after a leading dot)."""
 
 
-def default_file_mode() -> int:
-    """0666 less the process umask: the mode ``open(path, "w")`` would give a new file.
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux: /proc/self/status).
 
-    ``os.umask`` can only be read by setting it, so it is set and put back at once.
+    Elsewhere ``os.umask`` can only be read by setting it, so it is set and put back at once.
     """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     umask = os.umask(0o022)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def default_file_mode() -> int:
+    """0666 less the process umask: the mode ``open(path, "w")`` would give a new file."""
+    return 0o666 & ~current_umask()
 
 
 @contextmanager

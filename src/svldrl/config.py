@@ -344,7 +344,10 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if "=" not in pair:
             raise ValueError(f"--set expects key=value, got {pair!r}")
         key, raw = pair.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:  # e.g. "@ids.txt": not YAML, meant as the word it is
+            value = raw.strip()
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -447,6 +450,9 @@ def check_values(cfg: TrainConfig) -> None:
     _require(not (d.trusted_count and d.trusted_cases), "data.trusted_count and data.trusted_cases",
              "used one at a time", (d.trusted_count, d.trusted_cases))  # fmt: skip
     _require(d.trusted_per_batch >= 0, "data.trusted_per_batch", ">= 0", d.trusted_per_batch)
+    _require(d.trusted_per_batch == 0 or d.sampler == "mixed", "data.trusted_per_batch",
+             "0 with data.sampler=per_case (two-stream batches need the mixed sampler)",
+             d.trusted_per_batch)  # fmt: skip
     _require(d.trusted_per_batch < o.batch_size or d.trusted_per_batch == 0, "data.trusted_per_batch",
              f"< optim.batch_size ({o.batch_size}), leaving room for the other cases", d.trusted_per_batch)  # fmt: skip
     _require(d.trusted_per_batch == 0 or bool(d.trusted_count or d.trusted_cases), "data.trusted_per_batch",

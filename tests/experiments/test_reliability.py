@@ -159,6 +159,28 @@ def test_2_overwrite_restores_the_old_run_when_the_new_one_fails_to_start(
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no folder moved aside is left behind
 
 
+def test_2_a_kill_during_an_overwrite_setup_loses_nothing(phantoms: Path, tmp_path: Path) -> None:
+    """Killed after the old run was moved aside and before the new one saved an epoch: the next
+    command finds the old run back in place."""
+    out = tmp_path / "run"
+    invoke("train", phantoms, "--method", "baseline", "--out", out, *TINY)
+    before = files_of(out)
+    out.rename(tmp_path / ".run.replaced")  # what --overwrite does first
+    out.mkdir()
+    (out / "config.yaml").write_text((tmp_path / ".run.replaced" / "config.yaml").read_text())  # then the kill
+    assert "this run is finished" in refused("train", phantoms, "--method", "baseline", "--out", out, *TINY)
+    assert files_of(out) == before and not (tmp_path / ".run.replaced").exists()
+
+
+def test_4_a_folder_with_foreign_files_is_not_restarted(phantoms: Path, tmp_path: Path) -> None:
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "config.yaml").write_text("method: baseline\n")
+    (out / "notes.md").write_text("my notes")
+    message = refused("train", phantoms, "--method", "baseline", "--out", out, *TINY)
+    assert "notes.md" in message and (out / "notes.md").read_text() == "my notes"
+
+
 # ----------------------------------------------------------------------------- 3. stale temporaries
 
 
@@ -251,7 +273,7 @@ def test_5_label_values_outside_the_label_set_are_refused(phantoms: Path, tmp_pa
 
     rewrite(target, paint)
     message = refused("evaluate", preds, phantoms)
-    assert target.name in message and "3" in message
+    assert target.name in message and "values [3]" in message
 
 
 def test_5_a_missing_prediction_is_an_error_unless_allowed(phantoms: Path, tmp_path: Path) -> None:
@@ -472,8 +494,10 @@ def test_13_a_hard_linked_copy_keeps_its_source_mode(tmp_path: Path) -> None:
     src.write_bytes(b"data")
     src.chmod(0o440)
     dst = link_or_copy(src, tmp_path / "copy" / "image.nii.gz")
-    assert dst.read_bytes() == b"data"
+    assert dst.read_bytes() == b"data" and src.stat().st_nlink == 2  # a link, not a copy
     assert stat.S_IMODE(src.stat().st_mode) == 0o440
+    link_or_copy(src, dst)  # again onto the same file: nothing to do, no temporary left behind
+    assert [p.name for p in dst.parent.iterdir()] == ["image.nii.gz"]
 
 
 # ----------------------------------------------------------------------------- 14. help and summaries

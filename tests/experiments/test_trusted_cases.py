@@ -218,3 +218,43 @@ def test_co_teaching_estimates_its_forget_rates_from_the_trusted_cases() -> None
     assert method_info("co-teaching", {}, trusted=True)["label"] == "Co-Teaching"
     assert method_info("co-teaching", {}, trusted=False)["label"] == "Co-Teaching (oracle)"
     assert not CoTeachingTrainer.uses_oracle(CoTeachingTrainer.OPTIONS(forget_rate="estimate"))
+
+
+# ----------------------------------------------------------------------------- found in review
+
+
+def test_a_trusted_file_through_set_is_read_and_pinned_in_the_config(phantoms: Path, tmp_path: Path, split) -> None:
+    trusted = sorted(split["train"][:2])
+    ids = ids_file(tmp_path, trusted[::-1])
+    out = tmp_path / "run"
+    invoke("train", phantoms, "--method", "trusted-only", "--set", f"data.trusted_cases=@{ids}", "--out", out, *TINY)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["data"]["trusted_cases"] == trusted  # the ids themselves, not the file that may change
+
+
+def test_two_stream_batches_need_the_mixed_sampler(phantoms: Path, tmp_path: Path) -> None:
+    message = refused("train", phantoms, "--set", "data.trusted_count=2", "--set", "data.trusted_per_batch=1",
+                      "--set", "data.sampler=per_case", "--out", tmp_path / "r")  # fmt: skip
+    assert "data.trusted_per_batch must be 0 with data.sampler=per_case" in message
+
+
+def test_adele_keeps_the_two_streams_when_it_corrects_labels(tmp_path: Path) -> None:
+    from svldrl.baselines import ADELETrainer
+
+    cfg = merge(CPU, {"method": "adele", "data": {"trusted_count": 1, "trusted_per_batch": 1}, "val_every": 0})
+    cases = make_phantoms(4, 32, seed=1)
+    trainer = _trainer(ADELETrainer, cfg, [cases[0].case_id], tmp_path)
+    trainer.set_training_labels(list(trainer.train_cases))  # what a label correction does
+    for batch in trainer.sampler.epoch(0, 3, 2):
+        assert batch["case_id"][0] == cases[0].case_id and batch["case_id"][1] != cases[0].case_id
+
+
+def test_compare_refuses_an_impossible_trusted_count_before_training(phantoms: Path, tmp_path: Path) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        f"name: t\ndata: {phantoms}\nset: [optim.epochs=1, data.patch_size=32]\n"
+        "methods: [{method: trusted-only, set: [data.trusted_count=5]}]\nnoise: [mt]\nratios: [0.5]\nseeds: [0]\n"
+        "runs_root: runs\n"
+    )
+    assert "data.trusted_count 5 exceeds" in refused("compare", exp, "-q")
+    assert not (tmp_path / "runs").exists()

@@ -301,7 +301,9 @@ class ADELETrainer(BaselineTrainer):
     def set_training_labels(self, cases: list[Case]) -> None:
         """Train from now on with these cases' labels (a new patch sampler over them)."""
         self.train_cases = cases
-        self.sampler = PatchSampler(self.train_cases, self.labels, self.cfg.data, seed=self.cfg.seed)
+        self.sampler = PatchSampler(
+            self.train_cases, self.labels, self.cfg.data, seed=self.cfg.seed, trusted_ids=self.trusted_ids
+        )
 
     def write_history(self) -> None:
         """adele.json: IoU per epoch and class, the epoch each class started, the epochs labels were corrected."""

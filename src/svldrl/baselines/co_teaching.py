@@ -38,6 +38,8 @@ from svldrl.baselines.common import (
     label_groups,
     n_groups_classes,
     option,
+    parse_method_options,
+    require_trusted,
     seg_probabilities,
     voxel_cross_entropy,
 )
@@ -242,6 +244,12 @@ class CoTeachingTrainer(BaselineTrainer):
             raise ValueError("co-teaching: method_options.forget_rate=trusted needs trusted cases (data.trusted_count)")
         if self.source == "oracle":
             self.final_forget = self.oracle_rates()
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        super().check_config(cfg)
+        if parse_method_options(cls.OPTIONS, cfg.method_options, cfg.method).forget_rate == "trusted":
+            require_trusted(cfg, "method_options.forget_rate=trusted")
 
     @classmethod
     def uses_oracle(cls, options: CoTeachingOptions, trusted: bool = False) -> bool:

@@ -51,6 +51,17 @@ def parse_method_options(options_cls: type[OptionsT], method_options: Mapping[st
     return _from_dict(options_cls, dict(method_options), "method_options")
 
 
+def has_trusted_cases(cfg: TrainConfig) -> bool:
+    """Whether the configuration names trusted cases (a list, a file, or a count to draw)."""
+    return bool(cfg.data.trusted_cases or cfg.data.trusted_count)
+
+
+def require_trusted(cfg: TrainConfig, setting: str) -> None:
+    """Refuse, before any work, a ``setting`` that needs trusted cases in a run without them."""
+    if not has_trusted_cases(cfg):
+        raise ValueError(f"{cfg.method}: {setting} needs trusted cases (data.trusted_count or data.trusted_cases)")
+
+
 class BaselineTrainer(Trainer):
     """A noisy-label baseline: the common Trainer plus typed options, oracle flags and table labels.
 

@@ -39,6 +39,7 @@ from svldrl.baselines.common import (
     group_indices,
     option,
     parse_method_options,
+    require_trusted,
     seg_probabilities,
     voxel_cross_entropy,
 )
@@ -176,11 +177,8 @@ class MTCLTrainer(BaselineTrainer):
     def check_config(cls, cfg: Any) -> None:
         super().check_config(cfg)
         options = parse_method_options(cls.options_class(cfg.method_options), cfg.method_options, cfg.method)
-        if options.clean_cases == "trusted" and not (cfg.data.trusted_count or cfg.data.trusted_cases):
-            raise ValueError(
-                f"{cfg.method}: method_options.clean_cases=trusted needs trusted cases (data.trusted_count or "
-                "data.trusted_cases)"
-            )
+        if getattr(options, "clean_cases", None) == "trusted":  # RSF-assisted ADELE has no clean_cases
+            require_trusted(cfg, "method_options.clean_cases=trusted")
 
     def find_clean_ids(self) -> frozenset[str]:
         """Training cases treated as clean: the trusted ones, those the manifest leaves clean (oracle), or none."""

@@ -46,6 +46,7 @@ from svldrl.baselines.common import (
     n_groups_classes,
     option,
     parse_method_options,
+    require_trusted,
 )
 from svldrl.baselines.mtcl import MTCLOptions, MTCLTrainer, clean_source
 from svldrl.training import METHODS
@@ -334,6 +335,13 @@ class RSFAssistedTrainer(BaselineTrainer):
     @classmethod
     def options_class(cls, method_options: Mapping[str, Any]) -> type:
         return RSFMTCLOptions if base_of(method_options) == "mtcl" else RSFADELEOptions
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        super().check_config(cfg)
+        options = parse_method_options(cls.options_class(cfg.method_options), cfg.method_options, cfg.method)
+        if getattr(options, "clean_cases", None) == "trusted":
+            require_trusted(cfg, "method_options.clean_cases=trusted")
 
     @classmethod
     def uses_oracle(cls, options: Any, trusted: bool = False) -> bool:

@@ -2,21 +2,19 @@
 
 The reference row every noisy-label method must beat to be worth its noisy labels: if a few clean
 cases teach as much as many noisy ones, the noisy labels carried little and no noise handling can
-show much (issue 14). Same loss, network and budget as ``baseline``; only the training cases differ.
+show much (issue 14). Same loss and network as ``baseline``, and the same number of optimisation
+steps when ``optim.iters_per_epoch`` is set (the LA protocols); with one pass over the training
+cases per epoch (``iters_per_epoch: null``) it takes fewer steps, as the baseline would on so few.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from svldrl.baselines.common import has_trusted_cases
 from svldrl.config import TrainConfig
 from svldrl.data import Case
 from svldrl.training import METHODS, Trainer
-
-
-def has_trusted_cases(cfg: TrainConfig) -> bool:
-    """Whether the configuration names trusted cases (a list, a file, or a count to draw)."""
-    return bool(cfg.data.trusted_cases or cfg.data.trusted_count)
 
 
 @METHODS.register("trusted-only")

@@ -101,6 +101,8 @@ def link_or_copy(src: Path, dst: Path) -> Path:
     A link shares its source's inode, so its mode is the source's and is left alone; a copy gets
     the mode of a new file (the umask's).
     """
+    if dst.exists() and os.path.samefile(src, dst):  # already this file (a rename onto it would do nothing)
+        return dst
     with atomic_path(dst, set_mode=False) as tmp:
         tmp.unlink()  # os.link needs a free name; atomic_path only reserved it
         try:

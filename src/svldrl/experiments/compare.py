@@ -26,6 +26,7 @@ from svldrl.config import TrainConfig, merge, parse_overrides, resolve_config
 from svldrl.experiments.methods import method_info
 from svldrl.experiments.runs import METRICS_FILE, check_existing_run, claim_run
 from svldrl.experiments.tables import Table, TableRow, noise_label, rows_from_runs
+from svldrl.experiments.trusted import pin_trusted_cases
 from svldrl.metrics import METRICS
 
 EXPERIMENT_KEYS = {
@@ -211,6 +212,7 @@ def _config(exp: Experiment, variant: Variant, noise: str, ratio: float, seed: i
     if exp.config:
         cfg = merge(cfg, exp.config)
     cfg = merge(cfg, parse_overrides(list(exp.overrides) + list(variant.overrides)))
+    cfg = pin_trusted_cases(cfg, exp.source.parent)  # '@file' relative to the experiment file
     return replace(cfg, method=variant.method, seed=seed, noise=replace(cfg.noise, kind=noise, ratio=ratio, seed=seed))
 
 
@@ -224,15 +226,18 @@ def run_experiment(
     several ``compare`` processes on one grid never train a run twice.
     """
     from svldrl.data import load_dataset
-    from svldrl.experiments.pipeline import check_run_config
+    from svldrl.experiments.pipeline import check_run_config, make_split
+    from svldrl.experiments.trusted import check_trusted
 
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     exp = load_experiment(path, runs_root)
     runs = grid(exp)  # checks every method name and override before any training
-    dataset_name = load_dataset(exp.data).name
+    dataset = load_dataset(exp.data)
+    dataset_name = dataset.name
     for run in runs:  # an invalid option, a run folder from other settings: refuse now, not hours in
         check_run_config(run.cfg)
+        check_trusted(run.cfg, make_split(dataset, run.cfg))
         check_existing_run(run.run_dir(exp, dataset_name), run.cfg)
     started = time.perf_counter()
     if not tables_only:

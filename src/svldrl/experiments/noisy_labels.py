@@ -108,6 +108,24 @@ def _cached_or_new_labels(
     return labels, manifest
 
 
+def recorded_labels(
+    labels_file: Path, train_ids: Sequence[str]
+) -> tuple[dict[str, np.ndarray], NoiseManifest] | None:
+    """The frozen noisy labels a run recorded (``noisy_labels.json``), if they are still there.
+
+    Why: a resumed run must keep training on the labels it started with, even if svldrl has since
+    changed how the cache folder is named (the SFDA key gained the source budget in issue 14).
+    """
+    cache = labels_file.parent
+    if not (labels_file.is_file() and (cache / MANIFEST_NAME).is_file()):
+        return None
+    with np.load(labels_file) as npz:
+        if not set(train_ids) <= set(npz.files):
+            return None
+        labels = {i: npz[i] for i in train_ids}
+    return labels, NoiseManifest.load(cache / MANIFEST_NAME)
+
+
 def sfda_options(cfg: TrainConfig, cache: Path, labels: LabelSpec) -> dict:
     """``train_source`` and ``domain_shift`` for ``sfda_noise`` (method.md "SFDA noise")."""
     from svldrl.noise import DomainShift

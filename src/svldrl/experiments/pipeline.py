@@ -30,7 +30,13 @@ from svldrl.data import (  # noqa: F401  (DataError and open_checked_dataset: re
 from svldrl.experiments.environment import environment_record
 from svldrl.experiments.noisy_labels import noisy_labels_file, training_labels
 from svldrl.experiments.runs import METRICS_FILE, default_run_dir, fresh_run_folder, plan_run, save_config
-from svldrl.experiments.trusted import TRUSTED_FILE, check_trusted, listed_trusted_ids, resolve_trusted
+from svldrl.experiments.trusted import (
+    TRUSTED_FILE,
+    check_trusted,
+    listed_trusted_ids,
+    pin_trusted_cases,
+    resolve_trusted,
+)
 from svldrl.metrics import evaluate_case, summarise
 from svldrl.noise import MANIFEST_NAME
 
@@ -124,6 +130,7 @@ def train_run(
     from svldrl.training import resolve_device
 
     data = Path(data)
+    cfg = pin_trusted_cases(cfg)  # the ids themselves in config.yaml, not a file that may change
     trainer_cls = check_run_config(cfg)
     dataset = open_checked_dataset(data)
     check_trusted(cfg, make_split(dataset, cfg))  # a bad split or trusted id fails before the folder exists
@@ -138,11 +145,15 @@ def train_run(
         write_json(run_dir / DATA_FILE, dataset_record(dataset, data))
         split = resolve_split(dataset, cfg, run_dir)
         protected = listed_trusted_ids(cfg)  # never corrupted
-        cache_root = runs_root / dataset.name / "_noise"
-        labels_by_id, manifest = training_labels(dataset, split.train, cfg, split, cache_root, protected)
+        frozen = resumed_labels(run_dir, split.train) if plan.resume and cfg.noise.kind != "none" else None
+        if frozen is not None:  # the labels this run started with, wherever they are cached
+            labels_by_id, manifest, labels_file = frozen
+        else:
+            cache_root = runs_root / dataset.name / "_noise"
+            labels_by_id, manifest = training_labels(dataset, split.train, cfg, split, cache_root, protected)
+            labels_file = noisy_labels_file(dataset.name, cfg, split, runs_root, protected)
         if manifest is not None:
             manifest.save(run_dir / MANIFEST_NAME)
-            labels_file = noisy_labels_file(dataset.name, cfg, split, runs_root, protected)
             write_json(run_dir / NOISY_LABELS_FILE, {"path": str(labels_file.resolve())})
         trusted = record_trusted(run_dir, resolve_trusted(cfg, split, manifest))
         train_cases = prepare_cases([dataset.get(i).with_label(labels_by_id[i]) for i in split.train], cfg.data)
@@ -175,6 +186,20 @@ def train_run(
     }
     write_json(run_dir / METRICS_FILE, metrics)
     return RunResult(run_dir, metrics)
+
+
+def resumed_labels(run_dir: Path, train_ids: Sequence[str]) -> tuple[dict, Any, Path] | None:
+    """The noisy labels an interrupted run recorded in ``noisy_labels.json``, with their file, if still there."""
+    import json
+
+    from svldrl.experiments.noisy_labels import recorded_labels
+
+    record = run_dir / NOISY_LABELS_FILE
+    if not record.is_file():
+        return None
+    labels_file = Path(json.loads(record.read_text())["path"])
+    found = recorded_labels(labels_file, train_ids)
+    return None if found is None else (*found, labels_file)
 
 
 def record_trusted(run_dir: Path, trusted: list[str]) -> list[str]:

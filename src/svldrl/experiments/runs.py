@@ -44,6 +44,11 @@ def default_run_dir(dataset_name: str, cfg: TrainConfig, root: Path = Path("runs
 
 
 LATEST_CHECKPOINT = "checkpoints/latest.pt"
+RUN_FILES = frozenset(
+    {"config.yaml", "env.json", "data.json", "split.json", "noise_manifest.json", "noisy_labels.json",
+     "trusted.json", "log.csv", "tensorboard", "checkpoints"}
+)  # fmt: skip
+"""What a run folder holds before its first checkpoint (and more later): nothing else is ours to delete."""
 
 
 def run_state(run_dir: Path) -> RunState:
@@ -54,6 +59,58 @@ def run_state(run_dir: Path) -> RunState:
     if (run_dir / CONFIG_FILE).exists():
         return RunState.UNSTARTED
     return RunState.NEW
+
+
+def aside_folder(run_dir: Path) -> Path:
+    """Where ``--overwrite`` keeps the run it replaces until the new run has started."""
+    return run_dir.parent / f".{run_dir.name}.replaced"
+
+
+def recover_replaced_run(run_dir: Path) -> bool:
+    """Put back a run that a killed ``--overwrite`` moved aside; True if one was put back.
+
+    A kill during the new run's setup (an SFDA source model trains there) leaves the old run in
+    ``.<name>.replaced`` and the new folder without a checkpoint; the old run must not be lost.
+    """
+    aside = aside_folder(run_dir)
+    if not aside.is_dir() or run_state(run_dir) not in (RunState.NEW, RunState.UNSTARTED):
+        return False
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    aside.rename(run_dir)
+    return True
+
+
+def check_unstarted_run(run_dir: Path) -> None:
+    """Refuse to restart a folder with ``config.yaml`` that holds anything a run does not write."""
+    foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_FILES and not p.name.startswith("."))
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir():
+        foreign += [f"checkpoints/{p.name}" for p in checkpoints.iterdir() if not p.name.startswith(".")]
+    try:
+        load_config(run_dir / CONFIG_FILE)
+    except (ValueError, TypeError, OSError) as exc:
+        raise RunExistsError(f"{run_dir / CONFIG_FILE}: not a run's configuration ({exc}); choose another --out") from exc
+    if foreign:
+        raise RunExistsError(
+            f"{run_dir}: holds {', '.join(foreign[:3])}, which no run writes; choose another --out or remove them"
+        )
+
+
+def differing_keys(saved: TrainConfig, requested: TrainConfig) -> list[str]:
+    """Dotted keys whose values differ between two configurations (execution keys left out)."""
+
+    def flat(tree: dict, prefix: str = "") -> dict[str, object]:
+        out: dict[str, object] = {}
+        for key, value in tree.items():
+            if isinstance(value, dict) and key != "method_options":
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    a, b = flat(settings_of(saved)), flat(settings_of(requested))
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
 @dataclass(frozen=True)
@@ -85,7 +142,10 @@ def plan_run(run_dir: Path, cfg: TrainConfig, *, resume: bool, overwrite: bool) 
     - ``resume`` on a new folder is allowed and simply starts;
     - a folder that holds other files is refused (``--out`` pointing at a data folder).
     """
+    recover_replaced_run(run_dir)
     state = run_state(run_dir)
+    if state is RunState.UNSTARTED:
+        check_unstarted_run(run_dir)
     if state is RunState.NEW and run_dir.is_dir() and any(run_dir.iterdir()):
         raise RunExistsError(f"{run_dir}: not a run folder (no {CONFIG_FILE}) and not empty; choose another --out")
     if state is RunState.UNSTARTED or (overwrite and state is not RunState.NEW):
@@ -98,8 +158,8 @@ def plan_run(run_dir: Path, cfg: TrainConfig, *, resume: bool, overwrite: bool) 
         saved = load_config(run_dir / CONFIG_FILE)
         if not same_settings(saved, cfg):
             raise RunExistsError(
-                f"{run_dir / CONFIG_FILE}: the saved configuration differs from the requested one; "
-                "resume with the same options or use --overwrite"
+                f"{run_dir / CONFIG_FILE}: the saved configuration differs from the requested one in "
+                f"{', '.join(differing_keys(saved, cfg)[:6])}; resume with the same options or use --overwrite"
             )
         return RunPlan(run_dir, state, resume=True)
     return RunPlan(run_dir, state, resume=False)
@@ -115,10 +175,10 @@ def fresh_run_folder(plan: RunPlan) -> Iterator[Path]:
     removed, so the corrected command starts cleanly.
     """
     run_dir = plan.run_dir
-    aside = run_dir.parent / f".{run_dir.name}.replaced"
+    aside = aside_folder(run_dir)
     if plan.replace:
-        if aside.exists():  # left by a process killed during an earlier setup: the run it held was replaced
-            shutil.rmtree(aside)
+        if aside.exists():
+            raise RunExistsError(f"{aside}: a run moved aside by an earlier --overwrite is still here; look at it first")
         run_dir.rename(aside)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -153,8 +213,8 @@ def check_existing_run(run_dir: Path, cfg: TrainConfig) -> None:
     if not same_settings(saved, cfg):
         state = "finished" if (run_dir / METRICS_FILE).exists() else "unfinished"
         raise RunExistsError(
-            f"{run_dir / CONFIG_FILE}: a {state} run with other settings has this folder; "
-            "give the experiment another runs_root, or delete the run to train it with these settings"
+            f"{run_dir / CONFIG_FILE}: a {state} run with other settings ({', '.join(differing_keys(saved, cfg)[:6])}) "
+            "has this folder; give the experiment another runs_root, or delete the run to train it with these settings"
         )
 
 

@@ -12,6 +12,7 @@ ratio that cannot be met without corrupting a trusted case is a one-line error.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +27,18 @@ _TRUSTED_STREAM = 14
 """Seeds the draw of ``trusted_count`` cases: ``default_rng([seed, 14])``, apart from every other stream."""
 
 
-def listed_trusted_ids(cfg: TrainConfig) -> list[str]:
-    """``data.trusted_cases`` with ``@file`` entries read (one id per line, ``#`` comments), in order, once each."""
+def listed_trusted_ids(cfg: TrainConfig, base: Path | None = None) -> list[str]:
+    """``data.trusted_cases`` with ``@file`` entries read (one id per line, ``#`` comments), in order, once each.
+
+    A relative ``@file`` is found from ``base`` (an experiment file's folder), else the working folder.
+    """
     ids: list[str] = []
     for entry in cfg.data.trusted_cases:
         entry = str(entry).strip()
         if entry.startswith("@"):
             path = Path(entry[1:])
+            if base is not None and not path.is_absolute():
+                path = base / path
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: data.trusted_cases file not found")
             lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
@@ -40,6 +46,17 @@ def listed_trusted_ids(cfg: TrainConfig) -> list[str]:
         elif entry:
             ids.append(entry)
     return list(dict.fromkeys(ids))
+
+
+def pin_trusted_cases(cfg: TrainConfig, base: Path | None = None) -> TrainConfig:
+    """``cfg`` with ``data.trusted_cases`` as the sorted ids themselves (``@file`` entries read).
+
+    Why: the run's ``config.yaml`` then names the cases, so a file edited later, or a path read from
+    another folder, cannot make a finished run look like it was trained with the new list.
+    """
+    if not cfg.data.trusted_cases:
+        return cfg
+    return replace(cfg, data=replace(cfg.data, trusted_cases=tuple(sorted(listed_trusted_ids(cfg, base)))))
 
 
 def corrupted_count(cfg: TrainConfig, n_train: int) -> int:
