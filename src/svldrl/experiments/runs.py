@@ -90,7 +90,9 @@ def check_unstarted_run(run_dir: Path) -> None:
     try:
         load_config(run_dir / CONFIG_FILE)
     except (ValueError, TypeError, OSError) as exc:
-        raise RunExistsError(f"{run_dir / CONFIG_FILE}: not a run's configuration ({exc}); choose another --out") from exc
+        raise RunExistsError(
+            f"{run_dir / CONFIG_FILE}: not a run's configuration ({exc}); choose another --out"
+        ) from exc
     if foreign:
         raise RunExistsError(
             f"{run_dir}: holds {', '.join(foreign[:3])}, which no run writes; choose another --out or remove them"
@@ -178,7 +180,9 @@ def fresh_run_folder(plan: RunPlan) -> Iterator[Path]:
     aside = aside_folder(run_dir)
     if plan.replace:
         if aside.exists():
-            raise RunExistsError(f"{aside}: a run moved aside by an earlier --overwrite is still here; look at it first")
+            raise RunExistsError(
+                f"{aside}: a run moved aside by an earlier --overwrite is still here; look at it first"
+            )
         run_dir.rename(aside)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
