@@ -305,20 +305,20 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
         raise ValueError(f"{exp.source}: no finished runs to tabulate yet")
     _refuse_to_shrink(exp, len(done))
     written: dict[str, Path] = {}
-    main = [(r, m) for r, m in done if not r.variant.overrides]
+    # Table 5's rows are the configured variants of svl-drl; a configured variant of any other method
+    # (e.g. "Trusted only 6", a baseline with another loss) is a row of the main table
+    main = [(r, m) for r, m in done if not _is_ablation(r)]
     ablation = [
         (r, m)
         for r, m in done
-        if r.variant.method in ("svl-drl", "baseline")
-        and (r.variant.overrides or r.variant.method == "baseline")
-        and r.noise != "none"
+        if (_is_ablation(r) or (r.variant.method == "baseline" and not r.variant.overrides)) and r.noise != "none"
     ]
     n_seeds = len(exp.seeds)
     spread = "seeds" if n_seeds > 1 else "test cases"
     if main:
         table = _table(main, f"{exp.name}: mean (± std over {spread}); Dice and IoU in %, HD95 and ASD in mm")
         written.update(_write_table(table, exp.out / "table"))
-    has_ablation = any(r.variant.overrides for r, _ in done)
+    has_ablation = any(_is_ablation(r) for r, _ in done)
     if has_ablation:
         full = [(r, m) for r, m in done if r.variant.method == "svl-drl" and not r.variant.overrides]
         table = _table(ablation + full, f"{exp.name} ablations: mean (± std over {spread})")
@@ -341,6 +341,11 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
         ),
     )
     return written
+
+
+def _is_ablation(run: GridRun) -> bool:
+    """A configured variant of SVL-DRL: a row of the ablation table (Table 5), not of the main table."""
+    return run.variant.method == "svl-drl" and bool(run.variant.overrides)
 
 
 def _table(entries: list[tuple[GridRun, dict]], caption: str) -> Table:
