@@ -539,3 +539,17 @@ def test_14_debug_works_after_the_subcommand(tmp_path: Path) -> None:
     )  # fmt: skip
     assert "No such option" not in proc.stderr
     assert "Traceback" in proc.stderr and "missing" in proc.stderr
+
+
+def test_5_brats_region_predictions_are_decoded_before_scoring(make_brats, tmp_path: Path) -> None:
+    """Found on the way: `predict` writes BraTS masks as file values 1/2/4, which `evaluate` compared
+    with the (WT, TC, ET) regions as they were, and failed with a shape error."""
+    root = make_brats("brats", n_cases=2)
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for case in sorted(root.iterdir()):
+        shutil.copy(case / f"{case.name}_seg.nii.gz", preds / f"{case.name}.nii.gz")
+    invoke("evaluate", preds, root, "--out", tmp_path / "scores")
+    per_case = json.loads((tmp_path / "scores.json").read_text())["per_case"]
+    assert {c: round(v["mean"]["dice"], 6) for c, v in per_case.items()} == {c: 1.0 for c in per_case}
+    assert set(next(iter(per_case.values()))) == {"WT", "TC", "ET", "mean"}
