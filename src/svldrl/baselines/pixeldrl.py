@@ -34,136 +34,23 @@ from torch import nn
 
 from svldrl.config import TrainConfig
 from svldrl.data import Case, LabelSpec
-from svldrl.models import HEADS, NetOutput, ThreeHeadNet, build_network
+from svldrl.models import MaskStateNet, build_network, mask_channels
 from svldrl.noise import NoiseManifest
-from svldrl.rl import RewardParts, action_log_prob_and_entropy, greedy_actions, sample_actions, soft_dice
+from svldrl.rl import RewardParts, action_log_prob_and_entropy, sample_actions, soft_dice
+from svldrl.rl.mask_actions import (  # noqa: F401  (the mechanism, importable from here as before the move)
+    KEEP,
+    MASK_LOGIT,
+    SET_BACKGROUND,
+    SET_FOREGROUND,
+    apply_mask_actions,
+    foreground_proposal,
+    initial_mask,
+    mask_agreement_reward,
+    mask_logits,
+)
 from svldrl.training import METHODS, GradientPlan, Rollout, SVLDRLTrainer
 
-KEEP, SET_FOREGROUND, SET_BACKGROUND = 0, 1, 2
-"""Mask actions of a voxel agent (the policy decoder's three outputs)."""
-MASK_LOGIT = 10.0
-"""|logit| of a refined mask returned by ``MaskStateNet.segment`` (softmax/sigmoid ~ 1 - 5e-5)."""
-
-
-# ----------------------------------------------------------------------------- mechanism
-
-
-def initial_mask(seg_logits: torch.Tensor, mode: str) -> torch.Tensor:
-    """(B, F, ...) thresholded prediction: foreground channels of the argmax (classes) or sigmoid > 0.5 (regions)."""
-    if mode == "classes":
-        onehot = nn.functional.one_hot(seg_logits.argmax(dim=1), seg_logits.shape[1]).movedim(-1, 1)
-        return onehot[:, 1:].to(seg_logits.dtype)
-    return (seg_logits > 0).to(seg_logits.dtype)
-
-
-def foreground_proposal(seg_logits: torch.Tensor, mode: str) -> torch.Tensor:
-    """(B, F, ...) what "set foreground" writes: the most likely foreground class (one-hot), or for regions
-    the regions above 0.5, else the most likely one."""
-    fg = seg_logits[:, 1:] if mode == "classes" else seg_logits  # (B, F, ...)
-    best = nn.functional.one_hot(fg.argmax(dim=1), fg.shape[1]).movedim(-1, 1).to(seg_logits.dtype)
-    if mode == "classes":
-        return best
-    above = (fg > 0).to(seg_logits.dtype)
-    return torch.where(above.sum(dim=1, keepdim=True) > 0, above, best)
-
-
-def apply_mask_actions(mask: torch.Tensor, actions: torch.Tensor, proposal: torch.Tensor) -> torch.Tensor:
-    """The next mask: per voxel keep (0), write ``proposal`` (1) or clear every channel (2).
-
-    Args:
-        mask: (B, F, ...) current mask in {0, 1}.
-        actions: (B, ...) integer actions in {0, 1, 2}.
-        proposal: (B, F, ...) foreground labelling written by action 1.
-    """
-    if mask.shape != proposal.shape or actions.shape != mask.shape[:1] + mask.shape[2:]:
-        raise ValueError(f"apply_mask_actions: mask {tuple(mask.shape)}, proposal {tuple(proposal.shape)} and "
-                         f"actions {tuple(actions.shape)} do not fit (actions: one per voxel)")
-    if actions.dtype.is_floating_point or (actions.numel() and (actions.min() < 0 or actions.max() > 2)):
-        raise ValueError("apply_mask_actions: actions must be integers in {0, 1, 2}")
-    a = actions.unsqueeze(1)  # (B, 1, ...)
-    return torch.where(a == SET_FOREGROUND, proposal, torch.where(a == SET_BACKGROUND, torch.zeros_like(mask), mask))
-
-
-@torch.no_grad()
-def mask_agreement_reward(prev_mask: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(B, 1, ...) each voxel's improvement of agreement with the label, ``|m(t-1) - y| - |m(t) - y|``, mean over F.
-
-    Args:
-        prev_mask, mask: (B, F, ...) masks before and after the step.
-        target: (B, F, ...) foreground channels of the training label.
-    """
-    return ((prev_mask - target).abs() - (mask - target).abs()).mean(dim=1, keepdim=True)
-
-
-def mask_logits(mask: torch.Tensor, mode: str) -> torch.Tensor:
-    """(B, n_outputs, ...) logits whose softmax/sigmoid is (almost) the (B, F, ...) mask (background = no channel)."""
-    if mode == "classes":
-        background = 1.0 - mask.amax(dim=1, keepdim=True)
-        mask = torch.cat([background, mask], dim=1)
-    return MASK_LOGIT * (2.0 * mask - 1.0)
-
-
-# ----------------------------------------------------------------------------- model
-
-
-class MaskStateNet(nn.Module):
-    """The three-decoder network on (image, mask) states; an image alone is given the blank mask.
-
-    Args:
-        net: a ``ThreeHeadNet`` built for ``image_channels + mask_channels`` inputs.
-        image_channels: C of the images.
-        mask_channels: F, the foreground channels of the labels.
-        mode: "classes" or "regions".
-    """
-
-    def __init__(self, net: ThreeHeadNet, image_channels: int, mask_channels: int, mode: str) -> None:
-        super().__init__()
-        self.net = net
-        self.image_channels = image_channels
-        self.mask_channels = mask_channels
-        self.mode = mode
-        self.refine_steps = 0
-        """Greedy mask-edit steps ``segment`` applies after the segmentation (0: plain segmentation)."""
-
-    def state(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, C + F, ...) the state (image, mask)."""
-        return torch.cat([image, mask.to(image.dtype)], dim=1)
-
-    def blank(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, C + F, ...) the image with an empty mask, the segmentation decoder's input."""
-        return self.state(image, image.new_zeros(image.shape[0], self.mask_channels, *image.shape[2:]))
-
-    def forward(self, x: torch.Tensor, heads: Sequence[str] = HEADS) -> NetOutput:
-        """Decoders on a state (B, C + F, ...); an image (B, C, ...) is segmented on the blank mask."""
-        if x.shape[1] == self.image_channels:
-            if set(heads) - {"seg"}:
-                raise ValueError("MaskStateNet: the value and policy decoders need a state (image, mask), got an "
-                                 "image; PixelDRL-MG's policy edits masks, not intensities (use refine_steps)")
-            x = self.blank(x)
-        return self.net(x, heads=heads)
-
-    def segment(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, n_outputs, ...) logits: the seg decoder on the blank mask, then ``refine_steps`` greedy edits."""
-        logits = self.net.segment(self.blank(image))
-        if self.refine_steps < 1:
-            return logits
-        return mask_logits(self.refine_mask(image, logits, self.refine_steps), self.mode)
-
-    def refine_mask(self, image: torch.Tensor, seg_logits: torch.Tensor, steps: int) -> torch.Tensor:
-        """(B, F, ...) the thresholded prediction after ``steps`` greedy (argmax) policy edits."""
-        mask, proposal = initial_mask(seg_logits, self.mode), foreground_proposal(seg_logits, self.mode)
-        for _ in range(steps):
-            actions = greedy_actions(self.net(self.state(image, mask), heads=("policy",)).policy)  # (B, ...)
-            mask = apply_mask_actions(mask, actions, proposal)
-        return mask
-
-
 # ----------------------------------------------------------------------------- trainer
-
-
-def mask_channels(labels: LabelSpec) -> int:
-    """F: foreground channels of a label (classes without background, or every region)."""
-    return labels.n_outputs - 1 if labels.mode == "classes" else labels.n_outputs
 
 
 @METHODS.register("pixeldrl-mg", aliases=("pixeldrl",))

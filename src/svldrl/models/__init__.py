@@ -1,6 +1,7 @@
 """The three-decoder network (segmentation, value, policy) on the 'unet' or 'swin-unetr' backbone."""
 
 from svldrl.models.backbones import BACKBONES, Backbone, build_network, check_patch_size
+from svldrl.models.mask_state import MaskStateNet, mask_channels
 from svldrl.models.network import HEADS, N_ACTIONS, NetOutput, ThreeHeadNet
 from svldrl.models.swin_unetr import (
     LoadReport,
@@ -17,6 +18,7 @@ __all__ = [
     "N_ACTIONS",
     "Backbone",
     "LoadReport",
+    "MaskStateNet",
     "NetOutput",
     "SwinUNETRDecoder",
     "SwinUNETREncoder",
@@ -27,4 +29,5 @@ __all__ = [
     "build_swin_unetr",
     "check_patch_size",
     "load_swin_unetr_weights",
+    "mask_channels",
 ]

@@ -1,6 +1,7 @@
 """Training: the Trainer engine (stages, checkpoints, resume, logs), SVL-DRL, and the METHODS registry."""
 
 from svldrl.training.checkpoint import load_checkpoint, load_trained
+from svldrl.training.label_agents import LabelAgentOptions, LabelAgentsTrainer
 from svldrl.training.logs import read_log
 from svldrl.training.methods import METHODS
 from svldrl.training.seeding import resolve_device, seed_everything
@@ -19,6 +20,8 @@ from svldrl.training.trainer import Trainer, build_seg_loss
 __all__ = [
     "METHODS",
     "GradientPlan",
+    "LabelAgentOptions",
+    "LabelAgentsTrainer",
     "Rollout",
     "SVLDRLTrainer",
     "Stage",

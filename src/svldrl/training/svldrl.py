@@ -165,7 +165,7 @@ class SVLDRLTrainer(Trainer):
         noise_manifest: NoiseManifest | None = None,
         trusted_ids: Sequence[str] = (),
     ) -> None:
-        self.options = _method_options(cfg)
+        self.options = self.parse_options(cfg)
         _check_rl_config(cfg)
         self.schedule = StageSchedule(cfg.stages, cfg.optim.epochs)
         super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress, noise_manifest=noise_manifest,
@@ -175,9 +175,14 @@ class SVLDRLTrainer(Trainer):
     def check_config(cls, cfg: TrainConfig) -> None:
         """The RL keys, the method options and the stage schedule, before any data is read."""
         super().check_config(cfg)
-        _method_options(cfg)
+        cls.parse_options(cfg)
         _check_rl_config(cfg)
         StageSchedule(cfg.stages, cfg.optim.epochs)
+
+    @classmethod
+    def parse_options(cls, cfg: TrainConfig) -> Any:
+        """This method's ``cfg.method_options`` with defaults; a variant with options of its own overrides it."""
+        return _method_options(cfg)
 
     def stage_name(self, epoch: int) -> str:
         return self.schedule.stage(epoch).value

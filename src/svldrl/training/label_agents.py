@@ -1,0 +1,447 @@
+"""SVL-DRL-T: voxel agents that correct the training label, rewarded by the trusted cases (issue 15).
+
+Why a new method: SVL-DRL's reward is the Dice gain against the same noisy label its Dice loss
+uses, so no reward can tell a right label voxel from a wrong one (docs/results.md). This variant
+keeps SVL-DRL's staged training (Warmup -> Transition -> Full RL, Eqs. 1, 4, 7), its three
+decoders, voxels as agents and the A2C losses (Eqs. 2, 3, 5, 6), and changes three things:
+
+1. **What the agents act on** (PixelDRL-MG's action space, on the label instead of the prediction):
+   the state is (image, m(t)), m(0) = the noisy training label y; each agent keeps its label,
+   sets it to foreground or to background. The value and policy decoders see the state; the
+   segmentation decoder sees a blank mask (``MaskStateNet``) and is what runs at inference.
+2. **The reward** carries information the noisy label does not: each step's reward is the change
+   of the voxel's *trusted credit* (``rl/credit.py``, C2), ``r_i(t+1) = (e_{m_i(t+1)} - e_{m_i(t)}) .
+   delta_i``, where ``delta_i`` is how one descent step on a batch of trusted (expert-checked)
+   patches moves voxel i's logits, scaled by its RMS over the batch. A label change is rewarded
+   when the trusted cases' own gradient pushes the voxel the same way. Returns telescope, so an
+   episode's return is the credit of the final label minus that of y. ``method_options.credit =
+   episode`` gives every agent of a sample the sample's mean instead (one scalar, as DVRL and RALIS
+   reward a whole batch): the ablation that shows what per-voxel credit adds. The anatomical term
+   ``- w_c [C~(m(t+1)) - C~(m(t))]`` of SVL-DRL is kept (on the masks).
+3. **What the segmentation learns from**: in Full RL, the Dice loss's target is the label the
+   policy corrects at s(0) (a voxel changes where the policy gives the change a probability above
+   ``correction_threshold``); in Warmup and Transition it is y. Trusted patches of a batch
+   (``data.trusted_per_batch``) are never edited and are no agents.
+
+The trusted batch that estimates clean quality is drawn from the trusted cases alone, by a sampler
+of its own; trusted cases are never agents. Nothing here reads the noise manifest, except the
+``changed_corrupted`` / ``changed_clean`` diagnostics of the log (how much the agents change the
+labels of corrupted and untouched cases), which nothing trains on.
+
+Departures from SVL-DRL (method.md, "SVL-DRL-T"): the state, the actions, the reward (above); the
+policy starts biased toward keep (``keep_prior``), because an untrained policy that edits two thirds
+of the voxels would turn the labels into noise; advantages are standardised (``rl.advantage_norm``
+is forced on: credits have no natural scale).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from svldrl.config import TrainConfig, _from_dict
+from svldrl.data import Case, LabelSpec, PatchSampler
+from svldrl.models import MaskStateNet, build_network, mask_channels
+from svldrl.models.network import _output_conv
+from svldrl.noise import NoiseManifest
+from svldrl.rl import action_log_prob_and_entropy, anatomical_penalty, discounted_returns, sample_actions
+from svldrl.rl.credit import (
+    CREDIT_ESTIMATORS,
+    descent_logit_change,
+    group_delta,
+    relabel_credit,
+    rms_scale,
+    trusted_gradient,
+)
+from svldrl.rl.mask_actions import KEEP, SET_BACKGROUND, SET_FOREGROUND, apply_mask_actions, foreground_proposal
+from svldrl.rl.returns import normalize_advantages, policy_loss, value_loss
+from svldrl.training.methods import METHODS
+from svldrl.training.stages import Stage
+from svldrl.training.svldrl import GradientPlan, SVLDRLTrainer, stage_loss
+
+CREDITS = ("voxel", "episode")
+TRUSTED_STREAM = 7_919
+"""Added to the run's seed for the trusted-batch sampler, so its patches are a stream of their own."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelAgentOptions:
+    """``method_options`` of svl-drl-trusted (one line each, shown by ``svldrl methods``)."""
+
+    credit: str = dataclasses.field(default="voxel", metadata={
+        "doc": "'voxel': each agent's own trusted credit (design 2); 'episode': the sample's mean, shared (design 1)"})
+    trusted_batch: int = dataclasses.field(default=2, metadata={
+        "doc": "trusted patches per step for the reward's gradient g_T (drawn from the trusted cases only)"})
+    credit_estimator: str = dataclasses.field(default="jvp", metadata={
+        "doc": "'jvp' (exact forward-mode product) or 'finite_difference' (one more forward, ~1e-3 error)"})
+    correction_threshold: float = dataclasses.field(default=0.5, metadata={
+        "doc": "a label voxel changes in the Dice target where the policy gives the change more than this"})
+    keep_prior: float = dataclasses.field(default=0.9, metadata={
+        "doc": "initial probability of 'keep' (policy output bias); the rest is split between the two edits"})
+
+
+def parse_label_agent_options(cfg: TrainConfig) -> LabelAgentOptions:
+    """``cfg.method_options`` as ``LabelAgentOptions``; unknown keys and bad values fail before any work."""
+    valid = [f.name for f in dataclasses.fields(LabelAgentOptions)]
+    unknown = sorted(set(cfg.method_options) - set(valid))
+    if unknown:
+        raise ValueError(f"method_options: unknown option(s) {unknown} for {cfg.method}; valid: {', '.join(valid)}")
+    options = _from_dict(LabelAgentOptions, dict(cfg.method_options), "method_options")
+    if options.credit not in CREDITS:
+        raise ValueError(f"method_options.credit must be one of {CREDITS}, got {options.credit!r}")
+    if options.credit_estimator not in CREDIT_ESTIMATORS:
+        raise ValueError(f"method_options.credit_estimator must be one of {CREDIT_ESTIMATORS}, "
+                         f"got {options.credit_estimator!r}")
+    if options.trusted_batch < 1:
+        raise ValueError(f"method_options.trusted_batch must be >= 1, got {options.trusted_batch}")
+    if not 0.0 < options.correction_threshold < 1.0:
+        raise ValueError(f"method_options.correction_threshold must be in (0, 1), got {options.correction_threshold}")
+    if not 1.0 / 3.0 <= options.keep_prior < 1.0:
+        raise ValueError(f"method_options.keep_prior must be in [1/3, 1), got {options.keep_prior}")
+    return options
+
+
+def seg_forward(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """(B, n_outputs, ...) segmentation logits of an image (the blank-mask pass of a ``MaskStateNet``)."""
+    return net(image, heads=("seg",)).seg
+
+
+class TrustedBatches:
+    """Batches of trusted patches only, a stream of their own: the reward's estimate of clean quality.
+
+    A pure function of (seed, epoch, step) like the training batches, so a resumed run draws the same.
+    """
+
+    def __init__(self, cases: Sequence[Case], labels: LabelSpec, cfg: TrainConfig, trusted_ids: frozenset[str]) -> None:
+        trusted = [c for c in cases if c.case_id in trusted_ids]
+        if not trusted:
+            raise ValueError(f"{cfg.method}: none of the training cases is trusted; the reward needs trusted cases")
+        data = dataclasses.replace(cfg.data, trusted_per_batch=0)
+        self.sampler = PatchSampler(trusted, labels, data, seed=cfg.seed + TRUSTED_STREAM)
+        self._epoch: int | None = None
+        self._batches: Iterator[dict[str, Any]] = iter(())
+
+    def next(self, epoch: int, batches_per_epoch: int, batch_size: int) -> dict[str, Any]:
+        """The next trusted batch of ``epoch`` (a new epoch restarts the stream at its first batch; a stream
+        asked for more than ``batches_per_epoch`` batches starts over)."""
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._batches = self.sampler.epoch(epoch, batches_per_epoch, batch_size)
+        batch = next(self._batches, None)
+        if batch is None:
+            self._batches = self.sampler.epoch(epoch, batches_per_epoch, batch_size)
+            batch = next(self._batches)
+        return batch
+
+
+class LabelEpisode(NamedTuple):
+    """One episode of label edits on the agents' rows; index t is the state (image, m(t))."""
+
+    masks: list[torch.Tensor]
+    """m(0..K), each (A, F, h, w, d) foreground channels; m(0) is the noisy label."""
+    values: dict[int, torch.Tensor]
+    """t -> (A, 1, h, w, d) V(s(t)) with gradient, for t in the plan's ``rl_weights``."""
+    policy_logits: dict[int, torch.Tensor]
+    """t -> (A, 3, h, w, d) policy logits of s(t), for t in ``rl_weights`` (detached in Transition)."""
+    first_policy: torch.Tensor
+    """(A, 3, h, w, d) policy logits at s(0), detached: the correction of the Dice target."""
+    actions: list[torch.Tensor]
+    """a(0..K-1), each (A, h, w, d)."""
+    entropy: list[torch.Tensor]
+    """per step, (A, h, w, d) policy entropy (logs)."""
+    bootstrap: torch.Tensor
+    """(A, 1, h, w, d) V(s(K)), detached."""
+
+
+@METHODS.register("svl-drl-trusted", aliases=("svldrl-trusted",))
+class LabelAgentsTrainer(SVLDRLTrainer):
+    """SVL-DRL whose voxel agents correct the training label, rewarded by trusted-case credit (SVL-DRL-T)."""
+
+    NAME = "SVL-DRL-T"
+    DESCRIPTION = ("SVL-DRL-T (ours, issue 15): voxel agents keep / set foreground / set background the noisy "
+                   "training label; reward = each voxel's credit from a descent step on trusted cases")
+    FOOTNOTE = "SVL-DRL-T: uses the trusted cases (data.trusted_count / trusted_cases); see docs/method.md."
+    TRAIN_SCALARS = (
+        "loss", "loss_dice", "loss_value", "loss_policy", "reward", "reward_penalty_change", "credit_rms",
+        "action_keep", "action_enhance", "action_weaken", "label_changed", "changed_to_foreground",
+        "changed_to_background", "changed_credit", "changed_corrupted", "changed_clean",
+        "value_mean", "policy_entropy", "advantage_std",
+    )
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        train_cases: Sequence[Case],
+        val_cases: Sequence[Case],
+        labels: LabelSpec,
+        run_dir: str | Path,
+        *,
+        progress: bool = True,
+        noise_manifest: NoiseManifest | None = None,
+        trusted_ids: Sequence[str] = (),
+    ) -> None:
+        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress, noise_manifest=noise_manifest,
+                         trusted_ids=trusted_ids)  # fmt: skip
+        self.trusted_batches = TrustedBatches(self.train_cases, labels, cfg, self.trusted_ids)
+        self.corrupted_ids = frozenset(noise_manifest.corrupted_ids) if noise_manifest is not None else None
+        """Diagnostics only (the log's changed_corrupted / changed_clean): never used to train."""
+
+    # ------------------------------------------------------------------ configuration
+
+    @classmethod
+    def parse_options(cls, cfg: TrainConfig) -> LabelAgentOptions:
+        return parse_label_agent_options(cfg)
+
+    @classmethod
+    def check_config(cls, cfg: TrainConfig) -> None:
+        super().check_config(cfg)
+        if not (cfg.data.trusted_cases or cfg.data.trusted_count):
+            raise ValueError(f"{cfg.method}: needs trusted cases for its reward; set data.trusted_count "
+                             "(simulations) or data.trusted_cases")
+
+    @classmethod
+    def table_label(cls, method_options: dict[str, Any] | None = None, trusted: bool = False) -> str:
+        credit = (method_options or {}).get("credit", "voxel")
+        return cls.NAME if credit == "voxel" else f"{cls.NAME} (episode credit)"
+
+    @classmethod
+    def inference_network(cls, cfg: TrainConfig, in_channels: int, labels: LabelSpec) -> MaskStateNet:
+        """The three-decoder network on (image, mask) states; ``segment(image)`` is the seg decoder's."""
+        f = mask_channels(labels)
+        return MaskStateNet(build_network(cfg.model, in_channels + f, labels.n_outputs), in_channels, f, labels.mode)
+
+    def build_models(self) -> nn.Module:
+        net = self.inference_network(self.cfg, self.in_channels, self.labels)
+        set_keep_prior(net.net, self.options.keep_prior)
+        return net
+
+    # ------------------------------------------------------------------ the training step
+
+    def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
+        """One step: credit from the trusted batch, an episode of label edits, the stage loss (Eqs. 1, 4, 7)."""
+        stage = self.schedule.stage(epoch)
+        image, label = batch["image"], batch["label"]  # (B, C, h, w, d), (B, n_outputs, h, w, d)
+        agents = self.agent_rows(batch["case_id"])  # (A,) rows whose labels the agents may edit
+        if stage is Stage.WARMUP or agents.numel() == 0:
+            return super().train_step(batch, epoch) if stage is Stage.WARMUP else self.supervised_step(image, label)
+        rl = self.cfg.rl
+        plan = self.plan()
+        self.optimizer.zero_grad(set_to_none=True)
+        # 1. The trusted credit of every agent voxel: delta = logit change along a trusted descent step.
+        trusted = self.batch_to_device(
+            self.trusted_batches.next(epoch, self.batches_per_epoch, self.options.trusted_batch)
+        )
+        g_t = trusted_gradient(self.net, seg_forward, trusted["image"], trusted["label"], self.seg_loss)
+        logits0, delta = descent_logit_change(
+            self.net, seg_forward, image[agents], g_t, self.options.credit_estimator
+        )  # (A, n_outputs, h, w, d) each
+        credit_rms = delta.square().mean().sqrt().item()
+        delta_groups = rms_scale(group_delta(delta, self.labels.mode))  # (A, G, n, h, w, d), unit RMS
+        # 2. An episode of label edits from m(0) = y on the agents' rows (the state (image, m(t))).
+        proposal = foreground_proposal(logits0, self.labels.mode)  # (A, F, h, w, d) what "set foreground" writes
+        episode = self.label_episode(image[agents], self.foreground(label[agents]), proposal, plan,
+                                     train_policy=stage is Stage.FULL_RL)  # fmt: skip
+        # 3. Rewards: the change of trusted credit of each edit (C2), minus the anatomical change.
+        rewards, penalty_change = self.label_rewards(episode.masks, delta_groups)  # (K, A, 1, h, w, d), (K, A)
+        returns = discounted_returns(rewards, episode.bootstrap, rl.gamma)  # Eq. 2, (K, A, 1, h, w, d)
+        # 4. The Dice target: y, or (Full RL) y corrected by the policy at s(0); trusted rows keep theirs.
+        target, changed = label.clone(), None
+        if stage is Stage.FULL_RL:
+            corrected, changed = self.corrected_label(episode.masks[0], episode.first_policy, proposal)
+            target[agents] = self.label_from_mask(corrected)
+        seg = self.net(image, heads=("seg",)).seg  # (B, n_outputs, h, w, d)
+        l_dice = self.compute_loss(seg, target)
+        l_value = sum(w * value_loss(returns[t : t + 1], episode.values[t][None]) for t, w in plan.rl_weights.items())
+        l_policy = None
+        if stage is Stage.FULL_RL:
+            l_policy = sum(w * self.label_policy_term(episode, returns, t) for t, w in plan.rl_weights.items())
+        loss = stage_loss(stage, self.cfg.stages, l_dice, l_value, l_policy)  # Eq. 4 or Eq. 7
+        self.backward_and_step(loss)
+        return self.label_scalars(loss, l_dice, l_value, l_policy, episode, rewards, penalty_change, returns, plan,
+                                  credit_rms, changed, delta_groups, [batch["case_id"][i] for i in agents.tolist()])
+
+    def plan(self) -> GradientPlan:
+        """Value and policy terms at every step, weights 1/K (SVL-DRL's "full" estimator); the Dice loss is not
+        per state here (the segmentation sees one image, whatever the label edits), so no Dice weights."""
+        k = self.cfg.rl.episode_length
+        return GradientPlan({}, {t: 1.0 / k for t in range(k)})
+
+    def supervised_step(self, image: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
+        """A batch of trusted patches only: the Dice loss on their labels (nothing for the agents to do)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.compute_loss(self.net(image, heads=("seg",)).seg, label)
+        self.backward_and_step(loss)
+        return {"loss": loss.item(), "loss_dice": loss.item()}
+
+    def agent_rows(self, case_ids: Sequence[str]) -> torch.Tensor:
+        """(A,) long indices of the batch rows that are not trusted: only their labels are edited."""
+        rows = [i for i, case_id in enumerate(case_ids) if case_id not in self.trusted_ids]
+        return torch.tensor(rows, dtype=torch.long, device=self.device)
+
+    def label_episode(
+        self,
+        image: torch.Tensor,
+        label_mask: torch.Tensor,
+        proposal: torch.Tensor,
+        plan: GradientPlan,
+        *,
+        train_policy: bool,
+    ) -> LabelEpisode:
+        """K steps of label edits from m(0) = ``label_mask``; forwards keep gradient only at planned steps."""
+        rl = self.cfg.rl
+        masks = [label_mask]
+        values, policy_logits, actions, entropy = {}, {}, [], []
+        first_policy = None
+        for t in range(rl.episode_length):
+            heads = ("value", "policy") if t in plan.rl_weights else ("policy",)
+            with torch.set_grad_enabled(t in plan.rl_weights):
+                out = self.net(self.net.state(image, masks[t]), heads=heads)
+            if t == 0:
+                first_policy = out.policy.detach()
+            if t in plan.rl_weights:
+                values[t] = out.value  # (A, 1, h, w, d)
+                policy_logits[t] = out.policy if train_policy else out.policy.detach()
+            action, _ = sample_actions(out.policy.detach(), rl.tau, self.generator)  # (A, h, w, d)
+            with torch.no_grad():
+                masks.append(apply_mask_actions(masks[t], action, proposal))  # m(t+1)
+                entropy.append(action_log_prob_and_entropy(out.policy.detach(), action, tau=rl.tau)[1])
+            actions.append(action)
+        with torch.no_grad():
+            bootstrap = self.net(self.net.state(image, masks[-1]), heads=("value",)).value  # V(s(K))
+        assert first_policy is not None
+        return LabelEpisode(masks, values, policy_logits, first_policy, actions, entropy, bootstrap)
+
+    @torch.no_grad()
+    def label_rewards(
+        self, masks: list[torch.Tensor], delta_groups: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """r(1..K): (K, A, 1, h, w, d) credit change of each edit (C2; "episode": the sample's mean) minus
+        ``w_c`` times the anatomical change of the mask (Eq. 11-14's penalty term), and that change (K, A)."""
+        rl = self.cfg.rl
+        steps, penalties = [], []
+        previous_penalty = anatomical_penalty(masks[0])
+        for before, after in zip(masks[:-1], masks[1:], strict=True):
+            credit = relabel_credit(delta_groups, self.class_view(before), self.class_view(after))  # (A, 1, h, w, d)
+            if self.options.credit == "episode":
+                credit = credit.mean(dim=(1, 2, 3, 4), keepdim=True).expand_as(credit)
+            penalty = anatomical_penalty(after)  # (A,)
+            change = penalty - previous_penalty
+            steps.append(credit - rl.penalty_weight * change.view(-1, 1, 1, 1, 1))
+            penalties.append(change)
+            previous_penalty = penalty
+        return torch.stack(steps), torch.stack(penalties)
+
+    def class_view(self, mask: torch.Tensor) -> torch.Tensor:
+        """(A, G, n, ...) one-hot class view of a (A, F, ...) foreground mask."""
+        from svldrl.baselines.common import group_targets  # baselines import training: import when used
+
+        return group_targets(self.label_from_mask(mask), self.labels.mode)
+
+    def label_from_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """(A, n_outputs, ...) the batch-label layout of a foreground mask (classes: background channel added)."""
+        if self.labels.mode == "classes":
+            return torch.cat([1.0 - mask.amax(dim=1, keepdim=True), mask], dim=1)
+        return mask
+
+    @torch.no_grad()
+    def corrected_label(
+        self, label_mask: torch.Tensor, policy_logits: torch.Tensor, proposal: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Dice target of the agents' rows: y with each voxel changed where the policy at s(0) gives the change
+        a probability above ``correction_threshold``; and (A, h, w, d) bool, which voxels changed."""
+        probs = torch.softmax(policy_logits / self.cfg.rl.tau, dim=1)  # (A, 3, h, w, d)
+        best = probs[:, 1:].argmax(dim=1) + 1  # the likelier edit: SET_FOREGROUND or SET_BACKGROUND
+        confident = probs.gather(1, best.unsqueeze(1)).squeeze(1) > self.options.correction_threshold
+        actions = torch.where(confident, best, torch.full_like(best, KEEP))
+        corrected = apply_mask_actions(label_mask, actions, proposal)
+        changed = (corrected != label_mask).any(dim=1)
+        return corrected, changed
+
+    def label_policy_term(self, episode: LabelEpisode, returns: torch.Tensor, t: int) -> torch.Tensor:
+        """Eqs. 5-6 on the agents' voxels, with standardised advantages (credits have no natural scale)."""
+        rl = self.cfg.rl
+        log_prob, entropy = action_log_prob_and_entropy(episode.policy_logits[t], episode.actions[t], tau=rl.tau)
+        advantage = normalize_advantages(returns[t] - episode.values[t].detach())  # (A, 1, h, w, d)
+        return policy_loss(log_prob[None], advantage[None], entropy[None], rl.entropy_coef)
+
+    # ------------------------------------------------------------------ logs
+
+    def label_scalars(
+        self,
+        loss: torch.Tensor,
+        l_dice: torch.Tensor,
+        l_value: torch.Tensor,
+        l_policy: torch.Tensor | None,
+        episode: LabelEpisode,
+        rewards: torch.Tensor,
+        penalty_change: torch.Tensor,
+        returns: torch.Tensor,
+        plan: GradientPlan,
+        credit_rms: float,
+        changed: torch.Tensor | None,
+        delta_groups: torch.Tensor,
+        agent_ids: list[str],
+    ) -> dict[str, float]:
+        """What the log records: losses, rewards, the actions taken, and what the corrections did."""
+        actions = torch.stack(episode.actions)  # (K, A, h, w, d)
+        scalars = {
+            "loss": loss.item(), "loss_dice": l_dice.item(), "loss_value": l_value.item(),
+            "reward": rewards.mean().item(), "reward_penalty_change": penalty_change.mean().item(),
+            "credit_rms": credit_rms,
+            "action_keep": (actions == KEEP).float().mean().item(),
+            "action_enhance": (actions == SET_FOREGROUND).float().mean().item(),
+            "action_weaken": (actions == SET_BACKGROUND).float().mean().item(),
+            "value_mean": sum(w * episode.values[t].detach().mean() for t, w in plan.rl_weights.items()).item(),
+            "policy_entropy": torch.stack(episode.entropy).mean().item(),
+            "advantage_std": torch.cat(
+                [(returns[t] - episode.values[t].detach()).flatten() for t in plan.rl_weights]
+            ).std(unbiased=False).item(),
+        }  # fmt: skip
+        if l_policy is not None:
+            scalars["loss_policy"] = l_policy.item()
+        if changed is not None:
+            scalars.update(self.correction_scalars(episode.masks[0], changed, delta_groups, agent_ids))
+        return scalars
+
+    @torch.no_grad()
+    def correction_scalars(
+        self, label_mask: torch.Tensor, changed: torch.Tensor, delta_groups: torch.Tensor, agent_ids: list[str]
+    ) -> dict[str, float]:
+        """Share of agent voxels changed (and toward which class), their mean credit, and (diagnostics from the
+        noise manifest, never trained on) the share changed on corrupted and on untouched cases."""
+        was_foreground = label_mask.amax(dim=1) > 0  # (A, h, w, d)
+        flip_credit = (delta_groups[:, :, 1:] - delta_groups[:, :, :1]).sum(dim=(1, 2))  # toward fg, two classes
+        signed = torch.where(was_foreground, -flip_credit, flip_credit)  # credit of the change made
+        n = max(int(changed.sum()), 1)
+        scalars = {
+            "label_changed": changed.float().mean().item(),
+            "changed_to_foreground": (changed & ~was_foreground).float().mean().item(),
+            "changed_to_background": (changed & was_foreground).float().mean().item(),
+            "changed_credit": float(signed[changed].sum()) / n if changed.any() else math.nan,
+        }
+        if self.corrupted_ids is not None:
+            rows = torch.tensor([case_id in self.corrupted_ids for case_id in agent_ids], device=changed.device)
+            per_row = changed.flatten(1).float().mean(dim=1)  # (A,)
+            scalars["changed_corrupted"] = per_row[rows].mean().item() if rows.any() else math.nan
+            scalars["changed_clean"] = per_row[~rows].mean().item() if (~rows).any() else math.nan
+        return scalars
+
+
+@torch.no_grad()
+def set_keep_prior(net: nn.Module, keep_prior: float) -> None:
+    """Bias the policy's output toward 'keep' with probability ``keep_prior`` at the start (edits share the rest).
+
+    The policy output conv starts near zero (``ThreeHeadNet``), so its logits are the bias:
+    ``log(keep_prior / ((1 - keep_prior) / 2))`` on keep, 0 on the edits.
+    """
+    conv = _output_conv(net.decoders["policy"])
+    if conv.bias is None:
+        raise ValueError("set_keep_prior: the policy output conv has no bias")
+    conv.bias.zero_()
+    conv.bias[KEEP] = math.log(keep_prior / ((1.0 - keep_prior) / 2.0))

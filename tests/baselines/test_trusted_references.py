@@ -1,0 +1,94 @@
+"""The two reference rows of issue 15: per-voxel meta-reweighting and the case-level filter."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.losses import DiceLoss
+
+from svldrl.baselines import CaseFilterTrainer, MetaReweightTrainer
+from svldrl.baselines.case_filter import FILTER_FILE, cases_to_drop, otsu_threshold
+from svldrl.baselines.meta_reweight import weighted_dice_loss
+from svldrl.config import CPU, merge
+from svldrl.data import PHANTOM_LABELS, make_phantoms
+from svldrl.training import read_log
+
+SMALL = {"data": {"patch_size": [32, 32, 32], "samples_per_volume": 1, "trusted_count": 2},
+         "model": {"channels": [4, 8]}, "num_threads": 1, "val_every": 0,
+         "optim": {"epochs": 4, "iters_per_epoch": 2, "batch_size": 2}}  # fmt: skip
+
+
+def test_weighted_dice_with_unit_weights_is_monais_dice_loss():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 8, 8, 8)
+    target = torch.nn.functional.one_hot((torch.rand(2, 8, 8, 8) > 0.7).long(), 2).movedim(-1, 1).float()
+    ours = weighted_dice_loss(torch.softmax(logits, 1), target, torch.ones(2, 1, 8, 8, 8))
+    torch.testing.assert_close(ours, DiceLoss(softmax=True)(logits, target))
+    # a zero weight removes a voxel: a wrong label there costs nothing
+    wrong = target.clone()
+    wrong[0, :, 0, 0, 0] = 1.0 - wrong[0, :, 0, 0, 0]
+    weights = torch.ones(2, 1, 8, 8, 8)
+    weights[0, 0, 0, 0, 0] = 0.0
+    probs = torch.softmax(logits, 1)
+    torch.testing.assert_close(weighted_dice_loss(probs, wrong, weights), weighted_dice_loss(probs, target, weights))
+
+
+def test_otsu_splits_two_groups_and_drop_shares_rank():
+    scores = [0.91, 0.88, 0.9, 0.52, 0.47, 0.93, 0.55]
+    threshold = otsu_threshold(scores)
+    assert 0.55 < threshold < 0.88
+    dropped, _ = cases_to_drop({f"c{i}": s for i, s in enumerate(scores)}, "otsu")
+    assert dropped == ["c3", "c4", "c6"]
+    dropped, _ = cases_to_drop({f"c{i}": s for i, s in enumerate(scores)}, "0.25")
+    assert dropped == ["c3", "c4"]  # round(0.25 * 7) = 2 lowest
+    assert otsu_threshold([0.8, 0.8]) == -math.inf
+
+
+def shifted(case, by: int):
+    """The case with its label moved ``by`` voxels along the first axis: a label of another anatomy."""
+    return case.with_label(np.roll(case.label, by, axis=0))
+
+
+@pytest.mark.slow
+def test_case_filter_drops_the_planted_bad_cases_and_resumes(tmp_path: Path):
+    cases = make_phantoms(6, 32, seed=1)
+    train = [*cases[:4], shifted(cases[4], 12), shifted(cases[5], 12)]
+    cfg = merge(CPU, {**SMALL, "method": "case-filter", "method_options": {"filter_at": 0.5},
+                      "optim": {**SMALL["optim"], "epochs": 6, "iters_per_epoch": 10}})  # fmt: skip
+    trusted = [c.case_id for c in cases[:2]]
+
+    def make() -> CaseFilterTrainer:
+        return CaseFilterTrainer(cfg, train, [], PHANTOM_LABELS, tmp_path, progress=False, trusted_ids=trusted)
+
+    first = make()
+    assert set(first.sampler.case_ids) == set(trusted)  # phase 1: the trusted cases alone
+    first.fit(stop_after=4)
+    report = json.loads((tmp_path / FILTER_FILE).read_text())
+    assert report["filter_epoch"] == 3 and set(report["scores"]) == {c.case_id for c in cases[2:]}
+    assert report["dropped"] == sorted([cases[4].case_id, cases[5].case_id])
+    second = make()
+    second.fit(resume=True)
+    assert second.dropped == report["dropped"]
+    assert set(second.sampler.case_ids) == {c.case_id for c in cases[:4]}
+
+
+@pytest.mark.slow
+def test_meta_reweight_weights_noisy_rows_only_and_logs_them(tmp_path: Path):
+    cases = make_phantoms(4, 32, seed=2)
+    cfg = merge(CPU, {**SMALL, "method": "meta-reweight",
+                      "data": {**SMALL["data"], "trusted_per_batch": 1}})  # fmt: skip
+    trainer = MetaReweightTrainer(cfg, cases, [], PHANTOM_LABELS, tmp_path, progress=False,
+                                  trusted_ids=[c.case_id for c in cases[:2]])  # fmt: skip
+    batch = trainer.batch_to_device(next(iter(trainer.sampler.epoch(0, 1, 2))))
+    weights = trainer.voxel_weights(batch["image"][1:], batch["label"][1:], 0)
+    assert (weights >= 0).all() and weights.mean().item() == pytest.approx(1.0, abs=1e-4)
+    trainer.fit()
+    rows = read_log(tmp_path)
+    assert len(rows) == 4 and all(math.isfinite(float(r["weight_max"])) for r in rows)
+    with pytest.raises(ValueError, match="needs trusted cases"):
+        MetaReweightTrainer.check_config(merge(CPU, {"method": "meta-reweight"}))
