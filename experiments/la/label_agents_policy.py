@@ -1,0 +1,108 @@
+"""What the label agents of an SVL-DRL-T run learned, measured against the clean labels after the fact.
+
+The trained policy is run on every training case's noisy label, state (image, noisy label), by
+sliding window (the policy probabilities averaged where windows overlap), and a voxel's label is
+changed where the likelier edit's probability passes the run's ``correction_threshold``: the
+correction the Dice loss would have used at the end. Per group of training cases (corrupted by the
+noise, untouched, trusted):
+
+- Dice of the noisy and of the corrected label against the clean label (does it get closer?);
+- the share of voxels changed, inside the boundary band (within 2 voxels of the clean border) and
+  outside it (does it act where label noise lives?);
+- the mean action probabilities (did the policy leave its start, keep 0.9 / 0.05 / 0.05?).
+
+    python experiments/la/label_agents_policy.py ../shared/data/la2018 runs/la2018/svl-drl-t__sfda-0.5__seed0 [...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+from scipy import ndimage
+
+from svldrl.data import load_dataset, prepare_cases
+from svldrl.metrics import dice
+from svldrl.rl.mask_actions import KEEP, SET_BACKGROUND, SET_FOREGROUND
+from svldrl.training.checkpoint import load_trained
+
+BAND = 2
+"""Voxels within this distance of the clean label's border form the boundary band."""
+
+
+@torch.no_grad()
+def policy_probabilities(net: torch.nn.Module, image: np.ndarray, mask: np.ndarray, patch: tuple, overlap: float):
+    """(3, H, W, D) action probabilities of the state (image, mask), windows averaged (Gaussian weights)."""
+    state = torch.from_numpy(np.concatenate([image, mask[None].astype(np.float32)]))[None]  # (1, C + 1, H, W, D)
+    out = sliding_window_inference(
+        state, patch, 1, lambda x: torch.softmax(net(x, heads=("policy",)).policy, dim=1), overlap=overlap,
+        mode="gaussian",
+    )  # fmt: skip
+    return out[0].numpy()
+
+
+def corrected(mask: np.ndarray, probs: np.ndarray, threshold: float) -> np.ndarray:
+    """The label after the edits whose probability passes ``threshold`` (two classes: LA)."""
+    best = np.where(probs[SET_FOREGROUND] >= probs[SET_BACKGROUND], SET_FOREGROUND, SET_BACKGROUND)
+    confident = np.maximum(probs[SET_FOREGROUND], probs[SET_BACKGROUND]) > threshold
+    out = mask.copy()
+    out[confident & (best == SET_FOREGROUND)] = True
+    out[confident & (best == SET_BACKGROUND)] = False
+    return out
+
+
+def run_report(run: Path, data: Path) -> dict[str, dict[str, float]]:
+    net, cfg, _ = load_trained(run, device="cpu")
+    threshold = float(cfg.method_options.get("correction_threshold", 0.5))
+    dataset = load_dataset(data)
+    noisy = np.load(json.loads((run / "noisy_labels.json").read_text())["path"])
+    manifest = {c["case_id"]: c["corrupted"] for c in json.loads((run / "noise_manifest.json").read_text())["cases"]}
+    trusted = set(json.loads((run / "trusted.json").read_text())["cases"])
+    rows: dict[str, list[dict[str, float]]] = {"corrupted": [], "untouched": [], "trusted": []}
+    for case_id, is_corrupted in sorted(manifest.items()):
+        clean_case = dataset.get(case_id)
+        clean_prepared = prepare_cases([clean_case], cfg.data)[0]
+        clean = clean_prepared.label > 0
+        label = prepare_cases([clean_case.with_label(noisy[case_id])], cfg.data)[0].label > 0
+        probs = policy_probabilities(net, clean_prepared.image, label, tuple(cfg.data.patch_size), cfg.sw_overlap)
+        fixed = corrected(label, probs, threshold)
+        band = ndimage.binary_dilation(clean, iterations=BAND) & ~ndimage.binary_erosion(clean, iterations=BAND)
+        changed = fixed != label
+        group = "trusted" if case_id in trusted else "corrupted" if is_corrupted else "untouched"
+        rows[group].append({
+            "dice_noisy": dice(label, clean), "dice_corrected": dice(fixed, clean),
+            "changed_band": float(changed[band].mean()), "changed_outside": float(changed[~band].mean()),
+            "changed_toward_clean": float((fixed == clean)[changed].mean()) if changed.any() else float("nan"),
+            "p_keep": float(probs[KEEP].mean()), "p_set_foreground": float(probs[SET_FOREGROUND].mean()),
+            "p_set_background": float(probs[SET_BACKGROUND].mean()),
+        })  # fmt: skip
+    return {g: {"n": len(r), **{k: float(np.nanmean([x[k] for x in r])) for k in r[0]}} for g, r in rows.items() if r}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="the LA folder the runs were trained on")
+    parser.add_argument("runs", type=Path, nargs="+", help="run folders of svl-drl-trusted")
+    parser.add_argument("--json", type=Path, help="also write the reports here")
+    args = parser.parse_args()
+    reports = {}
+    for run in args.runs:
+        reports[run.name] = report = run_report(run, args.data)
+        for group, q in report.items():
+            print(
+                f"{run.name} {group} (n={q['n']}): Dice to clean {100 * q['dice_noisy']:.1f} -> "
+                f"{100 * q['dice_corrected']:.1f}; changed {100 * q['changed_band']:.2f} % of the boundary band, "
+                f"{100 * q['changed_outside']:.3f} % elsewhere; {100 * q['changed_toward_clean']:.0f} % of the "
+                f"changes agree with the clean label; mean policy keep/fg/bg "
+                f"{q['p_keep']:.2f}/{q['p_set_foreground']:.2f}/{q['p_set_background']:.2f}"
+            )
+    if args.json:
+        args.json.write_text(json.dumps(reports, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
