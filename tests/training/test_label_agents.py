@@ -166,6 +166,24 @@ def test_the_policy_step_moves_toward_a_planted_positive_advantage(tmp_path: Pat
     assert (taken[~rewarded] < 1 / 3).all()  # below-average advantage: less likely
 
 
+def test_the_expected_gradient_moves_each_voxel_toward_its_best_credited_action(tmp_path: Path):
+    trainer = trainer_on_phantoms(tmp_path)
+    mask = torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 1, 4, 1, 1)  # labelled fg, fg, bg, bg
+    delta = torch.zeros(1, 2, 4, 1, 1)
+    delta[0, 1] = torch.tensor([-2.0, 1.0, 3.0, -1.0]).view(4, 1, 1)  # the trusted step lowers / raises each fg logit
+    groups = group_delta(delta, "classes")
+    proposal = torch.ones_like(mask)
+    q = trainer.action_credits(mask, groups, proposal)[0, :, :, 0, 0]  # (3 actions, 4 voxels)
+    # keep 0; set fg on a fg voxel 0; set bg on fg: -delta_fg; set fg on bg: +delta_fg; set bg on bg 0
+    torch.testing.assert_close(q, torch.tensor([[0.0, 0, 0, 0], [0.0, 0, 3, -1], [2.0, -1, 0, 0]]))
+    logits = torch.zeros(1, 3, 4, 1, 1, requires_grad=True)
+    episode = LabelEpisode(masks=[mask], values={}, policy_logits={0: logits}, first_policy=logits.detach(),
+                           actions=[], entropy=[], bootstrap=torch.zeros(1))  # fmt: skip
+    trainer.all_action_policy_term(episode, groups, proposal, 0).backward()
+    after = torch.softmax(logits.detach() - logits.grad, dim=1)[0, :, :, 0, 0]
+    assert after.argmax(dim=0).tolist() == [SET_BACKGROUND, KEEP, SET_FOREGROUND, KEEP]
+
+
 def test_trusted_cases_feed_the_reward_and_are_never_agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     trainer = trainer_on_phantoms(tmp_path, {"keep_prior": 0.34}, epochs=3)
     with torch.no_grad():  # a policy that sets everything to background: any edit of a trusted label would show
