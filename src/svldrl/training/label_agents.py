@@ -166,7 +166,7 @@ class LabelEpisode(NamedTuple):
     entropy: list[torch.Tensor]
     """per step, (A, h, w, d) policy entropy (logs)."""
     bootstrap: torch.Tensor
-    """(A, 1, h, w, d) V(s(K)), detached."""
+    """(A, 1, h, w, d) zeros: s(K) is terminal (``label_episode``)."""
 
 
 @METHODS.register("svl-drl-trusted", aliases=("svldrl-trusted",))
@@ -326,8 +326,9 @@ class LabelAgentsTrainer(SVLDRLTrainer):
                 masks.append(apply_mask_actions(masks[t], action, proposal))  # m(t+1)
                 entropy.append(action_log_prob_and_entropy(out.policy.detach(), action, tau=rl.tau)[1])
             actions.append(action)
-        with torch.no_grad():
-            bootstrap = self.net(self.net.state(image, masks[-1]), heads=("value",)).value  # V(s(K))
+        # The episode ends after K edits: the edited label is what the Dice loss then uses, nothing follows,
+        # so s(K) is terminal and the return has no bootstrap term (one forward pass fewer than SVL-DRL).
+        bootstrap = torch.zeros_like(values[0] if values else masks[0][:, :1]).detach()
         assert first_policy is not None
         return LabelEpisode(masks, values, policy_logits, first_policy, actions, entropy, bootstrap)
 
