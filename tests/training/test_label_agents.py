@@ -184,6 +184,17 @@ def test_the_expected_gradient_moves_each_voxel_toward_its_best_credited_action(
     assert after.argmax(dim=0).tolist() == [SET_BACKGROUND, KEEP, SET_FOREGROUND, KEEP]
 
 
+def test_the_expected_label_mixes_the_edits_by_their_probabilities(tmp_path: Path):
+    trainer = trainer_on_phantoms(tmp_path, {"correction": "expected"})
+    label = torch.tensor([1.0, 0.0]).view(1, 1, 2, 1, 1)
+    proposal = torch.ones_like(label)
+    keep_all = torch.tensor([20.0, 0.0, 0.0]).view(1, 3, 1, 1, 1).expand(1, 3, 2, 1, 1)
+    torch.testing.assert_close(trainer.expected_label(label, keep_all, proposal), label, atol=1e-6, rtol=0)
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.2])).view(1, 3, 1, 1, 1).expand(1, 3, 2, 1, 1)
+    # fg voxel: 0.5 * 1 + 0.3 * 1 = 0.8; bg voxel: 0.5 * 0 + 0.3 * 1 = 0.3
+    torch.testing.assert_close(trainer.expected_label(label, logits, proposal).flatten(), torch.tensor([0.8, 0.3]))
+
+
 def test_trusted_cases_feed_the_reward_and_are_never_agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     trainer = trainer_on_phantoms(tmp_path, {"keep_prior": 0.34}, epochs=3)
     with torch.no_grad():  # a policy that sets everything to background: any edit of a trusted label would show

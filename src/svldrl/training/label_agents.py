@@ -67,6 +67,7 @@ from svldrl.training.svldrl import GradientPlan, SVLDRLTrainer, stage_loss
 
 CREDITS = ("voxel", "episode")
 POLICY_GRADIENTS = ("all_actions", "sampled")
+CORRECTIONS = ("threshold", "expected")
 TRUSTED_STREAM = 7_919
 """Added to the run's seed for the trusted-batch sampler, so its patches are a stream of their own."""
 
@@ -85,6 +86,9 @@ class LabelAgentOptions:
         "doc": "a label voxel changes in the Dice target where the policy gives the change more than this"})
     keep_prior: float = dataclasses.field(default=0.9, metadata={
         "doc": "initial probability of 'keep' (policy output bias); the rest is split between the two edits"})
+    correction: str = dataclasses.field(default="threshold", metadata={
+        "doc": "Dice target in Full RL: 'threshold' (an edit applies where its probability passes correction_"
+               "threshold) or 'expected' (the label expected under the policy at s(0): soft, moves with it)"})
     policy_gradient: str = dataclasses.field(default="all_actions", metadata={
         "doc": "'all_actions': expected gradient over the 3 actions, whose credits are known (credit=voxel); "
                "'sampled': A2C on the sampled actions (Eqs. 5-6)"})
@@ -108,6 +112,8 @@ def parse_label_agent_options(cfg: TrainConfig) -> LabelAgentOptions:
     if options.policy_gradient == "all_actions" and options.credit != "voxel":
         raise ValueError("method_options.policy_gradient=all_actions needs credit=voxel (an episode's shared credit "
                          "has no value per action and voxel); set policy_gradient=sampled")
+    if options.correction not in CORRECTIONS:
+        raise ValueError(f"method_options.correction must be one of {CORRECTIONS}, got {options.correction!r}")
     if options.trusted_batch < 1:
         raise ValueError(f"method_options.trusted_batch must be >= 1, got {options.trusted_batch}")
     if not 0.0 < options.correction_threshold < 1.0:
@@ -264,6 +270,8 @@ class LabelAgentsTrainer(SVLDRLTrainer):
         target, changed = label.clone(), None
         if stage is Stage.FULL_RL:
             corrected, changed = self.corrected_label(episode.masks[0], episode.first_policy, proposal)
+            if self.options.correction == "expected":
+                corrected = self.expected_label(episode.masks[0], episode.first_policy, proposal)
             target[agents] = self.label_from_mask(corrected)
         seg = self.net(image, heads=("seg",)).seg  # (B, n_outputs, h, w, d)
         l_dice = self.compute_loss(seg, target)
@@ -377,6 +385,20 @@ class LabelAgentsTrainer(SVLDRLTrainer):
         corrected = apply_mask_actions(label_mask, actions, proposal)
         changed = (corrected != label_mask).any(dim=1)
         return corrected, changed
+
+    @torch.no_grad()
+    def expected_label(
+        self, label_mask: torch.Tensor, policy_logits: torch.Tensor, proposal: torch.Tensor
+    ) -> torch.Tensor:
+        """(A, F, h, w, d) the label expected under the policy at s(0): ``pi(keep) y + pi(set fg) proposal``.
+
+        Why an option: under the threshold rule nothing changes until an edit's probability passes 0.5,
+        which a keep-biased policy may not reach in a short run (phantoms: 0.05 -> 0.12 in 120 steps); the
+        expected label moves with the policy from the first step. At the start (keep 0.9) it is y smoothed
+        by 0.05 toward the proposal and toward background: a mild label smoothing, stated.
+        """
+        probs = torch.softmax(policy_logits / self.cfg.rl.tau, dim=1)  # (A, 3, h, w, d)
+        return probs[:, KEEP : KEEP + 1] * label_mask + probs[:, SET_FOREGROUND : SET_FOREGROUND + 1] * proposal
 
     def label_policy_term(self, episode: LabelEpisode, returns: torch.Tensor, t: int) -> torch.Tensor:
         """Eqs. 5-6 on the agents' voxels, with standardised advantages (credits have no natural scale)."""
