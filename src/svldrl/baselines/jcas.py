@@ -66,7 +66,12 @@ class JCASOptions:
     coarse_factor: int = option(8, "affinities on a grid this many times coarser than the patch, per side")
     feature_dim: int = option(128, "channels of the affinity features (reference: 128)")
     transition_init: float = option(-2.0, "initial off-diagonal logit of both matrices (sigmoid(-2) = 0.12)")
-    transition_lr_factor: float = option(10.0, "learning rate of the matrices / optim.lr (reference: 1e-3 / 1e-4)")
+    transition_lr_factor: float = option(
+        1.0,
+        "learning rate of the matrices / optim.lr: 1, as the reference trains them (their SGD is made at 1e-3, but "
+        "adjust_learning_rate resets every optimiser to the base poly rate each iteration, trainS2.py L133-137, "
+        "L276-278); 10 made the tables before issue 16",
+    )
     dice_weight: float = option(0.0, "weight of an added, uncorrected Dice loss (0: the reference's CE only)")
 
     def __post_init__(self) -> None:
