@@ -255,7 +255,7 @@ class JCASTrainer(BaselineTrainer):
     FOOTNOTE = "JCAS: 3D adaptation of the reference code (one scale, affinities on a 1/8 grid, warmup in-run)."
     TRAIN_SCALARS = (
         "loss", "loss_class", "loss_affinity", "loss_volume", "loss_consistency", "loss_dice",
-        "class_t_offdiag", "affinity_t_offdiag",
+        "class_t_offdiag", "affinity_t_offdiag", "class_t_fg_to_bg",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -322,6 +322,9 @@ class JCASTrainer(BaselineTrainer):
         with torch.no_grad():
             scalars["class_t_offdiag"] = _mean_offdiagonal(self.net.class_t()).item()
             scalars["affinity_t_offdiag"] = _mean_offdiagonal(self.net.affinity_t()).item()
+            # T[fg -> bg] (mean over foreground classes and groups): the entry whose growth lowers the decision
+            # threshold and over-segments (issue 16); it should stay near its start (0.11) on clean labels
+            scalars["class_t_fg_to_bg"] = self.net.class_t()[:, 1:, 0].mean().item()
         return scalars
 
     def corrected_losses(
