@@ -138,6 +138,30 @@ def test_epoch_end_starts_a_class_when_its_curve_flattens_and_corrects_on_schedu
     assert fresh.corrections == [6, 9] and fresh.start_epoch.tolist() == [[-1, 6]]
 
 
+def test_one_iou_point_per_pass_over_the_training_cases(tmp_path: Path):
+    """Issue 16: 16 cases, 1 patch each, batches of 2 = 8 steps a pass = 4 epochs of 2 steps; a point's
+    counts span its epochs and survive a checkpoint taken between them."""
+    cfg = merge(CPU, {"method": "adele", "data": {"patch_size": [16, 16, 16], "samples_per_volume": 1},
+                      "model": {"channels": [4, 8]}, "optim": {"epochs": 40, "iters_per_epoch": 2},
+                      "num_threads": 1, "method_options": {"scales": [1.0], "flips": False}})  # fmt: skip
+    cases = make_phantoms(16, 16, seed=3)
+    trainer = ADELETrainer(cfg, cases, [], PHANTOM_LABELS, tmp_path, progress=False)
+    assert trainer.epochs_per_point == 4 and trainer.points_in_run == 10
+    for epoch in range(6):
+        trainer.add_iou_counts(np.array([[1.0, float(epoch)]]), np.array([[2.0, 10.0]]))
+        trainer.on_epoch_end(epoch)
+    assert len(trainer.iou_history) == 1  # closed after epoch 4 (index 3): IoU (0+1+2+3) / 40
+    assert trainer.iou_history[0][0, 1] == pytest.approx(6 / 40)
+    fresh = ADELETrainer(cfg, cases, [], PHANTOM_LABELS, tmp_path, progress=False)
+    fresh.load_checkpoint_state(trainer.checkpoint_state())
+    for epoch in (6, 7):
+        fresh.add_iou_counts(np.array([[1.0, float(epoch)]]), np.array([[2.0, 10.0]]))
+        fresh.on_epoch_end(epoch)
+    assert fresh.iou_history[1][0, 1] == pytest.approx((4 + 5 + 6 + 7) / 40)
+    legacy = merge(cfg, {"method_options": {"curve_unit": "epoch"}})
+    assert ADELETrainer(legacy, cases, [], PHANTOM_LABELS, tmp_path, progress=False).epochs_per_point == 1
+
+
 def test_scales_must_include_one(tmp_path: Path):
     with pytest.raises(ValueError, match="scales must be positive and include 1.0"):
         tiny_trainer(tmp_path, {"scales": [0.5, 2.0]})

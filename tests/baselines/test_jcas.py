@@ -200,3 +200,24 @@ def test_two_epochs_on_phantoms(tmp_path: Path):
     # the saved model is the plain network: loadable the way inference loads every method
     payload = torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)
     build_network(cfg.model, 1, 2).load_state_dict(payload["model"])
+
+
+@pytest.mark.slow
+def test_the_class_transition_stays_near_its_start_on_clean_labels(tmp_path: Path):
+    """Issue 16: on clean labels nothing should teach T that foreground turns into background. At the
+    reference's learning rate (factor 1) T[fg -> bg] stays within 0.03 of its start (0.106); the old
+    factor 10 (the control) let it drift to confusion, which lowers the decision threshold."""
+    cases = make_phantoms(4, 32, seed=1)
+
+    def drift(factor: float) -> float:
+        cfg = merge(CPU, {"method": "jcas", "data": {"patch_size": [32, 32, 32], "samples_per_volume": 1},
+                          "model": {"channels": [4, 8]}, "optim": {"epochs": 12, "iters_per_epoch": 8},
+                          "num_threads": 1, "val_every": 0, "method_options": {"transition_lr_factor": factor}})
+        run = tmp_path / f"factor{factor:g}"
+        JCASTrainer(cfg, cases, [], PHANTOM_LABELS, run, progress=False).fit()
+        values = [float(r["class_t_fg_to_bg"]) for r in read_log(run) if r["class_t_fg_to_bg"]]
+        start = 1 / (1 + math.exp(2.0))  # sigmoid(-2) off the diagonal, then the row is normalised
+        return max(abs(v - start / (1 + start)) for v in values)
+
+    assert drift(1.0) < 0.03
+    assert drift(10.0) > 0.05  # the check sees the misbehaving setting

@@ -13,7 +13,14 @@ from cleanlab.filter import find_label_issues
 from torch import nn
 
 from svldrl.baselines.common import ema_update
-from svldrl.baselines.mtcl import MTCLTrainer, corrected_targets, flip_flagged, sigmoid_rampup, teacher_decay
+from svldrl.baselines.mtcl import (
+    MTCLTrainer,
+    budget_decay,
+    corrected_targets,
+    flip_flagged,
+    sigmoid_rampup,
+    teacher_decay,
+)
 from svldrl.config import CPU, merge
 from svldrl.data import PHANTOM_LABELS, make_phantoms
 from svldrl.noise import mt_noise
@@ -78,6 +85,18 @@ def test_teacher_decay_warms_up_as_the_reference():
     assert teacher_decay(1, 0.99) == 0.5
     assert teacher_decay(9, 0.99) == pytest.approx(0.9)
     assert teacher_decay(1000, 0.99) == 0.99
+
+
+def test_the_teacher_horizon_is_the_references_share_of_the_run(tmp_path: Path):
+    """Issue 16: 0.99 is 100 of the reference's 8000 steps; 'auto' keeps 1.25 % of any run."""
+    assert budget_decay(8000) == pytest.approx(0.99)
+    assert budget_decay(320) == pytest.approx(0.75)  # horizon 4 steps
+    assert budget_decay(1280) == pytest.approx(0.9375)  # horizon 16 steps
+    assert budget_decay(10) == 0.0  # under one step: the teacher is the student
+    assert tiny_trainer(tmp_path / "a", {}).ema_decay == budget_decay(40)  # 10 epochs x 4 iterations
+    assert tiny_trainer(tmp_path / "b", {"ema_decay": 0.99}).ema_decay == 0.99
+    with pytest.raises(ValueError, match="ema_decay must be 'auto' or in"):
+        tiny_trainer(tmp_path / "c", {"ema_decay": "slow"})
 
 
 def test_sigmoid_rampup_by_hand():

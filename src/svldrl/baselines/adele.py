@@ -1,14 +1,17 @@
 """ADELE: adaptive early-learning correction (Liu et al., CVPR 2022; reference code: Kangningthu/ADELE).
 
 Networks fit the clean patterns before they memorise the noise, and each class reaches that point
-at its own time. After every epoch the training IoU of each class against the CURRENT labels is
+at its own time. After every pass over the training cases (``curve_unit=pass``, the 3D reference's
+unit; ``epoch``, one point per ``optim.iters_per_epoch`` steps, made the tables before issue 16,
+commit 7985167 and earlier) the training IoU of each class against the CURRENT labels is
 fitted with ``a (1 - exp(-x^b / c))`` (scipy ``curve_fit``, the reference's bounds, start and
 weights); the class's correction starts at the first epoch where the fitted curve's slope has
 changed by more than r = 0.9 relative to its slope at epoch 1, and stays on. Correction replaces a
 voxel's label by the model's prediction, averaged over scales 0.7, 1.0, 1.5 and flips, where it is
 confident (> 0.7) and both the old and the new class are background or classes being corrected
 (the reference's ``merge_labels_with_skip``, class constraint included). It runs when a class
-starts and every ``correct_every`` epochs after (the 3D SegTHOR script's ``correct_freq``).
+starts and every ``correct_every`` points after (the 3D SegTHOR script's ``correct_freq``, 10 passes).
+The curve's x axis puts point k at x = k + 1 (the reference: ``linspace(0, n, n)``, point 0 at 0).
 
 Training adds a multi-scale consistency term: the mean KL of each scale's prediction to their mixture
 (Jensen-Shannon-like, weight 1), the scales made by trilinear resizing to sizes the backbone accepts.
@@ -44,6 +47,7 @@ from svldrl.training import METHODS
 from svldrl.training.checkpoint import atomic_write_text
 
 HISTORY_FILE = "adele.json"
+CURVE_UNITS = ("pass", "epoch")
 MIXTURE_CLAMP = 1e-3
 """The reference clamps the mixture to [1e-3, 1 - 1e-3] before its log."""
 
@@ -59,7 +63,12 @@ class ADELEOptions:
     flips: bool = option(True, "also average the correction's prediction over a flip of the last axis")
     consistency_weight: float = option(1.0, "weight of the multi-scale consistency term (jsd_lambda)")
     correct_every: int = option(10, "once started, labels are corrected again every this many epochs")
-    min_points: int = option(3, "IoU points (epochs) needed before the curve is fitted")
+    min_points: int = option(3, "IoU points needed before the curve is fitted")
+    curve_unit: str = option(
+        "pass",
+        "one IoU point per 'pass' over the training cases (the 3D reference, SegTHOR: one per epoch of its "
+        "data) or per 'epoch' of optim.iters_per_epoch steps (tables before issue 16); correct_every counts points",
+    )
     dice_weight: float = option(1.0, "weight of a Dice term at scale 1 (0 = the reference's CE only)")
 
     def __post_init__(self) -> None:
@@ -71,6 +80,8 @@ class ADELEOptions:
             raise ValueError("method_options.tau_fg and tau_bg must be in [0, 1)")
         if self.correct_every < 1 or self.min_points < 3:
             raise ValueError("method_options.correct_every must be >= 1 and min_points >= 3 (three parameters)")
+        if self.curve_unit not in CURVE_UNITS:
+            raise ValueError(f"method_options.curve_unit must be one of {CURVE_UNITS}, got {self.curve_unit!r}")
         if self.consistency_weight < 0 or self.dice_weight < 0:
             raise ValueError("method_options.consistency_weight and dice_weight must be >= 0")
 
@@ -252,19 +263,40 @@ class ADELETrainer(BaselineTrainer):
         self._inter += inter
         self._union += union
 
+    @property
+    def epochs_per_point(self) -> int:
+        """Epochs whose steps make one IoU point: one pass over the training cases ("pass"), or 1 ("epoch").
+
+        Why: the reference records one point per pass over its data (SegTHOR; VOC: every 100 of ~1058
+        iterations); a point per 8-iteration epoch makes the r = 0.9 rule fire at the knee of the first
+        fast rise (epochs 2-6 on LA, training IoU 0.45), and the corrections then damage the labels.
+        """
+        if self.options.curve_unit == "epoch":
+            return 1
+        per_pass = self.sampler.batches_per_pass(self.cfg.optim.batch_size)
+        return max(1, round(per_pass / self.batches_per_epoch))
+
+    @property
+    def points_in_run(self) -> int:
+        """IoU points the whole run records: the horizon of the slope rule (the reference's n_epoch)."""
+        return max(1, self.cfg.optim.epochs // self.epochs_per_point)
+
     def on_epoch_end(self, epoch: int) -> None:
-        """Record the epoch's IoU, start classes whose curve flattened, correct the labels when due."""
+        """Close an IoU point when due; start classes whose curve flattened; correct the labels when due."""
+        if (epoch + 1) % self.epochs_per_point:
+            return  # the point's pass is not complete yet: keep counting
         iou = np.divide(self._inter, self._union, out=np.full_like(self._inter, np.nan), where=self._union > 0)
         self.iou_history.append(iou)
         self._inter[:], self._union[:] = 0.0, 0.0
-        history = np.stack(self.iou_history)  # (epochs, G, n)
+        history = np.stack(self.iou_history)  # (points, G, n)
         started_now = False
         for g, c in zip(*np.nonzero(self.start_epoch < 0), strict=True):
-            if c > 0 and should_start_correction(history[:, g, c], self.cfg.optim.epochs, self.options.r,
+            if c > 0 and should_start_correction(history[:, g, c], self.points_in_run, self.options.r,
                                                  self.options.min_points):
                 self.start_epoch[g, c] = epoch
                 started_now = True
-        if (self.start_epoch >= 0).any() and (started_now or (epoch + 1) % self.options.correct_every == 0):
+        due = len(self.iou_history) % self.options.correct_every == 0
+        if (self.start_epoch >= 0).any() and (started_now or due):
             self.correct_training_labels()
             self.corrections.append(epoch)
         self.write_history()
@@ -320,6 +352,7 @@ class ADELETrainer(BaselineTrainer):
             "iou_history": torch.as_tensor(np.stack(self.iou_history)) if self.iou_history else torch.zeros(0),
             "start_epoch": torch.as_tensor(self.start_epoch),
             "corrections": list(self.corrections),
+            "counts": torch.as_tensor(np.stack([self._inter, self._union])),  # a point's pass spans epochs
             "labels": {c.case_id: torch.from_numpy(np.ascontiguousarray(c.label)) for c in self.train_cases}
             if self.corrections else {},
         }
@@ -331,5 +364,7 @@ class ADELETrainer(BaselineTrainer):
         self.iou_history = list(saved["iou_history"].numpy()) if saved["iou_history"].numel() else []
         self.start_epoch = saved["start_epoch"].numpy().copy()
         self.corrections = [int(e) for e in saved["corrections"]]
+        if "counts" in saved:  # checkpoints before issue 16 closed a point every epoch
+            self._inter[:], self._union[:] = saved["counts"].numpy()
         if saved["labels"]:
             self.set_training_labels([c.with_label(saved["labels"][c.case_id].numpy()) for c in self.train_cases])

@@ -232,7 +232,9 @@ class CoTeachingTrainer(BaselineTrainer):
     FOOTNOTE = ("Co-Teaching: small-loss selection per class and voxel; forget rates from the trusted cases, or "
                 "1 - precision from the noise manifest (oracle); network 1 evaluated; a Dice term on the "
                 "selected voxels added.")
-    TRAIN_SCALARS = ("loss", "loss_net1", "loss_net2", "forget_rate_fg", "kept_fraction")
+    TRAIN_SCALARS = (
+        "loss", "loss_net1", "loss_net2", "forget_rate_fg", "kept_fraction", "kept_fraction_bg", "kept_fraction_fg",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -305,6 +307,9 @@ class CoTeachingTrainer(BaselineTrainer):
             "loss": loss.item(), "loss_net1": loss1.item(), "loss_net2": loss2.item(),
             "forget_rate_fg": float(forget[:, 1:].mean()) if mode == "classes" else float(forget[:, 1].mean()),
             "kept_fraction": 0.5 * (keep1.float().mean() + keep2.float().mean()).item(),
+            # per class (mechanism health, issue 16): a kept share far below 1 - forget rate for one class
+            # means the selection shrinks (or grows) that class
+            **kept_by_class(keep1, keep2, classes),
         }
 
     def selected_dice(self, seg_logits: torch.Tensor, target: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -364,3 +369,18 @@ class CoTeachingTrainer(BaselineTrainer):
         self.peer.load_state_dict(payload["peer"])
         if "final_forget" in payload:
             self.final_forget = payload["final_forget"].numpy()
+
+
+def kept_by_class(keep1: torch.Tensor, keep2: torch.Tensor, classes: torch.Tensor) -> dict[str, float]:
+    """Share of the voxels labelled background (class 0) and labelled foreground (any other) kept by the two
+    networks' selections, averaged; NaN where the batch has no such voxel.
+
+    Args:
+        keep1, keep2: (B, G, h, w, d) bool selections.
+        classes: (B, G, h, w, d) label class per group.
+    """
+    kept = 0.5 * (keep1.float() + keep2.float())
+    out = {}
+    for name, where in (("kept_fraction_bg", classes == 0), ("kept_fraction_fg", classes > 0)):
+        out[name] = float(kept[where].mean()) if where.any() else float("nan")
+    return out

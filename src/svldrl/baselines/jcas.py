@@ -66,7 +66,12 @@ class JCASOptions:
     coarse_factor: int = option(8, "affinities on a grid this many times coarser than the patch, per side")
     feature_dim: int = option(128, "channels of the affinity features (reference: 128)")
     transition_init: float = option(-2.0, "initial off-diagonal logit of both matrices (sigmoid(-2) = 0.12)")
-    transition_lr_factor: float = option(10.0, "learning rate of the matrices / optim.lr (reference: 1e-3 / 1e-4)")
+    transition_lr_factor: float = option(
+        1.0,
+        "learning rate of the matrices / optim.lr: 1, as the reference trains them (their SGD is made at 1e-3, but "
+        "adjust_learning_rate resets every optimiser to the base poly rate each iteration, trainS2.py L133-137, "
+        "L276-278); 10 made the tables before issue 16",
+    )
     dice_weight: float = option(0.0, "weight of an added, uncorrected Dice loss (0: the reference's CE only)")
 
     def __post_init__(self) -> None:
@@ -250,7 +255,7 @@ class JCASTrainer(BaselineTrainer):
     FOOTNOTE = "JCAS: 3D adaptation of the reference code (one scale, affinities on a 1/8 grid, warmup in-run)."
     TRAIN_SCALARS = (
         "loss", "loss_class", "loss_affinity", "loss_volume", "loss_consistency", "loss_dice",
-        "class_t_offdiag", "affinity_t_offdiag",
+        "class_t_offdiag", "affinity_t_offdiag", "class_t_fg_to_bg",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -317,6 +322,9 @@ class JCASTrainer(BaselineTrainer):
         with torch.no_grad():
             scalars["class_t_offdiag"] = _mean_offdiagonal(self.net.class_t()).item()
             scalars["affinity_t_offdiag"] = _mean_offdiagonal(self.net.affinity_t()).item()
+            # T[fg -> bg] (mean over foreground classes and groups): the entry whose growth lowers the decision
+            # threshold and over-segments (issue 16); it should stay near its start (0.11) on clean labels
+            scalars["class_t_fg_to_bg"] = self.net.class_t()[:, 1:, 0].mean().item()
         return scalars
 
     def corrected_losses(

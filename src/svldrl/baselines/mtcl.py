@@ -1,7 +1,10 @@
 """MTCL: mean teacher + confident learning (Xu et al., IEEE TMI 2022; reference code: lemoshu/MTCL, LA_set_3D).
 
-A student and its exponential-moving-average teacher (decay 0.99, warmed up as the reference:
-``min(1 - 1 / (step + 1), decay)``). Clean ("high-quality") cases train the student with
+A student and its exponential-moving-average teacher, warmed up as the reference:
+``min(1 - 1 / (step + 1), decay)``. The reference's decay 0.99 is a horizon of 100 of its 8000 steps
+(1.25 %); ``ema_decay=auto`` (default) keeps that share in a run of any length (``budget_decay``:
+0.75 at 320 steps, 0.9375 at 1280); tables before issue 16 used 0.99 (commit 7985167 and earlier).
+Clean ("high-quality") cases train the student with
 ``0.5 (CE + Dice)``. For noisy ("low-quality") cases, confident learning on the teacher's
 probabilities (cleanlab's ``find_label_issues``, ``filter_by="both"``) flags the voxels whose label is
 likely wrong; those are flipped ("hard" refinement, the reference's default; with more than two
@@ -58,7 +61,11 @@ class MTCLOptions:
         "'trusted' (the run's trusted cases), 'oracle' (not corrupted in the noise manifest), 'none' (all "
         "noisy), or 'auto': trusted when the run has trusted cases, else oracle",
     )
-    ema_decay: float = option(0.99, "decay of the teacher's exponential moving average")
+    ema_decay: str = option(
+        "auto",
+        "decay of the teacher's moving average: 'auto' keeps the reference's horizon as a share of the run "
+        "(1 / (1 - 0.99) = 100 of 8000 steps, 1.25 %), or a number (the reference's 0.99 in any run)",
+    )
     consistency: float = option(0.1, "final lambda, the weight of (L_cons + weak_weight L_weak)")
     rampup_fraction: float = option(0.75, "share of steps over which lambda ramps up (reference: 40 x 150 of 8000)")
     weak_weight: float = option(5.0, "weight of the loss on the corrected labels of noisy cases")
@@ -73,8 +80,15 @@ class MTCLOptions:
             raise ValueError(f"method_options.filter_by must be one of {FILTERS}, got {self.filter_by!r}")
         if self.evaluate not in ("student", "teacher"):
             raise ValueError(f"method_options.evaluate must be 'student' or 'teacher', got {self.evaluate!r}")
-        if not 0.0 <= self.ema_decay <= 1.0 or not 0.0 <= self.rampup_fraction <= 1.0:
-            raise ValueError("method_options.ema_decay and rampup_fraction must be in [0, 1]")
+        if self.ema_decay != "auto":
+            try:
+                decay = float(self.ema_decay)
+            except ValueError:
+                decay = -1.0
+            if not 0.0 <= decay <= 1.0:
+                raise ValueError(f"method_options.ema_decay must be 'auto' or in [0, 1], got {self.ema_decay!r}")
+        if not 0.0 <= self.rampup_fraction <= 1.0:
+            raise ValueError("method_options.rampup_fraction must be in [0, 1]")
         if min(self.consistency, self.weak_weight, self.teacher_noise) < 0:
             raise ValueError("method_options.consistency, weak_weight and teacher_noise must be >= 0")
 
@@ -95,6 +109,22 @@ def sigmoid_rampup(current: float, length: float) -> float:
         return 1.0
     phase = 1.0 - float(np.clip(current, 0.0, length)) / length
     return float(math.exp(-5.0 * phase * phase))
+
+
+REFERENCE_EMA_DECAY = 0.99
+REFERENCE_STEPS = 8000
+"""The reference's LA run: ``ema_decay=0.99`` over ``max_iterations=8000`` (train_MTCL_3D.py L43, L64)."""
+
+
+def budget_decay(total_steps: int) -> float:
+    """The EMA decay whose horizon ``1 / (1 - decay)`` is the reference's share of its run (100 / 8000 steps).
+
+    Why: 0.99 averages the last ~100 steps; in the reference that is 1.25 % of the run, in a 320-step
+    run 31 %, so the teacher deciding the label flips lags far behind the student (issue 16). At least
+    one step (decay 0: the teacher is the student).
+    """
+    horizon = max(1.0, total_steps / (1.0 - REFERENCE_EMA_DECAY) / REFERENCE_STEPS)
+    return 1.0 - 1.0 / horizon
 
 
 def teacher_decay(step: int, decay: float) -> float:
@@ -204,6 +234,13 @@ class MTCLTrainer(BaselineTrainer):
     def total_steps(self) -> int:
         return self.cfg.optim.epochs * self.batches_per_epoch
 
+    @property
+    def ema_decay(self) -> float:
+        """The decay in use: ``budget_decay`` for 'auto', else the given number."""
+        if self.options.ema_decay == "auto":
+            return budget_decay(self.total_steps)
+        return float(self.options.ema_decay)
+
     def consistency_weight(self, step: int) -> float:
         """lambda(t): the sigmoid ramp to ``consistency`` over ``rampup_fraction`` of the steps."""
         return self.options.consistency * sigmoid_rampup(step, self.options.rampup_fraction * self.total_steps)
@@ -228,7 +265,7 @@ class MTCLTrainer(BaselineTrainer):
         lam = self.consistency_weight(self.global_step)
         loss = loss_sup + lam * (loss_cons + self.options.weak_weight * loss_weak)
         self.backward_and_step(loss)
-        ema_update(self.teacher, self.net, teacher_decay(self.global_step, self.options.ema_decay))
+        ema_update(self.teacher, self.net, teacher_decay(self.global_step, self.ema_decay))
         self.global_step += 1
         scalars.update(loss=loss.item(), loss_sup=loss_sup.item(), loss_cons=loss_cons.item(),
                        loss_weak=loss_weak.item(), consistency_weight=lam)
