@@ -295,3 +295,12 @@ def test_method_class_finds_registered_and_baseline_methods():
     assert method_class("svl-drl") is SVLDRLTrainer
     assert method_class("baseline") is Trainer
     assert issubclass(method_class("pixeldrl-mg"), SVLDRLTrainer)  # registered when svldrl.baselines is imported
+
+
+def test_scalar_means_skip_steps_that_did_not_give_a_value():
+    from svldrl.training.logs import ScalarMeans
+
+    means = ScalarMeans()
+    means.add({"loss": 1.0, "changed_corrupted": float("nan")})  # a batch without a corrupted case
+    means.add({"loss": 3.0, "changed_corrupted": 0.2})
+    assert means.means() == {"loss": 2.0, "changed_corrupted": 0.2}

@@ -16,7 +16,11 @@ TENSORBOARD_DIR = "tensorboard"
 
 
 class ScalarMeans:
-    """Running means of the scalars a training step returns (each key averaged over the steps that gave it)."""
+    """Running means of the scalars a training step returns (each key averaged over the steps that gave it).
+
+    A NaN counts as "not given": a step whose batch had no voxel of some kind (no corrupted case, no
+    foreground) reports NaN for that scalar, and one such step must not blank the epoch's mean.
+    """
 
     def __init__(self) -> None:
         self._sums: dict[str, float] = {}
@@ -24,6 +28,8 @@ class ScalarMeans:
 
     def add(self, scalars: dict[str, float]) -> None:
         for key, value in scalars.items():
+            if math.isnan(float(value)):
+                continue
             self._sums[key] = self._sums.get(key, 0.0) + float(value)
             self._counts[key] = self._counts.get(key, 0) + 1
 
