@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -49,7 +48,6 @@ from svldrl.config import TrainConfig, _from_dict
 from svldrl.data import Case, LabelSpec, PatchSampler
 from svldrl.models import MaskStateNet, build_network, mask_channels
 from svldrl.models.network import POLICY_INIT_SCALE, _output_conv
-from svldrl.noise import NoiseManifest
 from svldrl.rl import action_log_prob_and_entropy, anatomical_penalty, discounted_returns, sample_actions
 from svldrl.rl.credit import (
     CREDIT_ESTIMATORS,
@@ -190,22 +188,12 @@ class LabelAgentsTrainer(SVLDRLTrainer):
         "value_mean", "policy_entropy", "advantage_std",
     )
 
-    def __init__(
-        self,
-        cfg: TrainConfig,
-        train_cases: Sequence[Case],
-        val_cases: Sequence[Case],
-        labels: LabelSpec,
-        run_dir: str | Path,
-        *,
-        progress: bool = True,
-        noise_manifest: NoiseManifest | None = None,
-        trusted_ids: Sequence[str] = (),
-    ) -> None:
-        super().__init__(cfg, train_cases, val_cases, labels, run_dir, progress=progress, noise_manifest=noise_manifest,
-                         trusted_ids=trusted_ids)  # fmt: skip
-        self.trusted_batches = TrustedBatches(self.train_cases, labels, cfg, self.trusted_ids)
-        self.corrupted_ids = frozenset(noise_manifest.corrupted_ids) if noise_manifest is not None else None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """As ``SVLDRLTrainer``; adds the trusted-batch stream of the reward."""
+        super().__init__(*args, **kwargs)
+        self.trusted_batches = TrustedBatches(self.train_cases, self.labels, self.cfg, self.trusted_ids)
+        manifest = self.noise_manifest
+        self.corrupted_ids = frozenset(manifest.corrupted_ids) if manifest is not None else None
         """Diagnostics only (the log's changed_corrupted / changed_clean): never used to train."""
 
     # ------------------------------------------------------------------ configuration
@@ -393,7 +381,7 @@ class LabelAgentsTrainer(SVLDRLTrainer):
         """(A, F, h, w, d) the label expected under the policy at s(0): ``pi(keep) y + pi(set fg) proposal``.
 
         Why an option: under the threshold rule nothing changes until an edit's probability passes 0.5,
-        which a keep-biased policy may not reach in a short run (phantoms: 0.05 -> 0.12 in 120 steps); the
+        which a keep-biased policy may not reach in a short run; the
         expected label moves with the policy from the first step. At the start (keep 0.9) it is y smoothed
         by 0.05 toward the proposal and toward background: a mild label smoothing, stated.
         """
@@ -416,7 +404,7 @@ class LabelAgentsTrainer(SVLDRLTrainer):
         ``(e_new - e_old) . delta``), so no action has to be sampled to learn its worth: the loss is
         ``-sum_a pi(a|s) (Q(s, a) - sum_a' pi(a'|s) Q(s, a'))`` with Q the credits (standardised over the
         batch), minus the entropy bonus. Sampled A2C sees each edit at 1 voxel in 20 under the start
-        policy and learned nothing in 120 steps on phantoms (the policy drifted to keep).
+        policy.
         The anatomical term, a property of the whole mask, has no per-action value and is left out here;
         it still shapes the critic through the sampled returns.
         """
