@@ -372,6 +372,16 @@ def compare(
         typer.Option("--jobs", "-j", min=1, help="Runs trained at once, each with an equal share of the CPU threads."),
     ] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    list_runs: Annotated[
+        bool,
+        typer.Option("--list", help="Print the grid's runs, one per line: index, state (pending/running/finished), "
+                     "run, folder; train nothing."),
+    ] = False,
+    index: Annotated[
+        int | None,
+        typer.Option("--index", min=0, help="Train run INDEX of the grid alone (as --list numbers them), e.g. "
+                     "$SLURM_ARRAY_TASK_ID in a job array; write no tables (then --tables-only)."),
+    ] = None,
     runs_root: Annotated[
         Path | None,
         typer.Option(
@@ -403,13 +413,28 @@ def compare(
         seeds: [0, 1]
         clean_baseline: true
 
+    On a cluster, a job array trains one run per job (docs/cluster.md): `--list` numbers the runs,
+    `--index $SLURM_ARRAY_TASK_ID` trains one, and `--tables-only` writes the tables at the end.
+
     Example: `svldrl compare experiments/phantoms/mt50.yaml`
     Example: `SVLDRL_RUNS=/scratch/runs svldrl compare experiments/la/table1.yaml --jobs 2`
+    Example: `svldrl compare experiments/la/reference.yaml --list`
     """
-    from svldrl.experiments.compare import run_experiment
+    from svldrl.experiments.compare import grid_states, run_experiment, train_index
 
     _require_exists(experiment)
+    chosen = [name for name, given in (("--list", list_runs), ("--index", index is not None),
+                                       ("--tables-only", tables_only), ("--jobs", jobs > 1)) if given]
+    if len(chosen) > 1:
+        raise typer.BadParameter(f"{' and '.join(chosen)} cannot be combined; choose one")
     _load_methods()
+    if list_runs:
+        for i, state, run, run_dir in grid_states(experiment, runs_root):
+            typer.echo(f"{i}\t{state}\t{run.variant.label} | {run.group} | seed {run.seed}\t{run_dir}")
+        return
+    if index is not None:
+        train_index(experiment, index, progress=not quiet, runs_root=runs_root)
+        return
     written = run_experiment(experiment, progress=not quiet, tables_only=tables_only, jobs=jobs, runs_root=runs_root)
     for name, path in written.items():
         console.print(f"{name}: {path}")

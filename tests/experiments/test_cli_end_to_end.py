@@ -209,6 +209,49 @@ def test_compare_with_two_jobs_trains_each_run_once(phantoms: Path, tmp_path: Pa
     assert "MT-Noise 50%" in (tmp_path / "results" / "table.md").read_text()
 
 
+def test_compare_list_and_index_train_one_run_at_a_time(phantoms: Path, tmp_path: Path) -> None:
+    """What a cluster job array does: --list numbers the runs, --index trains one, --tables-only ends."""
+    from svldrl.experiments.runs import claim_run
+
+    exp = tiny_experiment(tmp_path, phantoms, "[baseline]", "[0, 1]")
+
+    def listed() -> list[list[str]]:
+        return [line.split("\t") for line in invoke("compare", exp, "--list").splitlines()]
+
+    rows = listed()
+    assert [r[0] for r in rows] == ["0", "1", "2", "3"] and {r[1] for r in rows} == {"pending"}
+    assert rows[2][2] == "Baseline | MT-Noise 50% | seed 0" and rows[2][3].endswith("baseline__mt-0.5__seed0")
+    invoke("compare", exp, "-q", "--index", "2")
+    assert [r[1] for r in listed()] == ["pending", "pending", "finished", "pending"]
+    assert [p.parent.name for p in (tmp_path / "runs").rglob("metrics.json")] == ["baseline__mt-0.5__seed0"]
+    assert not (tmp_path / "results").exists()  # tables come from --tables-only once the array is done
+    stamp = (Path(rows[2][3]) / "metrics.json").stat().st_mtime
+    invoke("compare", exp, "-q", "--index", "2")  # a resubmitted job leaves a finished run alone
+    assert (Path(rows[2][3]) / "metrics.json").stat().st_mtime == stamp
+    with claim_run(Path(rows[1][3])):  # another process trains run 1 now
+        assert listed()[1][1] == "running"
+        result = runner.invoke(app, ["compare", str(exp), "-q", "--index", "1"])
+        assert result.exit_code != 0 and "another process" in str(result.exception)
+    result = runner.invoke(app, ["compare", str(exp), "--index", "4"])
+    assert result.exit_code != 0 and "outside the grid's runs 0..3" in str(result.exception)
+    result = runner.invoke(app, ["compare", str(exp), "--index", "0", "--list"])
+    assert result.exit_code != 0 and "cannot be combined" in result.output
+    invoke("compare", exp, "-q", "--tables-only")
+    assert "MT-Noise 50%" in (tmp_path / "results" / "table.md").read_text()
+
+
+def test_the_sbatch_array_script_trains_its_task(phantoms: Path, tmp_path: Path) -> None:
+    """docs/cluster/svldrl-array.sbatch as a SLURM array task runs it (bash, task id in the environment)."""
+    venv = Path(sys.prefix)
+    if not (venv / "bin" / "activate").exists():
+        pytest.skip(f"{venv} is not a virtual environment with bin/activate")
+    script = Path(__file__).parents[2] / "docs" / "cluster" / "svldrl-array.sbatch"
+    exp = tiny_experiment(tmp_path, phantoms, "[baseline]", "[0]")
+    env = dict(os.environ, SLURM_ARRAY_TASK_ID="1", SVLDRL_VENV=str(venv), SVLDRL_RUNS=str(tmp_path / "scratch"))
+    subprocess.run(["bash", str(script), str(exp)], cwd=tmp_path, env=env, check=True, capture_output=True)
+    assert [p.parent.name for p in (tmp_path / "scratch").rglob("metrics.json")] == ["baseline__mt-0.5__seed0"]
+
+
 def test_compare_refuses_a_finished_run_trained_with_other_settings(phantoms: Path, tmp_path: Path) -> None:
     text = (
         f"name: tiny\ndata: {phantoms}\npreset: cpu\n"

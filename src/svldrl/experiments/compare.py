@@ -24,7 +24,7 @@ import yaml
 from svldrl._io import atomic_write, write_text
 from svldrl.config import TrainConfig, merge, parse_overrides, resolve_config
 from svldrl.experiments.methods import method_info
-from svldrl.experiments.runs import METRICS_FILE, check_existing_run, claim_run
+from svldrl.experiments.runs import METRICS_FILE, RunExistsError, check_existing_run, claim_run, is_claimed
 from svldrl.experiments.tables import Table, TableRow, noise_label, rows_from_runs
 from svldrl.experiments.trusted import pin_trusted_cases
 from svldrl.metrics import METRICS
@@ -260,7 +260,7 @@ def train_pending(
     runs = grid(exp)
     dataset_name = load_dataset(exp.data).name
     trained = 0
-    for i, run in enumerate(runs, 1):
+    for i, run in enumerate(runs):  # i: the run's index, as --list and --index number it
         run_dir = run.run_dir(exp, dataset_name)
         if (run_dir / METRICS_FILE).exists():
             continue
@@ -270,11 +270,62 @@ def train_pending(
             cfg = run.cfg
             if threads is not None and cfg.num_threads is None:
                 cfg = replace(cfg, num_threads=threads)
-            print(f"[compare {i}/{len(runs)}] {run.variant.label} | {run.group} | seed {run.seed} -> {run_dir}",
+            print(f"[compare {i} (of {len(runs)})] {run.variant.label} | {run.group} | seed {run.seed} -> {run_dir}",
                   flush=True)
             train_run(exp.data, cfg, out=run_dir, runs_root=exp.runs_root, resume=True, progress=progress)
             trained += 1
     return trained
+
+
+def grid_states(path: Path, runs_root: Path | None = None) -> list[tuple[int, str, GridRun, Path]]:
+    """Every run of the grid with its index and state: ``pending``, ``running`` or ``finished``.
+
+    The index is the run's place in the grid's fixed order (noise rows, methods, seeds), the
+    number a cluster job array passes to ``--index``. ``running``: another process holds the
+    run's lock now; an interrupted run nobody holds is ``pending`` (it resumes).
+    """
+    from svldrl.data import load_dataset
+
+    exp = load_experiment(path, runs_root)
+    runs = grid(exp)
+    dataset_name = load_dataset(exp.data).name
+    out = []
+    for index, run in enumerate(runs):
+        run_dir = run.run_dir(exp, dataset_name)
+        state = "finished" if (run_dir / METRICS_FILE).exists() else ("running" if is_claimed(run_dir) else "pending")
+        out.append((index, state, run, run_dir))
+    return out
+
+
+def train_index(path: Path, index: int, *, progress: bool = True, runs_root: Path | None = None) -> Path:
+    """Train run ``index`` of the grid alone (one job of a cluster array); returns its folder.
+
+    Checks this run as ``run_experiment`` checks every run, then trains or resumes it. A finished
+    run is left as it is (a job array may be resubmitted); a run another process holds is refused.
+    """
+    from svldrl.data import load_dataset
+    from svldrl.experiments.pipeline import check_run_config, make_split, train_run
+    from svldrl.experiments.trusted import check_trusted
+
+    exp = load_experiment(path, runs_root)
+    runs = grid(exp)
+    if not 0 <= index < len(runs):
+        raise ValueError(f"{exp.source}: --index {index} is outside the grid's runs 0..{len(runs) - 1}")
+    run = runs[index]
+    dataset = load_dataset(exp.data)
+    run_dir = run.run_dir(exp, dataset.name)
+    check_run_config(run.cfg)
+    check_trusted(run.cfg, make_split(dataset, run.cfg))
+    check_existing_run(run_dir, run.cfg)
+    with claim_run(run_dir) as claimed:
+        if not claimed:
+            raise RunExistsError(f"{run_dir}: another process is training this run now")
+        if (run_dir / METRICS_FILE).exists():
+            print(f"[compare {index}] finished already: {run_dir}", flush=True)
+            return run_dir
+        print(f"[compare {index}] {run.variant.label} | {run.group} | seed {run.seed} -> {run_dir}", flush=True)
+        train_run(exp.data, run.cfg, out=run_dir, runs_root=exp.runs_root, resume=True, progress=progress)
+    return run_dir
 
 
 def _train_in_workers(path: Path, jobs: int, runs_root: Path | None = None) -> None:

@@ -245,6 +245,22 @@ def claim_run(run_dir: Path) -> Iterator[bool]:
         lock.release()
 
 
+def is_claimed(run_dir: Path) -> bool:
+    """Whether another process holds ``run_dir``'s lock now (``claim_run``); creates no lock file."""
+    from filelock import FileLock, Timeout
+
+    path = run_dir.parent / f".{run_dir.name}.lock"
+    if not path.exists():
+        return False
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
 def save_config(run_dir: Path, cfg: TrainConfig) -> None:
     from svldrl._io import write_text
 
