@@ -36,10 +36,11 @@ from svldrl.baselines.common import (
     require_trusted,
     seg_probabilities,
 )
+from svldrl.data import TrustedBatches
 from svldrl.rl.credit import CREDIT_ESTIMATORS, descent_logit_change, group_delta, label_credit, reweight
 from svldrl.rl.credit import trusted_gradient as trusted_loss_gradient
 from svldrl.training import METHODS
-from svldrl.training.label_agents import TrustedBatches, seg_forward
+from svldrl.training.label_agents import seg_forward
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +78,8 @@ class MetaReweightTrainer(BaselineTrainer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.trusted_batches = TrustedBatches(self.train_cases, self.labels, self.cfg, self.trusted_ids)
+        self.trusted_batches = TrustedBatches(self.train_cases, self.labels, self.cfg.data, self.cfg.seed,
+                                              self.trusted_ids)
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:

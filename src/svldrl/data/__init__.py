@@ -10,7 +10,7 @@ from svldrl.data.labels import BRATS_CODEC, LabelCodec
 from svldrl.data.msd import MsdInfo, read_dataset_json
 from svldrl.data.phantom import PHANTOM_LABELS, make_phantom, make_phantoms, write_phantom_dataset
 from svldrl.data.prepare import prepare_cases, resample_case, resample_to_shape
-from svldrl.data.sampling import PatchSampler
+from svldrl.data.sampling import PatchSampler, TrustedBatches
 from svldrl.data.split import Split, split_cases
 from svldrl.data.validate import (
     DataError,
@@ -44,6 +44,7 @@ __all__ = [
     "LabelSpec",
     "MsdInfo",
     "PatchSampler",
+    "TrustedBatches",
     "Problem",
     "Split",
     "check_case_files",

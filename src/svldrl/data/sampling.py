@@ -13,6 +13,7 @@ and the rest from the others (two streams, as MTCL's ``TwoStreamBatchSampler``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -248,3 +249,37 @@ class PatchSampler:
                 "label": torch.from_numpy(np.stack(targets)),  # (B, n_outputs, h, w, d)
                 "case_id": [v.case_id for v in volumes],
             }
+
+
+TRUSTED_STREAM = 7_919
+"""Added to the run's seed for the trusted-batch sampler, so its patches are a stream of their own."""
+
+
+class TrustedBatches:
+    """Batches of trusted patches only, a stream of their own (SVL-DRL-T's reward, meta-reweight's weights).
+
+    A pure function of (seed, epoch, step) like the training batches, so a resumed run draws the same.
+    """
+
+    def __init__(
+        self, cases: Sequence[Case], labels: LabelSpec, data_cfg: DataConfig, seed: int, trusted_ids: frozenset[str]
+    ) -> None:
+        trusted = [c for c in cases if c.case_id in trusted_ids]
+        if not trusted:
+            raise ValueError("none of the training cases is trusted; this method needs trusted cases")
+        data = dataclasses.replace(data_cfg, trusted_per_batch=0)
+        self.sampler = PatchSampler(trusted, labels, data, seed=seed + TRUSTED_STREAM)
+        self._epoch: int | None = None
+        self._batches: Iterator[dict[str, Any]] = iter(())
+
+    def next(self, epoch: int, batches_per_epoch: int, batch_size: int) -> dict[str, Any]:
+        """The next trusted batch of ``epoch`` (a new epoch restarts the stream at its first batch; a stream
+        asked for more than ``batches_per_epoch`` batches starts over)."""
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._batches = self.sampler.epoch(epoch, batches_per_epoch, batch_size)
+        batch = next(self._batches, None)
+        if batch is None:
+            self._batches = self.sampler.epoch(epoch, batches_per_epoch, batch_size)
+            batch = next(self._batches)
+        return batch

@@ -38,14 +38,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from svldrl.config import TrainConfig, _from_dict
-from svldrl.data import Case, LabelSpec, PatchSampler
+from svldrl.data import LabelSpec, TrustedBatches
 from svldrl.models import MaskStateNet, build_network, mask_channels
 from svldrl.models.network import POLICY_INIT_SCALE, _output_conv
 from svldrl.rl import action_log_prob_and_entropy, anatomical_penalty, discounted_returns, sample_actions
@@ -66,8 +66,6 @@ from svldrl.training.svldrl import GradientPlan, SVLDRLTrainer, stage_loss
 CREDITS = ("voxel", "episode")
 POLICY_GRADIENTS = ("all_actions", "sampled")
 CORRECTIONS = ("threshold", "expected")
-TRUSTED_STREAM = 7_919
-"""Added to the run's seed for the trusted-batch sampler, so its patches are a stream of their own."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,34 +124,6 @@ def seg_forward(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return net(image, heads=("seg",)).seg
 
 
-class TrustedBatches:
-    """Batches of trusted patches only, a stream of their own: the reward's estimate of clean quality.
-
-    A pure function of (seed, epoch, step) like the training batches, so a resumed run draws the same.
-    """
-
-    def __init__(self, cases: Sequence[Case], labels: LabelSpec, cfg: TrainConfig, trusted_ids: frozenset[str]) -> None:
-        trusted = [c for c in cases if c.case_id in trusted_ids]
-        if not trusted:
-            raise ValueError(f"{cfg.method}: none of the training cases is trusted; the reward needs trusted cases")
-        data = dataclasses.replace(cfg.data, trusted_per_batch=0)
-        self.sampler = PatchSampler(trusted, labels, data, seed=cfg.seed + TRUSTED_STREAM)
-        self._epoch: int | None = None
-        self._batches: Iterator[dict[str, Any]] = iter(())
-
-    def next(self, epoch: int, batches_per_epoch: int, batch_size: int) -> dict[str, Any]:
-        """The next trusted batch of ``epoch`` (a new epoch restarts the stream at its first batch; a stream
-        asked for more than ``batches_per_epoch`` batches starts over)."""
-        if epoch != self._epoch:
-            self._epoch = epoch
-            self._batches = self.sampler.epoch(epoch, batches_per_epoch, batch_size)
-        batch = next(self._batches, None)
-        if batch is None:
-            self._batches = self.sampler.epoch(epoch, batches_per_epoch, batch_size)
-            batch = next(self._batches)
-        return batch
-
-
 class LabelEpisode(NamedTuple):
     """One episode of label edits on the agents' rows; index t is the state (image, m(t))."""
 
@@ -191,7 +161,8 @@ class LabelAgentsTrainer(SVLDRLTrainer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """As ``SVLDRLTrainer``; adds the trusted-batch stream of the reward."""
         super().__init__(*args, **kwargs)
-        self.trusted_batches = TrustedBatches(self.train_cases, self.labels, self.cfg, self.trusted_ids)
+        self.trusted_batches = TrustedBatches(self.train_cases, self.labels, self.cfg.data, self.cfg.seed,
+                                              self.trusted_ids)
         manifest = self.noise_manifest
         self.corrupted_ids = frozenset(manifest.corrupted_ids) if manifest is not None else None
         """Diagnostics only (the log's changed_corrupted / changed_clean): never used to train."""
