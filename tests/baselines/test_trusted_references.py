@@ -92,3 +92,46 @@ def test_meta_reweight_weights_noisy_rows_only_and_logs_them(tmp_path: Path):
     assert len(rows) == 4 and all(math.isfinite(float(r["weight_max"])) for r in rows)
     with pytest.raises(ValueError, match="needs trusted cases"):
         MetaReweightTrainer.check_config(merge(CPU, {"method": "meta-reweight"}))
+
+
+# ----------------------------------------------------------------------------- teacher correction
+
+
+def test_confident_correction_by_hand():
+    from svldrl.baselines.teacher_correction import confident_correction
+
+    label = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]])[None, :, :, None, None]  # bg bg fg fg
+    p_fg = torch.tensor([0.9, 0.6, 0.1, 0.7])  # the teacher's foreground probability per voxel
+    logits = torch.stack([torch.zeros(4), torch.log(p_fg / (1 - p_fg))])[None, :, :, None, None]
+    fixed = confident_correction(label, logits, "classes", 0.8)
+    assert fixed[0, 1, :, 0, 0].tolist() == [1.0, 0.0, 0.0, 1.0]  # voxel 0 -> fg, voxel 2 -> bg; 1 and 3 kept
+    regions = torch.tensor([[0.0, 0.0, 1.0, 1.0]])[None, :, :, None, None]
+    fixed = confident_correction(regions, torch.log(p_fg / (1 - p_fg)).view(1, 1, 4, 1, 1), "regions", 0.8)
+    assert fixed[0, 0, :, 0, 0].tolist() == [1.0, 0.0, 0.0, 1.0]
+
+
+@pytest.mark.slow
+def test_teacher_correction_freezes_the_trusted_model_and_replaces_what_it_contradicts(tmp_path: Path):
+    from svldrl.baselines import TeacherCorrectionTrainer
+
+    cases = make_phantoms(6, 32, seed=1)
+    train = [*cases[:4], shifted(cases[4], 12), shifted(cases[5], 12)]
+    cfg = merge(CPU, {**SMALL, "method": "teacher-correction", "method_options": {"filter_at": 0.5},
+                      "optim": {**SMALL["optim"], "epochs": 6, "iters_per_epoch": 10}})  # fmt: skip
+    trusted = [c.case_id for c in cases[:2]]
+
+    def make() -> TeacherCorrectionTrainer:
+        return TeacherCorrectionTrainer(cfg, train, [], PHANTOM_LABELS, tmp_path, progress=False, trusted_ids=trusted)
+
+    first = make()
+    assert set(first.sampler.case_ids) == set(trusted)  # phase 1: the trusted cases alone
+    first.fit(stop_after=4)
+    assert first.teacher is not None and not any(p.requires_grad for p in first.teacher.parameters())
+    assert set(first.sampler.case_ids) == {c.case_id for c in train}  # every case comes in, none dropped
+    frozen = [p.clone() for p in first.teacher.parameters()]
+    second = make()
+    second.fit(resume=True)
+    assert all(torch.equal(a, b) for a, b in zip(frozen, second.teacher.parameters(), strict=True))
+    rows = read_log(tmp_path)
+    assert [float(r["corrected"]) for r in rows[:3]] == [0.0, 0.0, 0.0]
+    assert all(float(r["corrected"]) > 0.01 for r in rows[3:])  # the shifted labels are contradicted

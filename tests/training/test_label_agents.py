@@ -244,12 +244,13 @@ def test_options_and_missing_trusted_cases_are_refused_before_any_work(tmp_path:
 
 
 @pytest.mark.slow
-def test_resume_reaches_the_uninterrupted_result(tmp_path: Path):
-    straight = trainer_on_phantoms(tmp_path / "straight", epochs=4)
+@pytest.mark.parametrize("options", [{}, {"reward": "teacher"}], ids=["credit", "teacher"])
+def test_resume_reaches_the_uninterrupted_result(tmp_path: Path, options: dict):
+    straight = trainer_on_phantoms(tmp_path / "straight", options, epochs=4)
     result = straight.fit()
-    first = trainer_on_phantoms(tmp_path / "resumed", epochs=4)
+    first = trainer_on_phantoms(tmp_path / "resumed", options, epochs=4)
     first.fit(stop_after=3)
-    second = trainer_on_phantoms(tmp_path / "resumed", epochs=4)
+    second = trainer_on_phantoms(tmp_path / "resumed", options, epochs=4)
     assert second.fit(resume=True) == result
     for a, b in zip(straight.net.parameters(), second.net.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -280,3 +281,61 @@ def test_cli_run_on_phantoms_with_sfda_noise(tmp_path: Path):
     rows = read_log(out)
     assert rows[-1]["stage"] == "full_rl" and rows[-1]["changed_corrupted"] != ""
     assert json.loads((out / "trusted.json").read_text())["n"] == 2
+
+
+# ----------------------------------------------------------------------------- the teacher reward (C5)
+
+
+def test_the_teacher_reward_is_the_teachers_log_likelihood_gain_less_the_confidence_logit(tmp_path: Path):
+    trainer = trainer_on_phantoms(tmp_path, {"reward": "teacher", "teacher_confidence": 0.8})
+    p_fg = torch.tensor([0.9, 0.6, 0.1, 0.7])
+    log_probs = torch.stack([torch.log(1 - p_fg), torch.log(p_fg)]).view(1, 1, 2, 4, 1, 1)  # (A, G, n, ...)
+    mask = torch.tensor([0.0, 0.0, 1.0, 1.0]).view(1, 1, 4, 1, 1)
+    q = trainer.action_credits(mask, log_probs, torch.ones_like(mask))[0, :, :, 0, 0]  # (3 actions, 4 voxels)
+    margin = math.log(0.8 / 0.2)
+    expected_fg = [math.log(0.9 / 0.1) - margin, math.log(0.6 / 0.4) - margin, 0.0, 0.0]  # set fg on bg voxels
+    expected_bg = [0.0, 0.0, math.log(0.9 / 0.1) - margin, math.log(0.3 / 0.7) - margin]  # set bg on fg voxels
+    torch.testing.assert_close(q[KEEP], torch.zeros(4))
+    torch.testing.assert_close(q[SET_FOREGROUND], torch.tensor(expected_fg))
+    torch.testing.assert_close(q[SET_BACKGROUND], torch.tensor(expected_bg))
+    assert (q[1:] > 0).tolist() == [[True, False, False, False], [False, False, True, False]]  # confident edits pay
+
+
+def test_the_teacher_learns_from_trusted_patches_in_warmup_and_is_then_frozen(tmp_path, monkeypatch):
+    trainer = trainer_on_phantoms(tmp_path, {"reward": "teacher"}, epochs=3)
+    seen: list[list[str]] = []
+    supervised = trainer.supervised_step
+
+    def spy(image, label):
+        seen.append(image)
+        return supervised(image, label)
+
+    monkeypatch.setattr(trainer, "supervised_step", spy)
+    drawn: list[str] = []
+    next_trusted = trainer.trusted_batches.next
+
+    def spy_next(*args, **kwargs):
+        batch = next_trusted(*args, **kwargs)
+        drawn.extend(batch["case_id"])
+        return batch
+
+    monkeypatch.setattr(trainer.trusted_batches, "next", spy_next)
+    batch = trainer.batch_to_device(next(iter(trainer.sampler.epoch(0, 1, 2))))
+    trainer.train_step(batch, epoch=0)  # Warmup: a batch of the trusted stream, not the given one
+    assert len(seen) == 1 and len(drawn) == 2 and set(drawn) <= trainer.trusted_ids and trainer.teacher is None
+    trainer.train_step(batch, epoch=1)  # the first step after Warmup freezes the teacher
+    assert trainer.teacher is not None and not any(p.requires_grad for p in trainer.teacher.parameters())
+    frozen = [p.clone() for p in trainer.teacher.parameters()]
+    trainer.train_step(batch, epoch=2)
+    assert all(torch.equal(a, b) for a, b in zip(frozen, trainer.teacher.parameters(), strict=True))
+    assert len(drawn) == 2  # the teacher reward needs no trusted gradient batch
+
+
+def test_the_teacher_reward_needs_a_warmup(tmp_path: Path):
+    cfg = merge(CPU, {**SMALL, "method": "svl-drl-trusted", "data": {"trusted_count": 2},
+                      "method_options": {"reward": "teacher"}, "stages": {"skip_warmup": True}})  # fmt: skip
+    with pytest.raises(ValueError, match="trains its teacher in Warmup"):
+        LabelAgentsTrainer.check_config(cfg)
+    with pytest.raises(ValueError, match="teacher_confidence must be in"):
+        LabelAgentsTrainer.check_config(merge(cfg, {"method_options": {"teacher_confidence": 1.0},
+                                                    "stages": {"skip_warmup": False}}))

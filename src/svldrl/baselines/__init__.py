@@ -11,6 +11,7 @@ from svldrl.baselines.meta_reweight import MetaReweightOptions, MetaReweightTrai
 from svldrl.baselines.mtcl import MTCLOptions, MTCLTrainer
 from svldrl.baselines.pixeldrl import MaskStateNet, PixelDRLTrainer
 from svldrl.baselines.rsf import RSFAssistedTrainer, RSFParameters, rsf_evolve
+from svldrl.baselines.teacher_correction import TeacherCorrectionOptions, TeacherCorrectionTrainer
 from svldrl.baselines.trusted_only import TrustedOnlyTrainer, has_trusted_cases
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
     "MetaReweightOptions",
     "MetaReweightTrainer",
     "MTCLTrainer",
+    "TeacherCorrectionOptions",
+    "TeacherCorrectionTrainer",
     "MaskStateNet",
     "PixelDRLTrainer",
     "RSFAssistedTrainer",

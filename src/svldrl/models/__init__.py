@@ -2,7 +2,7 @@
 
 from svldrl.models.backbones import BACKBONES, Backbone, build_network, check_patch_size
 from svldrl.models.mask_state import MaskStateNet, mask_channels
-from svldrl.models.network import HEADS, N_ACTIONS, NetOutput, ThreeHeadNet
+from svldrl.models.network import HEADS, N_ACTIONS, NetOutput, ThreeHeadNet, frozen_copy
 from svldrl.models.swin_unetr import (
     LoadReport,
     SwinUNETRDecoder,
@@ -13,6 +13,7 @@ from svldrl.models.swin_unetr import (
 from svldrl.models.unet import UNetDecoder, UNetEncoder
 
 __all__ = [
+    "frozen_copy",
     "BACKBONES",
     "HEADS",
     "N_ACTIONS",

@@ -8,6 +8,7 @@ runs, so a deployed model costs what the plain backbone costs.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
@@ -129,6 +130,14 @@ class ThreeHeadNet(nn.Module):
                 f"x: spatial shape {tuple(x.shape[2:])} must be multiples of {self.patch_multiple} "
                 f"for the {self.backbone} backbone"
             )
+
+
+def frozen_copy(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` that never trains (eval mode, no gradients): a fixed teacher."""
+    teacher = copy.deepcopy(net).eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
 
 
 def _output_conv(decoder: nn.Module) -> nn.Conv3d:

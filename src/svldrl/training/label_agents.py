@@ -23,6 +23,13 @@ decoders, voxels as agents and the A2C losses (Eqs. 2, 3, 5, 6), and changes thr
    ``correction_threshold``); in Warmup and Transition it is y. Trusted patches of a batch
    (``data.trusted_per_batch``) are never edited and are no agents.
 
+``method_options.reward = teacher`` (C5) pays an edit instead by the gain in the label's
+log-likelihood under a teacher, the network as Warmup leaves it after training on trusted patches
+alone and then frozen, less ``logit(teacher_confidence)``: an edit pays where that teacher is
+confident of the new label. Why: on LA the trusted credit separates wrong from right label voxels
+at AUC 0.55-0.59, a trusted-supervised network's disagreement at 0.81-0.86
+(``experiments/la/credit_auc.py``, docs/results.md).
+
 The trusted batch that estimates clean quality is drawn from the trusted cases alone, by a sampler
 of its own; trusted cases are never agents. Nothing here reads the noise manifest, except the
 ``changed_corrupted`` / ``changed_clean`` diagnostics of the log (how much the agents change the
@@ -46,7 +53,7 @@ from torch import nn
 
 from svldrl.config import TrainConfig, _from_dict
 from svldrl.data import LabelSpec, TrustedBatches
-from svldrl.models import MaskStateNet, build_network, mask_channels
+from svldrl.models import MaskStateNet, build_network, frozen_copy, mask_channels
 from svldrl.models.network import POLICY_INIT_SCALE, _output_conv
 from svldrl.rl import action_log_prob_and_entropy, anatomical_penalty, discounted_returns, sample_actions
 from svldrl.rl.credit import (
@@ -66,6 +73,7 @@ from svldrl.training.svldrl import GradientPlan, SVLDRLTrainer, stage_loss
 CREDITS = ("voxel", "episode")
 POLICY_GRADIENTS = ("all_actions", "sampled")
 CORRECTIONS = ("threshold", "expected")
+REWARDS = ("credit", "teacher")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +96,11 @@ class LabelAgentOptions:
     policy_gradient: str = dataclasses.field(default="all_actions", metadata={
         "doc": "'all_actions': expected gradient over the 3 actions, whose credits are known (credit=voxel); "
                "'sampled': A2C on the sampled actions (Eqs. 5-6)"})
+    reward: str = dataclasses.field(default="credit", metadata={
+        "doc": "'credit': the trusted credit of an edit (C2); 'teacher': the gain in log-likelihood of the label "
+               "under a teacher trained on the trusted cases in Warmup, less logit(teacher_confidence) (C5)"})
+    teacher_confidence: float = dataclasses.field(default=0.8, metadata={
+        "doc": "reward=teacher: an edit pays only where the teacher gives the new label more than this"})
 
 
 def parse_label_agent_options(cfg: TrainConfig) -> LabelAgentOptions:
@@ -110,6 +123,13 @@ def parse_label_agent_options(cfg: TrainConfig) -> LabelAgentOptions:
                          "has no value per action and voxel); set policy_gradient=sampled")
     if options.correction not in CORRECTIONS:
         raise ValueError(f"method_options.correction must be one of {CORRECTIONS}, got {options.correction!r}")
+    if options.reward not in REWARDS:
+        raise ValueError(f"method_options.reward must be one of {REWARDS}, got {options.reward!r}")
+    if not 0.5 <= options.teacher_confidence < 1.0:
+        raise ValueError(f"method_options.teacher_confidence must be in [0.5, 1), got {options.teacher_confidence}")
+    if options.reward == "teacher" and (cfg.stages.skip_warmup or cfg.stages.warmup_fraction <= 0):
+        raise ValueError("method_options.reward=teacher trains its teacher in Warmup; stages.warmup_fraction must be "
+                         "> 0 and skip_warmup false")
     if options.trusted_batch < 1:
         raise ValueError(f"method_options.trusted_batch must be >= 1, got {options.trusted_batch}")
     if not 0.0 < options.correction_threshold < 1.0:
@@ -166,6 +186,8 @@ class LabelAgentsTrainer(SVLDRLTrainer):
         manifest = self.noise_manifest
         self.corrupted_ids = frozenset(manifest.corrupted_ids) if manifest is not None else None
         """Diagnostics only (the log's changed_corrupted / changed_clean): never used to train."""
+        self.teacher: nn.Module | None = None
+        """reward=teacher: the network as Warmup left it (trained on trusted patches only), frozen (C5)."""
 
     # ------------------------------------------------------------------ configuration
 
@@ -182,14 +204,28 @@ class LabelAgentsTrainer(SVLDRLTrainer):
 
     @classmethod
     def table_label(cls, method_options: dict[str, Any] | None = None, trusted: bool = False) -> str:
-        credit = (method_options or {}).get("credit", "voxel")
-        return cls.NAME if credit == "voxel" else f"{cls.NAME} (episode credit)"
+        options = method_options or {}
+        if options.get("reward", "credit") == "teacher":
+            return f"{cls.NAME} (teacher reward)"
+        return cls.NAME if options.get("credit", "voxel") == "voxel" else f"{cls.NAME} (episode credit)"
 
     @classmethod
     def inference_network(cls, cfg: TrainConfig, in_channels: int, labels: LabelSpec) -> MaskStateNet:
         """The three-decoder network on (image, mask) states; ``segment(image)`` is the seg decoder's."""
         f = mask_channels(labels)
         return MaskStateNet(build_network(cfg.model, in_channels + f, labels.n_outputs), in_channels, f, labels.mode)
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        state = super().checkpoint_state()
+        if self.teacher is not None:
+            state["teacher"] = self.teacher.state_dict()
+        return state
+
+    def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
+        super().load_checkpoint_state(payload)
+        if "teacher" in payload:
+            self.teacher = frozen_copy(self.net)
+            self.teacher.load_state_dict(payload["teacher"])
 
     def build_models(self) -> nn.Module:
         net = self.inference_network(self.cfg, self.in_channels, self.labels)
@@ -203,21 +239,34 @@ class LabelAgentsTrainer(SVLDRLTrainer):
         stage = self.schedule.stage(epoch)
         image, label = batch["image"], batch["label"]  # (B, C, h, w, d), (B, n_outputs, h, w, d)
         agents = self.agent_rows(batch["case_id"])  # (A,) rows whose labels the agents may edit
+        teacher_reward = self.options.reward == "teacher"
+        if stage is Stage.WARMUP and teacher_reward:  # the teacher learns from trusted patches alone
+            trusted = self.batch_to_device(
+                self.trusted_batches.next(epoch, self.batches_per_epoch, self.cfg.optim.batch_size)
+            )
+            return self.supervised_step(trusted["image"], trusted["label"])
+        if teacher_reward and self.teacher is None:  # the first step after Warmup
+            self.teacher = frozen_copy(self.net)
         if stage is Stage.WARMUP or agents.numel() == 0:
             return super().train_step(batch, epoch) if stage is Stage.WARMUP else self.supervised_step(image, label)
         rl = self.cfg.rl
         plan = self.plan()
         self.optimizer.zero_grad(set_to_none=True)
-        # 1. The trusted credit of every agent voxel: delta = logit change along a trusted descent step.
-        trusted = self.batch_to_device(
-            self.trusted_batches.next(epoch, self.batches_per_epoch, self.options.trusted_batch)
-        )
-        g_t = trusted_gradient(self.net, seg_forward, trusted["image"], trusted["label"], self.seg_loss)
-        logits0, delta = descent_logit_change(
-            self.net, seg_forward, image[agents], g_t, self.options.credit_estimator
-        )  # (A, n_outputs, h, w, d) each
-        credit_rms = delta.square().mean().sqrt().item()
-        delta_groups = rms_scale(group_delta(delta, self.labels.mode))  # (A, G, n, h, w, d), unit RMS
+        # 1. What an edit of every agent voxel earns: the trusted credit (C2, delta = the logit change along a
+        #    trusted descent step), or the teacher's log-probabilities (C5).
+        if teacher_reward:
+            logits0, delta_groups = self.teacher_view(image[agents])
+            credit_rms = math.nan
+        else:
+            trusted = self.batch_to_device(
+                self.trusted_batches.next(epoch, self.batches_per_epoch, self.options.trusted_batch)
+            )
+            g_t = trusted_gradient(self.net, seg_forward, trusted["image"], trusted["label"], self.seg_loss)
+            logits0, delta = descent_logit_change(
+                self.net, seg_forward, image[agents], g_t, self.options.credit_estimator
+            )  # (A, n_outputs, h, w, d) each
+            credit_rms = delta.square().mean().sqrt().item()
+            delta_groups = rms_scale(group_delta(delta, self.labels.mode))  # (A, G, n, h, w, d), unit RMS
         # 2. An episode of label edits from m(0) = y on the agents' rows (the state (image, m(t))).
         proposal = foreground_proposal(logits0, self.labels.mode)  # (A, F, h, w, d) what "set foreground" writes
         episode = self.label_episode(image[agents], self.foreground(label[agents]), proposal, plan,
@@ -246,6 +295,30 @@ class LabelAgentsTrainer(SVLDRLTrainer):
         self.backward_and_step(loss)
         return self.label_scalars(loss, l_dice, l_value, l_policy, episode, rewards, penalty_change, returns, plan,
                                   credit_rms, changed, delta_groups, [batch["case_id"][i] for i in agents.tolist()])
+
+    @torch.no_grad()
+    def teacher_view(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's logits of ``image`` and the teacher's (A, G, n, h, w, d) class-view log-probabilities.
+
+        C5: with ``delta`` replaced by log p_T, C2's ``(e_new - e_old) . delta`` is the gain in the label's
+        log-likelihood under the teacher, ``log p_T(new) - log p_T(old)``.
+        """
+        from svldrl.baselines.common import group_log_probs  # baselines import training: import when used
+
+        assert self.teacher is not None
+        return seg_forward(self.net, image), group_log_probs(seg_forward(self.teacher, image), self.labels.mode)
+
+    @property
+    def edit_cost(self) -> float:
+        """What a label-changing edit must earn to pay: logit(teacher_confidence) for reward=teacher, else 0.
+
+        With it, an edit's reward ``log p_T(new) - log p_T(old) - logit(c)`` is positive exactly where the
+        teacher gives the new label more than c (two classes): the agents are paid for confident corrections.
+        """
+        if self.options.reward != "teacher":
+            return 0.0
+        c = self.options.teacher_confidence
+        return math.log(c / (1.0 - c))
 
     def plan(self) -> GradientPlan:
         """Value and policy terms at every step, weights 1/K (SVL-DRL's "full" estimator); the Dice loss is not
@@ -310,6 +383,8 @@ class LabelAgentsTrainer(SVLDRLTrainer):
         previous_penalty = anatomical_penalty(masks[0])
         for before, after in zip(masks[:-1], masks[1:], strict=True):
             credit = relabel_credit(delta_groups, self.class_view(before), self.class_view(after))  # (A, 1, h, w, d)
+            if self.edit_cost:
+                credit = credit - self.edit_cost * (after != before).any(dim=1, keepdim=True).to(credit.dtype)
             if self.options.credit == "episode":
                 credit = credit.mean(dim=(1, 2, 3, 4), keepdim=True).expand_as(credit)
             penalty = anatomical_penalty(after)  # (A,)
@@ -394,8 +469,11 @@ class LabelAgentsTrainer(SVLDRLTrainer):
         credits = [torch.zeros_like(mask[:, :1])]
         for action in (SET_FOREGROUND, SET_BACKGROUND):
             every = torch.full_like(mask[:, 0], action, dtype=torch.long)  # (A, h, w, d)
-            new = self.class_view(apply_mask_actions(mask, every, proposal))
-            credits.append(relabel_credit(delta_groups, old, new))
+            edited = apply_mask_actions(mask, every, proposal)
+            credit = relabel_credit(delta_groups, old, self.class_view(edited))
+            if self.edit_cost:  # C5's margin on the edits that change the label
+                credit = credit - self.edit_cost * (edited != mask).any(dim=1, keepdim=True).to(credit.dtype)
+            credits.append(credit)
         return torch.cat(credits, dim=1)
 
     # ------------------------------------------------------------------ logs

@@ -1,0 +1,117 @@
+"""Teacher correction: train on the trusted cases, then train on every case with each voxel's label replaced
+where that (frozen) model is confident it is wrong.
+
+The reference row for SVL-DRL-T's teacher reward (issue 15, C5 in docs/method.md): the same teacher
+and the same confidence rule applied directly, without agents, so the table shows what the agents
+add on top. A voxel-level relative of the case filter and of MTCL's correction (whose teacher is
+an average of the student, and so also learns the noisy labels). Schedule, the same number of
+optimisation steps as the baseline:
+
+1. the first ``filter_at`` share of the epochs trains on the trusted cases alone (as ``trusted-only``
+   and the case filter's first stage); the network is then copied and frozen: the teacher;
+2. the rest of the run trains on every case (the two-stream batches of ``data.trusted_per_batch``
+   when set); in a non-trusted patch, a voxel's label is replaced by the teacher's where the
+   teacher gives its own class more than ``confidence`` and the label says otherwise.
+
+The log's ``corrected`` column is the share of non-trusted voxels replaced per batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from svldrl.baselines.case_filter import CaseFilterTrainer
+from svldrl.baselines.common import option, parse_method_options, require_trusted
+from svldrl.models import frozen_copy
+from svldrl.training import METHODS
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherCorrectionOptions:
+    filter_at: float = option(0.25, "share of the epochs trained on the trusted cases alone; then frozen: the teacher")
+    confidence: float = option(0.8, "a label is replaced where the teacher gives its own class more than this")
+
+
+def confident_correction(
+    label: torch.Tensor, teacher_logits: torch.Tensor, mode: str, confidence: float
+) -> torch.Tensor:
+    """``label`` (B, n_outputs, ...) with each voxel replaced where the teacher is confident of another labelling.
+
+    Classes: the teacher's most likely class where its probability exceeds ``confidence``. Regions:
+    each region channel set to 1 where the teacher's probability exceeds ``confidence``, to 0 where it
+    is below ``1 - confidence``.
+    """
+    if mode == "classes":
+        prob = torch.softmax(teacher_logits, dim=1)
+        top, best = prob.max(dim=1, keepdim=True)
+        onehot = torch.zeros_like(label).scatter_(1, best, 1.0)
+        return torch.where(top > confidence, onehot, label)
+    prob = torch.sigmoid(teacher_logits)
+    return torch.where(prob > confidence, torch.ones_like(label), torch.where(prob < 1 - confidence,
+                                                                               torch.zeros_like(label), label))
+
+
+@METHODS.register("teacher-correction")
+class TeacherCorrectionTrainer(CaseFilterTrainer):
+    """Trusted-only warm start, frozen as a teacher; then every case, labels replaced where the teacher is confident."""
+
+    OPTIONS = TeacherCorrectionOptions
+    NAME = "Teacher correction"
+    DESCRIPTION = ("Teacher correction: train on the trusted cases, freeze that model, then train on every case with "
+                   "the labels it confidently contradicts replaced by its own (needs trusted cases)")
+    FOOTNOTE = "Teacher correction: not from a paper; SVL-DRL-T's teacher rule without agents (docs/method.md)."
+    TRAIN_SCALARS = ("loss", "corrected")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.teacher: nn.Module | None = None
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        super(CaseFilterTrainer, cls).check_config(cfg)
+        options = parse_method_options(TeacherCorrectionOptions, cfg.method_options, cfg.method)
+        require_trusted(cfg, "teacher-correction")
+        if not 0.0 < options.filter_at < 1.0:
+            raise ValueError(f"method_options.filter_at must be in (0, 1), got {options.filter_at}")
+        if not 0.5 <= options.confidence < 1.0:
+            raise ValueError(f"method_options.confidence must be in [0.5, 1), got {options.confidence}")
+
+    def on_epoch_end(self, epoch: int) -> None:
+        if self.teacher is None and epoch + 1 >= self.filter_epoch:
+            self.teacher = frozen_copy(self.net)
+            self.dropped = []  # every case comes in; the labels are corrected batch by batch
+            self.use_kept_cases()
+
+    def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
+        if self.teacher is None:
+            return {**super().train_step(batch, epoch), "corrected": 0.0}
+        label = batch["label"].clone()
+        rows = [i for i, case_id in enumerate(batch["case_id"]) if case_id not in self.trusted_ids]
+        corrected = 0.0
+        if rows:
+            index = torch.tensor(rows, device=label.device)
+            with torch.no_grad():
+                teacher_logits = self.teacher(batch["image"][index], heads=("seg",)).seg
+            fixed = confident_correction(label[index], teacher_logits, self.labels.mode, self.options.confidence)
+            corrected = (fixed != label[index]).any(dim=1).float().mean().item()
+            label[index] = fixed
+        return {**super().train_step({**batch, "label": label}, epoch), "corrected": corrected}
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        state = super().checkpoint_state()
+        if self.teacher is not None:
+            state["teacher"] = self.teacher.state_dict()
+        return state
+
+    def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
+        super().load_checkpoint_state(payload)
+        if "teacher" in payload:
+            self.teacher = frozen_copy(self.net)
+            self.teacher.load_state_dict(payload["teacher"])
+
+    def write_report(self, scores: dict[str, float], threshold: float) -> None:
+        """No case is scored or dropped."""
