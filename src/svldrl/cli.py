@@ -241,7 +241,8 @@ def train(
         **{"noise.kind": noise, "noise.ratio": noise_ratio},
     )
     result = train_run(data, cfg, out=out, resume=resume, overwrite=overwrite, progress=not quiet)
-    _print_summary(result.run_dir, result.metrics, cfg)
+    if result.metrics:  # under torchrun, rank 0 reports; the other ranks return nothing
+        _print_summary(result.run_dir, result.metrics, cfg)
 
 
 @app.command()

@@ -72,6 +72,10 @@ class BaselineTrainer(Trainer):
     """
 
     OPTIONS: ClassVar[type] = type(None)
+    DDP_REFUSAL: ClassVar[str | None] = (
+        "the noisy-label baselines keep state besides one network's weights (peers, teachers, corrected labels, "
+        "case lists) that is not yet shared between processes"
+    )
     """The frozen dataclass of this method's ``cfg.method_options``."""
     NAME: ClassVar[str] = ""
     """Name shown in tables (e.g. "MTCL")."""

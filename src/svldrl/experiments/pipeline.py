@@ -125,50 +125,119 @@ def train_run(
     Args:
         stop_after: stop after this many epochs without finishing (budgeted chunks; tests of resume).
     """
-    import torch
-
-    from svldrl.training import resolve_device
+    from svldrl.training import distributed, resolve_device
+    from svldrl.training.trainer import check_distributed
 
     data = Path(data)
     cfg = pin_trusted_cases(cfg)  # the ids themselves in config.yaml, not a file that may change
     trainer_cls = check_run_config(cfg)
+    check_distributed(trainer_cls, cfg)  # under torchrun: a method or batch that cannot be split fails now
     dataset = open_checked_dataset(data)
     check_trusted(cfg, make_split(dataset, cfg))  # a bad split or trusted id fails before the folder exists
     run_dir = out if out is not None else default_run_dir(dataset.name, cfg, runs_root)
-    plan = plan_run(run_dir, cfg, resume=resume, overwrite=overwrite)
+    with distributed.process_group(str(resolve_device(cfg.device))) as ctx:
+        if ctx.is_main:
+            trainer, resume = _prepare_run(trainer_cls, data, dataset, cfg, run_dir, runs_root, resume, overwrite,
+                                           progress)  # fmt: skip
+        else:  # the other ranks of a torchrun run read what rank 0 prepared
+            trainer, resume = _join_run(trainer_cls, dataset, cfg, run_dir, runs_root)
+        start = time.perf_counter()
+        trainer.fit(resume=resume, stop_after=stop_after)
+        train_seconds = time.perf_counter() - start
+        if trainer.epoch < cfg.optim.epochs:
+            return RunResult(run_dir, {"finished": False, "epochs_done": trainer.epoch})
+        metrics = _score_run(trainer, dataset, cfg, run_dir, train_seconds) if ctx.is_main else {}
+        distributed.barrier()  # every rank leaves once metrics.json is written
+        return RunResult(run_dir, metrics)
+
+
+def _prepare_run(
+    trainer_cls: type, data: Path, dataset: Any, cfg: TrainConfig, run_dir: Path, runs_root: Path, resume: bool,
+    overwrite: bool, progress: bool,
+) -> tuple[Any, bool]:
+    """Make (or reopen) the run folder, its split, noisy labels and trusted cases, and build the Trainer.
+
+    Under torchrun this is rank 0's part: it tells the other ranks, before the Trainer's
+    DistributedDataParallel joins them, whether the folder is ready (or what failed).
+    """
+    import torch
+
+    from svldrl.training import distributed, resolve_device
+
+    try:
+        plan = plan_run(run_dir, cfg, resume=resume, overwrite=overwrite)
+    except BaseException as exc:
+        distributed.broadcast_from_main({"error": f"{type(exc).__name__}: {exc}"})
+        raise
     with fresh_run_folder(plan):  # a failure in here puts back what the folder held
-        save_config(run_dir, cfg)
-        device = str(resolve_device(cfg.device))
-        if cfg.num_threads is not None:
-            torch.set_num_threads(cfg.num_threads)  # before env.json records the thread count
-        write_json(run_dir / "env.json", {**environment_record(device), "data": str(data.resolve())})
-        write_json(run_dir / DATA_FILE, dataset_record(dataset, data))
-        split = resolve_split(dataset, cfg, run_dir)
-        protected = listed_trusted_ids(cfg)  # never corrupted
-        frozen = resumed_labels(run_dir, split.train) if plan.resume and cfg.noise.kind != "none" else None
-        if frozen is not None:  # the labels this run started with, wherever they are cached
-            labels_by_id, manifest, labels_file = frozen
-        else:
-            cache_root = runs_root / dataset.name / "_noise"
-            labels_by_id, manifest = training_labels(dataset, split.train, cfg, split, cache_root, protected)
-            labels_file = noisy_labels_file(dataset.name, cfg, split, runs_root, protected)
-        if manifest is not None:
-            manifest.save(run_dir / MANIFEST_NAME)
-            write_json(run_dir / NOISY_LABELS_FILE, {"path": str(labels_file.resolve())})
-        trusted = record_trusted(run_dir, resolve_trusted(cfg, split, manifest))
-        train_cases = prepare_cases([dataset.get(i).with_label(labels_by_id[i]) for i in split.train], cfg.data)
-        val_cases = prepare_cases([dataset.get(i) for i in split.val], cfg.data)
-        trainer = trainer_cls(
-            cfg, train_cases, val_cases, dataset.labels, run_dir, progress=progress, noise_manifest=manifest,
-            trusted_ids=trusted,
-        )  # fmt: skip
+        try:
+            save_config(run_dir, cfg)
+            device = str(resolve_device(cfg.device))
+            if cfg.num_threads is not None:
+                torch.set_num_threads(cfg.num_threads)  # before env.json records the thread count
+            write_json(run_dir / "env.json", {**environment_record(device), "data": str(data.resolve()),
+                                              "processes": distributed.planned().world_size})  # fmt: skip
+            write_json(run_dir / DATA_FILE, dataset_record(dataset, data))
+            split = resolve_split(dataset, cfg, run_dir)
+            protected = listed_trusted_ids(cfg)  # never corrupted
+            frozen = resumed_labels(run_dir, split.train) if plan.resume and cfg.noise.kind != "none" else None
+            if frozen is not None:  # the labels this run started with, wherever they are cached
+                labels_by_id, manifest, labels_file = frozen
+            else:
+                cache_root = runs_root / dataset.name / "_noise"
+                labels_by_id, manifest = training_labels(dataset, split.train, cfg, split, cache_root, protected)
+                labels_file = noisy_labels_file(dataset.name, cfg, split, runs_root, protected)
+            if manifest is not None:
+                manifest.save(run_dir / MANIFEST_NAME)
+                write_json(run_dir / NOISY_LABELS_FILE, {"path": str(labels_file.resolve())})
+            trusted = record_trusted(run_dir, resolve_trusted(cfg, split, manifest))
+        except BaseException as exc:
+            distributed.broadcast_from_main({"error": f"{type(exc).__name__}: {exc}"})
+            raise
+        distributed.broadcast_from_main({"resume": plan.resume})
+        trainer = _build_trainer(trainer_cls, dataset, cfg, split, labels_by_id, manifest, trusted, run_dir, progress)
+    return trainer, plan.resume
 
-    start = time.perf_counter()
-    trainer.fit(resume=plan.resume, stop_after=stop_after)
-    train_seconds = time.perf_counter() - start
-    if trainer.epoch < cfg.optim.epochs:
-        return RunResult(run_dir, {"finished": False, "epochs_done": trainer.epoch})
 
+def _join_run(trainer_cls: type, dataset: Any, cfg: TrainConfig, run_dir: Path, runs_root: Path) -> tuple[Any, bool]:
+    """A rank other than 0: wait for rank 0's folder, read its split, labels and trusted cases, build the Trainer."""
+    import torch
+
+    from svldrl.training import distributed
+
+    message = distributed.broadcast_from_main(None)
+    if "error" in message:
+        raise RuntimeError(f"rank 0 could not prepare {run_dir}: {message['error']}")
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    split = make_split(dataset, cfg)
+    if cfg.noise.kind == "none":
+        labels_by_id, manifest = training_labels(dataset, split.train, cfg, split, runs_root, ())
+    else:
+        recorded = resumed_labels(run_dir, split.train)
+        if recorded is None:
+            raise RuntimeError(f"{run_dir / NOISY_LABELS_FILE}: rank 0 wrote no noisy labels this rank can read")
+        labels_by_id, manifest, _ = recorded
+    trusted = resolve_trusted(cfg, split, manifest)
+    trainer = _build_trainer(trainer_cls, dataset, cfg, split, labels_by_id, manifest, trusted, run_dir, False)
+    return trainer, bool(message["resume"])
+
+
+def _build_trainer(
+    trainer_cls: type, dataset: Any, cfg: TrainConfig, split: Any, labels_by_id: dict, manifest: Any,
+    trusted: Sequence[str], run_dir: Path, progress: bool,
+) -> Any:
+    train_cases = prepare_cases([dataset.get(i).with_label(labels_by_id[i]) for i in split.train], cfg.data)
+    val_cases = prepare_cases([dataset.get(i) for i in split.val], cfg.data)
+    return trainer_cls(
+        cfg, train_cases, val_cases, dataset.labels, run_dir, progress=progress, noise_manifest=manifest,
+        trusted_ids=trusted,
+    )  # fmt: skip
+
+
+def _score_run(trainer: Any, dataset: Any, cfg: TrainConfig, run_dir: Path, train_seconds: float) -> dict[str, Any]:
+    """Score the trained model on the held-out cases and write ``metrics.json``."""
+    split = make_split(dataset, cfg)
     part, ids = held_out_ids(split)
     net = trainer.eval_model()
     scores = score_cases(net, dataset, ids, dataset.labels, cfg)
@@ -181,11 +250,11 @@ def train_run(
         "train_seconds_this_session": round(train_seconds, 1),
         "seconds_per_epoch": mean_epoch_seconds(run_dir),
         "config": to_dict(cfg),
-        "trusted_cases": trusted,
+        "trusted_cases": sorted(trainer.trusted_ids),
         **scores,
     }
     write_json(run_dir / METRICS_FILE, metrics)
-    return RunResult(run_dir, metrics)
+    return metrics
 
 
 def resumed_labels(run_dir: Path, train_ids: Sequence[str]) -> tuple[dict, Any, Path] | None:

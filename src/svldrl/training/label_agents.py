@@ -168,6 +168,8 @@ class LabelAgentsTrainer(SVLDRLTrainer):
     """SVL-DRL whose voxel agents correct the training label, rewarded by trusted-case credit (SVL-DRL-T)."""
 
     NAME = "SVL-DRL-T"
+    DDP_REFUSAL = ("its reward differentiates the network functionally (torch.func) and its teacher and trusted "
+                   "streams are per process; not yet made distributed")
     DESCRIPTION = ("SVL-DRL-T (ours, issue 15): voxel agents keep / set foreground / set background the noisy "
                    "training label; reward = each voxel's credit from a descent step on trusted cases")
     FOOTNOTE = "SVL-DRL-T: uses the trusted cases (data.trusted_count / trusted_cases); see docs/method.md."

@@ -147,6 +147,9 @@ def stage_loss(
 class SVLDRLTrainer(Trainer):
     """Staged voxel-level deep RL (Warmup -> Transition -> Full RL) on the three-decoder network."""
 
+    DDP_REFUSAL = ("an episode runs the network several times with gradient in one step, which "
+                   "DistributedDataParallel cannot reduce (not yet restructured into one pass per step)")
+
     TRAIN_SCALARS = (
         "loss", "loss_dice", "loss_value", "loss_policy",
         "reward", "reward_dice_gain", "reward_penalty_change",

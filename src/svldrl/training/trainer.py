@@ -26,6 +26,7 @@ from svldrl.inference import labels_from_probabilities, predict_probabilities
 from svldrl.metrics import dice
 from svldrl.models import build_network, check_patch_size
 from svldrl.noise import NoiseManifest
+from svldrl.training import distributed
 from svldrl.training.checkpoint import (
     BEST,
     CHECKPOINT_DIR,
@@ -102,6 +103,8 @@ class Trainer:
 
     TRAIN_SCALARS: tuple[str, ...] = ("loss",)
     """Scalars ``train_step`` returns; with the validation metrics they are the columns of log.csv."""
+    DDP_REFUSAL: str | None = None
+    """Why this method cannot train one run over several processes (torchrun); None: it can."""
 
     @classmethod
     def check_config(cls, cfg: TrainConfig) -> None:
@@ -122,6 +125,9 @@ class Trainer:
         trusted_ids: Sequence[str] = (),
     ) -> None:
         self.check_config(cfg)
+        self.dist = distributed.current()
+        """This process's rank in a torchrun run (rank 0 of 1 otherwise); rank 0 alone writes the run folder."""
+        check_distributed(type(self), cfg)
         _check_cases(train_cases, val_cases, labels)
         self.noise_manifest = noise_manifest
         """The run's noise manifest (None for clean runs); only oracle methods read it."""
@@ -138,17 +144,22 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.in_channels = self.train_cases[0].n_channels
-        self.device = resolve_device(cfg.device)
+        self.device = distributed.device_for(resolve_device(cfg.device), self.dist)
         if cfg.num_threads is not None:
             torch.set_num_threads(cfg.num_threads)
-        seed_everything(cfg.seed)
+        seed_everything(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
         self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(cfg.seed)
-        self.net = self.build_models().to(self.device)
+        self.generator.manual_seed(self.dist.rank_seed(cfg.seed))
+        self.net = distributed.wrap(self.build_models().to(self.device), self.dist, self.device)
+        """The network trained; in DistributedDataParallel under torchrun (``module`` is the network itself)."""
         self.optimizer = self.build_optimizer()
         self.lr_scheduler = self.build_lr_scheduler()
         self.seg_loss = build_seg_loss(labels, cfg.optim.loss)
-        self.sampler = PatchSampler(self.train_cases, labels, cfg.data, seed=cfg.seed, trusted_ids=self.trusted_ids)
+        self.rank_batch_size = self.dist.rank_batch(cfg.optim.batch_size)
+        """Patches per step on this process: the global ``optim.batch_size`` split over the ranks."""
+        self.sampler = PatchSampler(
+            self.train_cases, labels, cfg.data, seed=self.dist.rank_seed(cfg.seed), trusted_ids=self.trusted_ids
+        )
         self.epoch = 0
         """Epochs completed (the next epoch to run)."""
         self.best_score = -math.inf
@@ -206,7 +217,12 @@ class Trainer:
 
     def eval_model(self) -> nn.Module:
         """The module validated and saved for inference (a teacher, for mean-teacher variants)."""
-        return self.net
+        return self.module
+
+    @property
+    def module(self) -> nn.Module:
+        """The trained network itself (``net`` without its DistributedDataParallel wrapper)."""
+        return distributed.unwrap(self.net)
 
     def stage_name(self, epoch: int) -> str:
         """What the ``stage`` column of the log says for ``epoch``."""
@@ -232,13 +248,13 @@ class Trainer:
             "in_channels": self.in_channels,
             "method": self.cfg.method,
         }
-        if self.eval_model() is not self.net:  # e.g. a teacher is validated, the student trained
-            state["train_model"] = self.net.state_dict()
+        if self.eval_model() is not self.module:  # e.g. a teacher is validated, the student trained
+            state["train_model"] = self.module.state_dict()
         return state
 
     def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
         """Inverse of ``checkpoint_state``."""
-        self.net.load_state_dict(payload.get("train_model", payload["model"]))
+        self.module.load_state_dict(payload.get("train_model", payload["model"]))
         self.optimizer.load_state_dict(payload["optimizer"])
         self.lr_scheduler.load_state_dict(payload["lr_scheduler"])
         self.epoch = int(payload["epoch"])
@@ -268,10 +284,11 @@ class Trainer:
             payload = load_checkpoint(self.latest_path, map_location=self.device)
             _check_same_config(payload["config"], self.cfg, self.latest_path)
             self.load_checkpoint_state(payload)
-        else:
+        elif self.dist.is_main:
             atomic_write_text(dump_config(self.cfg), self.run_dir / CONFIG_FILE)
         end = self.cfg.optim.epochs if stop_after is None else min(stop_after, self.cfg.optim.epochs)
-        logger = EpochLogger(self.run_dir, self.log_columns(), start_epoch=self.epoch)
+        logger = (EpochLogger(self.run_dir, self.log_columns(), start_epoch=self.epoch) if self.dist.is_main
+                  else _NoLogger())  # fmt: skip
         try:
             for epoch in self._epochs(self.epoch, end):
                 self._run_epoch(epoch, logger)
@@ -292,13 +309,15 @@ class Trainer:
         return iter(tqdm(range(start, end), desc="epochs", disable=not self.progress, initial=start,
                          total=self.cfg.optim.epochs))
 
-    def _run_epoch(self, epoch: int, logger: EpochLogger) -> None:
+    def _run_epoch(self, epoch: int, logger: EpochLogger | _NoLogger) -> None:
         start = time.perf_counter()
+        if self.dist.enabled:  # a checkpoint holds rank 0's generator: the other ranks reseed per epoch
+            self.generator.manual_seed(self.dist.epoch_seed(self.cfg.seed, epoch))
         row = self._train_epoch(epoch)
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         self.lr_scheduler.step()
         improved = False
-        if self.should_validate(epoch):
+        if self.should_validate(epoch) and self.dist.is_main:
             metrics = self.validate()
             row.update(metrics)
             self.last_metrics = metrics
@@ -309,6 +328,8 @@ class Trainer:
         row["epoch_time"] = time.perf_counter() - start
         logger.log(epoch, self.stage_name(epoch), row)
         self.epoch = epoch + 1
+        if not self.dist.is_main:
+            return
         state = self.checkpoint_state()
         atomic_torch_save(state, self.latest_path)
         if improved:
@@ -317,7 +338,7 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.net.train()
         means = ScalarMeans()
-        for batch in self.sampler.epoch(epoch, self.batches_per_epoch, self.cfg.optim.batch_size):
+        for batch in self.sampler.epoch(epoch, self.batches_per_epoch, self.rank_batch_size):
             means.add(self.train_step(self.batch_to_device(batch), epoch))
         return means.means()
 
@@ -363,6 +384,30 @@ class Trainer:
         metrics = {f"val_dice_{name}": float(np.mean(values)) for name, values in scores.items()}
         metrics["val_dice"] = float(np.mean(list(metrics.values())))
         return metrics
+
+
+class _NoLogger:
+    """What ranks other than 0 log to: nothing (rank 0 writes log.csv and TensorBoard)."""
+
+    def log(self, epoch: int, stage: str, row: dict[str, float]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def check_distributed(trainer_cls: type, cfg: TrainConfig) -> None:
+    """Refuse, before any work, a method that cannot train under torchrun, or a batch that does not split."""
+    ctx = distributed.planned()
+    if not ctx.enabled:
+        return
+    if trainer_cls.DDP_REFUSAL:
+        raise ValueError(f"{cfg.method}: cannot train over several processes: {trainer_cls.DDP_REFUSAL}; "
+                         "run it in one process (several runs side by side: svldrl compare --jobs/--index)")
+    per_rank = ctx.rank_batch(cfg.optim.batch_size)
+    if cfg.data.trusted_per_batch and per_rank <= cfg.data.trusted_per_batch:
+        raise ValueError(f"data.trusted_per_batch {cfg.data.trusted_per_batch} leaves no other patch in a rank's "
+                         f"batch of {per_rank}; raise optim.batch_size")
 
 
 def _check_cases(train_cases: Sequence[Case], val_cases: Sequence[Case], labels: LabelSpec) -> None:

@@ -1,0 +1,78 @@
+"""One run over two processes (torchrun, gloo on CPU): DistributedDataParallel does the averaging (issue 17)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from svldrl.data import write_phantom_dataset
+from svldrl.training.distributed import Distributed
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+TINY = ["--set", "data.patch_size=32", "--set", "optim.epochs=2", "--set", "optim.iters_per_epoch=2",
+        "--set", "model.channels=[4,8]", "--set", "num_threads=1", "--set", "val_every=1"]  # fmt: skip
+
+
+def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Two processes on this machine; their output is returned, not printed."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_rank_seeds_batches_and_the_single_process_case():
+    one, rank1 = Distributed(), Distributed(rank=1, world_size=2)
+    assert one.rank_seed(7) == 7 and Distributed(rank=0, world_size=2).rank_seed(7) == 7  # rank 0 keeps the seed
+    assert rank1.rank_seed(7) != 7 and rank1.rank_batch(4) == 2 and not rank1.is_main
+    with pytest.raises(ValueError, match="must split evenly over 2 processes"):
+        rank1.rank_batch(3)
+    assert rank1.epoch_seed(7, 3) != rank1.epoch_seed(7, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["straight", "resume"])
+def test_two_processes_end_with_the_same_weights(tmp_path: Path, mode: str):
+    result = torchrun(str(WORKER), str(tmp_path), mode, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys()
+    for name in ranks[0]:  # DDP averaged every gradient: the replicas never drift apart
+        assert torch.equal(ranks[0][name], ranks[1][name]), name
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=False)
+    assert checkpoint["epoch"] == 3  # the resumed run went on to the end
+    for name, value in ranks[0].items():  # rank 0's checkpoint holds the network itself (no DDP prefix)
+        assert torch.equal(checkpoint["model"][name], value)
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["0", "1", "2"]  # one writer: each epoch logged once
+
+
+@pytest.mark.slow
+def test_the_cli_under_torchrun_writes_one_run_folder_and_resumes(tmp_path: Path):
+    write_phantom_dataset(tmp_path / "ph", n=6, size=32, seed=1)
+    result = torchrun("-m", "svldrl", "train", "ph", "--method", "baseline", "--out", "run", "-q", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and json.loads((run / "env.json").read_text())["processes"] == 2
+    assert len((run / "log.csv").read_text().splitlines()) == 3
+    assert not list(run.rglob("*.tmp*"))
+    (run / "metrics.json").unlink()  # as if stopped after its last checkpoint: --resume finishes it on two ranks
+    result = torchrun("-m", "svldrl", "train", "ph", "--method", "baseline", "--out", "run", "-q", "--resume",
+                      *TINY, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["summary"] == metrics["summary"]
+
+
+@pytest.mark.slow
+def test_a_method_that_cannot_be_distributed_is_refused_before_any_work(tmp_path: Path):
+    write_phantom_dataset(tmp_path / "ph", n=4, size=32, seed=1)
+    result = torchrun("-m", "svldrl", "train", "ph", "--method", "svl-drl", "--out", "run", "-q", *TINY, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "svl-drl: cannot train over several processes" in result.stderr
+    assert not (tmp_path / "run").exists()
