@@ -244,12 +244,13 @@ def test_options_and_missing_trusted_cases_are_refused_before_any_work(tmp_path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", [{}, {"reward": "teacher"}], ids=["credit", "teacher"])
-def test_resume_reaches_the_uninterrupted_result(tmp_path: Path, options: dict):
+@pytest.mark.parametrize(("options", "stop"), [({}, 3), ({"reward": "teacher"}, 3), ({"reward": "teacher"}, 1)],
+                         ids=["credit", "teacher", "teacher-at-the-end-of-warmup"])
+def test_resume_reaches_the_uninterrupted_result(tmp_path: Path, options: dict, stop: int):
     straight = trainer_on_phantoms(tmp_path / "straight", options, epochs=4)
     result = straight.fit()
     first = trainer_on_phantoms(tmp_path / "resumed", options, epochs=4)
-    first.fit(stop_after=3)
+    first.fit(stop_after=stop)
     second = trainer_on_phantoms(tmp_path / "resumed", options, epochs=4)
     assert second.fit(resume=True) == result
     for a, b in zip(straight.net.parameters(), second.net.parameters(), strict=True):
@@ -339,3 +340,26 @@ def test_the_teacher_reward_needs_a_warmup(tmp_path: Path):
     with pytest.raises(ValueError, match="teacher_confidence must be in"):
         LabelAgentsTrainer.check_config(merge(cfg, {"method_options": {"teacher_confidence": 1.0},
                                                     "stages": {"skip_warmup": False}}))
+
+
+def test_the_sampled_reward_charges_the_margin_on_changed_labels_only(tmp_path: Path):
+    trainer = trainer_on_phantoms(tmp_path, {"reward": "teacher", "teacher_confidence": 0.8})
+    p_fg = torch.tensor([0.9, 0.6, 0.1, 0.7])
+    log_probs = torch.stack([torch.log(1 - p_fg), torch.log(p_fg)]).view(1, 1, 2, 4, 1, 1)
+    before = torch.tensor([0.0, 0.0, 1.0, 1.0]).view(1, 1, 4, 1, 1)
+    after = torch.tensor([1.0, 0.0, 1.0, 0.0]).view(1, 1, 4, 1, 1)  # voxel 0 set to fg, voxel 3 to bg
+    rewards, _ = trainer.label_rewards([before, after], log_probs)
+    margin = math.log(0.8 / 0.2)
+    expected = [math.log(0.9 / 0.1) - margin, 0.0, 0.0, math.log(0.3 / 0.7) - margin]
+    penalty = rewards[0, 0, 0, 1, 0, 0]  # an unchanged voxel: only the anatomical term of the whole mask
+    torch.testing.assert_close(rewards[0, 0, 0, :, 0, 0] - penalty, torch.tensor(expected))
+
+
+def test_the_margin_is_charged_once_per_region_changed():
+    from svldrl.training.label_agents import changed_groups
+
+    old = torch.zeros(1, 3, 2, 2)  # (A, G regions, n = off/on, 2 voxels)
+    old[:, :, 1] = 1.0  # both voxels inside all three regions
+    new = old.clone()
+    new[:, :, :, 0] = torch.tensor([1.0, 0.0])  # voxel 0 leaves all three regions
+    assert changed_groups(old, new)[0, 0].tolist() == [3.0, 0.0]

@@ -19,6 +19,7 @@ The log's ``corrected`` column is the share of non-trusted voxels replaced per b
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -91,7 +92,7 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
             return {**super().train_step(batch, epoch), "corrected": 0.0}
         label = batch["label"].clone()
         rows = [i for i, case_id in enumerate(batch["case_id"]) if case_id not in self.trusted_ids]
-        corrected = 0.0
+        corrected = math.nan  # a batch of trusted patches only: nothing to count (the epoch mean skips it)
         if rows:
             index = torch.tensor(rows, device=label.device)
             with torch.no_grad():

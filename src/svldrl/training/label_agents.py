@@ -67,13 +67,18 @@ from svldrl.rl.credit import (
 from svldrl.rl.mask_actions import KEEP, SET_BACKGROUND, SET_FOREGROUND, apply_mask_actions, foreground_proposal
 from svldrl.rl.returns import normalize_advantages, policy_loss, value_loss
 from svldrl.training.methods import METHODS
-from svldrl.training.stages import Stage
+from svldrl.training.stages import Stage, StageSchedule
 from svldrl.training.svldrl import GradientPlan, SVLDRLTrainer, stage_loss
 
 CREDITS = ("voxel", "episode")
 POLICY_GRADIENTS = ("all_actions", "sampled")
 CORRECTIONS = ("threshold", "expected")
 REWARDS = ("credit", "teacher")
+TEACHER_FLOOR = 1e-3
+"""The teacher's probabilities are floored here in C5, so one edit's reward stays within about +-7
+(a Dice-trained teacher is near certain almost everywhere: unfloored log-probabilities of -20 to -30
+would swamp the value loss and the advantage's scale). The floor is far below any confidence
+threshold, so no edit's sign changes."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,9 +132,9 @@ def parse_label_agent_options(cfg: TrainConfig) -> LabelAgentOptions:
         raise ValueError(f"method_options.reward must be one of {REWARDS}, got {options.reward!r}")
     if not 0.5 <= options.teacher_confidence < 1.0:
         raise ValueError(f"method_options.teacher_confidence must be in [0.5, 1), got {options.teacher_confidence}")
-    if options.reward == "teacher" and (cfg.stages.skip_warmup or cfg.stages.warmup_fraction <= 0):
-        raise ValueError("method_options.reward=teacher trains its teacher in Warmup; stages.warmup_fraction must be "
-                         "> 0 and skip_warmup false")
+    if options.reward == "teacher" and StageSchedule(cfg.stages, cfg.optim.epochs).lengths[Stage.WARMUP] < 1:
+        raise ValueError("method_options.reward=teacher trains its teacher in Warmup, which these stage settings "
+                         "leave without an epoch; give stages.warmup_fraction (or warmup_epochs) at least one epoch")
     if options.trusted_batch < 1:
         raise ValueError(f"method_options.trusted_batch must be >= 1, got {options.trusted_batch}")
     if not 0.0 < options.correction_threshold < 1.0:
@@ -308,7 +313,8 @@ class LabelAgentsTrainer(SVLDRLTrainer):
         from svldrl.baselines.common import group_log_probs  # baselines import training: import when used
 
         assert self.teacher is not None
-        return seg_forward(self.net, image), group_log_probs(seg_forward(self.teacher, image), self.labels.mode)
+        log_probs = group_log_probs(seg_forward(self.teacher, image), self.labels.mode)
+        return seg_forward(self.net, image), log_probs.clamp_min(math.log(TEACHER_FLOOR))
 
     @property
     def edit_cost(self) -> float:
@@ -384,9 +390,10 @@ class LabelAgentsTrainer(SVLDRLTrainer):
         steps, penalties = [], []
         previous_penalty = anatomical_penalty(masks[0])
         for before, after in zip(masks[:-1], masks[1:], strict=True):
-            credit = relabel_credit(delta_groups, self.class_view(before), self.class_view(after))  # (A, 1, h, w, d)
+            old, new = self.class_view(before), self.class_view(after)
+            credit = relabel_credit(delta_groups, old, new)  # (A, 1, h, w, d)
             if self.edit_cost:
-                credit = credit - self.edit_cost * (after != before).any(dim=1, keepdim=True).to(credit.dtype)
+                credit = credit - self.edit_cost * changed_groups(old, new)
             if self.options.credit == "episode":
                 credit = credit.mean(dim=(1, 2, 3, 4), keepdim=True).expand_as(credit)
             penalty = anatomical_penalty(after)  # (A,)
@@ -471,10 +478,10 @@ class LabelAgentsTrainer(SVLDRLTrainer):
         credits = [torch.zeros_like(mask[:, :1])]
         for action in (SET_FOREGROUND, SET_BACKGROUND):
             every = torch.full_like(mask[:, 0], action, dtype=torch.long)  # (A, h, w, d)
-            edited = apply_mask_actions(mask, every, proposal)
-            credit = relabel_credit(delta_groups, old, self.class_view(edited))
-            if self.edit_cost:  # C5's margin on the edits that change the label
-                credit = credit - self.edit_cost * (edited != mask).any(dim=1, keepdim=True).to(credit.dtype)
+            new = self.class_view(apply_mask_actions(mask, every, proposal))
+            credit = relabel_credit(delta_groups, old, new)
+            if self.edit_cost:  # C5's margin, once for every class group (region) the edit changes
+                credit = credit - self.edit_cost * changed_groups(old, new)
             credits.append(credit)
         return torch.cat(credits, dim=1)
 
@@ -539,6 +546,12 @@ class LabelAgentsTrainer(SVLDRLTrainer):
             scalars["changed_corrupted"] = per_row[rows].mean().item() if rows.any() else math.nan
             scalars["changed_clean"] = per_row[~rows].mean().item() if (~rows).any() else math.nan
         return scalars
+
+
+def changed_groups(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """(A, 1, ...) how many class groups (1 for classes; regions each) a label change touches, from (A, G, n, ...)
+    class views: C5 charges its margin once per group, as the reward sums over groups."""
+    return (old != new).any(dim=2).sum(dim=1, keepdim=True).to(old.dtype)
 
 
 @torch.no_grad()
