@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from svldrl.data import write_phantom_dataset
+from svldrl.config import CPU, merge
+from svldrl.data import PHANTOM_LABELS, make_phantoms, write_phantom_dataset
+from svldrl.training import SVLDRLTrainer
 from svldrl.training.distributed import Distributed
+from svldrl.training.svldrl import gradient_plan
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 TINY = ["--set", "data.patch_size=32", "--set", "optim.epochs=2", "--set", "optim.iters_per_epoch=2",
@@ -72,7 +75,42 @@ def test_the_cli_under_torchrun_writes_one_run_folder_and_resumes(tmp_path: Path
 @pytest.mark.slow
 def test_a_method_that_cannot_be_distributed_is_refused_before_any_work(tmp_path: Path):
     write_phantom_dataset(tmp_path / "ph", n=4, size=32, seed=1)
-    result = torchrun("-m", "svldrl", "train", "ph", "--method", "svl-drl", "--out", "run", "-q", *TINY, cwd=tmp_path)
+    result = torchrun("-m", "svldrl", "train", "ph", "--method", "co-teaching", "--out", "run", "-q", *TINY,
+                      cwd=tmp_path)  # fmt: skip
     assert result.returncode != 0
-    assert "svl-drl: cannot train over several processes" in result.stderr
+    assert "co-teaching: cannot train over several processes" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("estimator", ["full", "sampled"])
+def test_the_replay_computes_what_the_interleaved_rollout_computes(tmp_path: Path, estimator: str):
+    """SVL-DRL under DDP acts without gradient and replays the planned states in one pass: same outputs."""
+    cfg = merge(CPU, {"method": "svl-drl", "data": {"patch_size": [32, 32, 32]}, "model": {"channels": [4, 8]},
+                      "rl": {"episode_length": 3}, "method_options": {"gradient_estimator": estimator}})  # fmt: skip
+    trainer = SVLDRLTrainer(cfg, make_phantoms(2, 32, seed=2), [], PHANTOM_LABELS, tmp_path, progress=False)
+    image = torch.as_tensor(next(iter(trainer.sampler.epoch(0, 1, 2)))["image"], dtype=torch.float32)
+    plan = gradient_plan(3, estimator, "all", torch.Generator().manual_seed(1))
+    runs = []
+    for world in (1, 2):  # world 2: the replay path, in this one process
+        trainer.dist = Distributed(rank=0, world_size=world)
+        trainer.generator.manual_seed(0)
+        runs.append(trainer.rollout(image, plan, train_policy=True))
+    interleaved, replayed = runs
+    assert [torch.equal(a, b) for a, b in zip(interleaved.actions, replayed.actions, strict=True)] == [True] * 3
+    for name in ("seg_logits", "values", "policy_logits"):
+        a, b = getattr(interleaved, name), getattr(replayed, name)
+        assert a.keys() == b.keys() and a
+        for t in a:
+            torch.testing.assert_close(a[t], b[t], rtol=1e-4, atol=1e-5)
+            assert b[t].requires_grad
+
+
+@pytest.mark.slow
+def test_svl_drl_trains_under_torchrun(tmp_path: Path):
+    write_phantom_dataset(tmp_path / "ph", n=4, size=32, seed=1)
+    stages = ["--set", "stages.warmup_epochs=1", "--set", "stages.transition_epochs=0", "--set", "rl.episode_length=2"]
+    result = torchrun("-m", "svldrl", "train", "ph", "--method", "svl-drl", "--out", "run", "-q", *TINY, *stages,
+                      cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert [r.split(",")[1] for r in rows[1:]] == ["warmup", "full_rl"]

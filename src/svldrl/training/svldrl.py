@@ -147,9 +147,6 @@ def stage_loss(
 class SVLDRLTrainer(Trainer):
     """Staged voxel-level deep RL (Warmup -> Transition -> Full RL) on the three-decoder network."""
 
-    DDP_REFUSAL = ("an episode runs the network several times with gradient in one step, which "
-                   "DistributedDataParallel cannot reduce (not yet restructured into one pass per step)")
-
     TRAIN_SCALARS = (
         "loss", "loss_dice", "loss_value", "loss_policy",
         "reward", "reward_dice_gain", "reward_penalty_change",
@@ -233,6 +230,7 @@ class SVLDRLTrainer(Trainer):
         """Run the episode from s(0) = image; forwards keep gradient only at the planned states."""
         rl = self.cfg.rl
         k = rl.episode_length
+        replay = self.dist.enabled  # DDP reduces one forward pass per step: act without gradient, replay after
         states, probs, actions, entropy = [image.detach()], [], [], []
         seg_logits, values, policy_logits = {}, {}, {}
         bootstrap = None
@@ -244,8 +242,8 @@ class SVLDRLTrainer(Trainer):
                 heads = ("seg", "value", "policy")  # a trained step: V(s(t)) and pi(.|s(t)) with gradient
             else:
                 heads = ("seg", "policy")  # f(t) for the rewards, pi(.|s(t)) to act
-            with torch.set_grad_enabled(t in plan.grad_states):
-                out = self.net(states[t], heads=heads)
+            with torch.set_grad_enabled(t in plan.grad_states and not replay):
+                out = (self.module if replay else self.net)(states[t], heads=heads)
             probs.append(self.foreground_probabilities(out.seg.detach()))  # (B, F, h, w, d) f(t)
             if t in plan.seg_weights:
                 seg_logits[t] = out.seg
@@ -262,7 +260,33 @@ class SVLDRLTrainer(Trainer):
                 entropy.append(action_log_prob_and_entropy(out.policy.detach(), action, tau=rl.tau)[1])
             actions.append(action)
         assert bootstrap is not None
+        if replay:
+            seg_logits, values, policy_logits = self.replay_with_gradient(states, plan, train_policy=train_policy)
         return Rollout(states, probs, seg_logits, values, policy_logits, actions, entropy, bootstrap)
+
+    def replay_with_gradient(
+        self, states: list[torch.Tensor], plan: GradientPlan, *, train_policy: bool
+    ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+        """The planned states' outputs with gradient, from one forward pass of the (DDP) network over all of them.
+
+        Why: DistributedDataParallel reduces the gradients of one forward pass per step; the rollout's
+        interleaved passes with gradient would mark parameters ready twice. The states were made by the
+        gradient-free rollout, so the replay computes what the interleaved passes would (the same
+        weights, the same inputs; instance normalisation is per sample), at the cost of one more
+        forward over the planned states.
+        """
+        steps = sorted(plan.grad_states)
+        batch = states[0].shape[0]
+        out = self.net(torch.cat([states[t] for t in steps]), heads=("seg", "value", "policy"))
+        seg_logits, values, policy_logits = {}, {}, {}
+        for i, t in enumerate(steps):
+            rows = slice(i * batch, (i + 1) * batch)
+            if t in plan.seg_weights:
+                seg_logits[t] = out.seg[rows]
+            if t in plan.rl_weights:
+                values[t] = out.value[rows]
+                policy_logits[t] = out.policy[rows] if train_policy else out.policy[rows].detach()
+        return seg_logits, values, policy_logits
 
     def foreground_probabilities(self, seg_logits: torch.Tensor) -> torch.Tensor:
         """(B, F, h, w, d) f: softmax without the background channel (classes) or sigmoid (regions)."""
