@@ -201,6 +201,11 @@ def train(
         bool, typer.Option("--overwrite", help="Delete a finished or interrupted run and start again.")
     ] = False,
     device: Annotated[str, typer.Option("--device", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
+    precision: Annotated[
+        str | None,
+        typer.Option("--precision", help="'auto' (CUDA: bf16/fp16 autocast; CPU: fp32), 'fp32', 'bf16' or 'fp16' "
+                     "(CUDA); short for --set precision=...", show_default=False),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     trusted: Annotated[
         Path | None,
@@ -220,6 +225,7 @@ def train(
     * `svldrl train data/phantoms --method svl-drl --noise mt --noise-ratio 0.5`
     * `svldrl train ../shared/data/la2018 --method baseline --set data.spacing=1.25 --set optim.epochs=60`
     * `svldrl train data/Task02_Heart --method co-teaching --preset paper --device cuda`
+    * `svldrl train data/Task02_Heart --method svl-drl --preset paper --device cuda --precision bf16`
     * `svldrl train ../shared/data/la2018 --method mtcl --noise mt --trusted checked_cases.txt`
     """
     from svldrl.config import resolve_config
@@ -237,6 +243,7 @@ def train(
         overrides,
         method=method,
         device=device,
+        precision=precision,
         seed=seed,
         **{"noise.kind": noise, "noise.ratio": noise_ratio},
     )

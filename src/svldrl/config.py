@@ -185,6 +185,9 @@ class TrainConfig:
     sw_overlap: float = _f(0.5, "overlap of sliding windows")
     device: str = _f("auto", "'auto', 'cpu', 'cuda' or 'cuda:N'")
     num_threads: int | None = _f(None, "torch CPU threads; None = torch's default")
+    precision: str = _f(
+        "auto", "'auto' (CUDA: bf16 autocast where supported, else fp16; CPU: fp32), 'fp32', 'bf16' or 'fp16' (CUDA)"
+    )
     defaults_version: int = _f(
         DEFAULTS_VERSION, "version of the method-option defaults a run was made with (config.DEFAULT_CHANGES)"
     )
@@ -385,7 +388,7 @@ def with_legacy_values(data: dict[str, Any]) -> dict[str, Any]:
     return with_version_defaults(out)
 
 
-EXECUTION_KEYS = ("device", "num_threads", "sw_batch_size")
+EXECUTION_KEYS = ("device", "num_threads", "sw_batch_size", "precision")
 """Top-level keys that choose how a run executes, not what it computes: they may differ between a
 run and its resumption, or between a grid and its runs. Not bit-neutral: another thread count or
 device sums in another order, and training amplifies the rounding (docs/results.md)."""
@@ -489,6 +492,7 @@ OPTIMIZERS = ("sgd", "adam")
 SAMPLERS = ("mixed", "per_case")
 LR_SCHEDULES = ("constant", "poly")
 NOISE_KINDS = ("none", "mt", "morphological", "sfda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training.precision.PRECISIONS (config imports no torch)
 
 
 def _require(ok: bool, key: str, rule: str, value: Any) -> None:
@@ -506,6 +510,7 @@ def check_values(cfg: TrainConfig) -> None:
     ``svldrl.models.check_patch_size``.
     """
     d, m, o, n, st = cfg.data, cfg.model, cfg.optim, cfg.noise, cfg.stages
+    _require(cfg.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", cfg.precision)
     _require(o.epochs >= 1, "optim.epochs", ">= 1 (0 would train nothing and score an untrained model)", o.epochs)
     _require(o.batch_size >= 1, "optim.batch_size", ">= 1", o.batch_size)
     _require(o.iters_per_epoch is None or o.iters_per_epoch >= 1, "optim.iters_per_epoch", ">= 1 or null",

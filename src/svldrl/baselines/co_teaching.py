@@ -21,7 +21,7 @@ reference's cross-entropy (``dice_weight=0`` removes it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -317,13 +317,9 @@ class CoTeachingTrainer(BaselineTrainer):
         mask = keep.float() if self.labels.mode == "regions" else keep[:, :1].float()  # (B, K or 1, h, w, d)
         return self.masked_dice(seg_probabilities(seg_logits, self.labels.mode) * mask, target * mask)
 
-    def backward_and_step(self, loss: torch.Tensor) -> None:
-        """As the Trainer's, clipping the gradients of both networks."""
-        loss.backward()
-        if self.cfg.optim.grad_clip is not None:
-            params = [*self.net.parameters(), *self.peer.parameters()]
-            nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
-        self.optimizer.step()
+    def clipped_parameters(self) -> Iterator[nn.Parameter]:
+        """Both networks' parameters: one clip over the joint gradient, as before."""
+        return iter([*self.net.parameters(), *self.peer.parameters()])
 
     def on_epoch_end(self, epoch: int) -> None:
         if self.final_forget is None and epoch + 1 == self.ramp_start:

@@ -66,6 +66,7 @@ from svldrl.rl.credit import (
 )
 from svldrl.rl.mask_actions import KEEP, SET_BACKGROUND, SET_FOREGROUND, apply_mask_actions, foreground_proposal
 from svldrl.rl.returns import normalize_advantages, policy_loss, value_loss
+from svldrl.training import precision
 from svldrl.training.methods import METHODS
 from svldrl.training.stages import Stage, StageSchedule
 from svldrl.training.svldrl import GradientPlan, SVLDRLTrainer, stage_loss
@@ -261,19 +262,20 @@ class LabelAgentsTrainer(SVLDRLTrainer):
         self.optimizer.zero_grad(set_to_none=True)
         # 1. What an edit of every agent voxel earns: the trusted credit (C2, delta = the logit change along a
         #    trusted descent step), or the teacher's log-probabilities (C5).
-        if teacher_reward:
-            logits0, delta_groups = self.teacher_view(image[agents])
-            credit_rms = math.nan
-        else:
-            trusted = self.batch_to_device(
-                self.trusted_batches.next(epoch, self.batches_per_epoch, self.options.trusted_batch)
-            )
-            g_t = trusted_gradient(self.net, seg_forward, trusted["image"], trusted["label"], self.seg_loss)
-            logits0, delta = descent_logit_change(
-                self.net, seg_forward, image[agents], g_t, self.options.credit_estimator
-            )  # (A, n_outputs, h, w, d) each
-            credit_rms = delta.square().mean().sqrt().item()
-            delta_groups = rms_scale(group_delta(delta, self.labels.mode))  # (A, G, n, h, w, d), unit RMS
+        with precision.without_autocast(self.device):  # rewards in float32, whatever the step's precision
+            if teacher_reward:
+                logits0, delta_groups = self.teacher_view(image[agents])
+                credit_rms = math.nan
+            else:
+                trusted = self.batch_to_device(
+                    self.trusted_batches.next(epoch, self.batches_per_epoch, self.options.trusted_batch)
+                )
+                g_t = trusted_gradient(self.net, seg_forward, trusted["image"], trusted["label"], self.seg_loss)
+                logits0, delta = descent_logit_change(
+                    self.net, seg_forward, image[agents], g_t, self.options.credit_estimator
+                )  # (A, n_outputs, h, w, d) each
+                credit_rms = delta.square().mean().sqrt().item()
+                delta_groups = rms_scale(group_delta(delta, self.labels.mode))  # (A, G, n, h, w, d), unit RMS
         # 2. An episode of label edits from m(0) = y on the agents' rows (the state (image, m(t))).
         proposal = foreground_proposal(logits0, self.labels.mode)  # (A, F, h, w, d) what "set foreground" writes
         episode = self.label_episode(image[agents], self.foreground(label[agents]), proposal, plan,

@@ -244,7 +244,7 @@ class SVLDRLTrainer(Trainer):
                 heads = ("seg", "policy")  # f(t) for the rewards, pi(.|s(t)) to act
             with torch.set_grad_enabled(t in plan.grad_states and not replay):
                 out = (self.module if replay else self.net)(states[t], heads=heads)
-            probs.append(self.foreground_probabilities(out.seg.detach()))  # (B, F, h, w, d) f(t)
+            probs.append(self.foreground_probabilities(out.seg.detach().float()))  # (B, F, h, w, d) f(t), fp32
             if t in plan.seg_weights:
                 seg_logits[t] = out.seg
             if last:

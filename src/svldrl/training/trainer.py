@@ -26,7 +26,7 @@ from svldrl.inference import labels_from_probabilities, predict_probabilities
 from svldrl.metrics import dice
 from svldrl.models import build_network, check_patch_size
 from svldrl.noise import NoiseManifest
-from svldrl.training import distributed
+from svldrl.training import distributed, precision
 from svldrl.training.checkpoint import (
     BEST,
     CHECKPOINT_DIR,
@@ -155,6 +155,9 @@ class Trainer:
         self.optimizer = self.build_optimizer()
         self.lr_scheduler = self.build_lr_scheduler()
         self.seg_loss = build_seg_loss(labels, cfg.optim.loss)
+        self.precision = precision.resolve_precision(cfg.precision, self.device)
+        """fp32, bf16 or fp16: the autocast of every training step (``cfg.precision`` resolved on the device)."""
+        self.scaler = precision.grad_scaler(self.precision, self.device)
         self.rank_batch_size = self.dist.rank_batch(cfg.optim.batch_size)
         """Patches per step on this process: the global ``optim.batch_size`` split over the ranks."""
         self.sampler = PatchSampler(
@@ -200,8 +203,9 @@ class Trainer:
         raise ValueError(f"optim.lr_schedule must be 'constant' or 'poly', got {optim.lr_schedule!r}")
 
     def compute_loss(self, seg_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Segmentation loss of ``(B, n_outputs, h, w, d)`` logits against the training label (Eq. 1)."""
-        return self.seg_loss(seg_logits, target)
+        """Segmentation loss of ``(B, n_outputs, h, w, d)`` logits against the training label (Eq. 1), in float32
+        (under bf16/fp16 autocast the logits arrive in half precision; the Dice sums want full)."""
+        return self.seg_loss(seg_logits.float(), target)
 
     def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
         """One optimisation step on a batch; returns the scalars to log (keys of ``log_columns``)."""
@@ -250,11 +254,15 @@ class Trainer:
         }
         if self.eval_model() is not self.module:  # e.g. a teacher is validated, the student trained
             state["train_model"] = self.module.state_dict()
+        if self.scaler is not None:
+            state["grad_scaler"] = self.scaler.state_dict()
         return state
 
     def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
         """Inverse of ``checkpoint_state``."""
         self.module.load_state_dict(payload.get("train_model", payload["model"]))
+        if self.scaler is not None and "grad_scaler" in payload:
+            self.scaler.load_state_dict(payload["grad_scaler"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.lr_scheduler.load_state_dict(payload["lr_scheduler"])
         self.epoch = int(payload["epoch"])
@@ -265,11 +273,24 @@ class Trainer:
     # ------------------------------------------------------------------ shared machinery
 
     def backward_and_step(self, loss: torch.Tensor) -> None:
-        """Backward pass, optional gradient clipping, optimiser step."""
-        loss.backward()
-        if self.cfg.optim.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.optim.grad_clip)
-        self.optimizer.step()
+        """Backward pass (outside autocast; scaled for fp16), optional gradient clipping, optimiser step."""
+        with precision.without_autocast(self.device):
+            if self.scaler is None:
+                loss.backward()
+            else:
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(self.optimizer)  # clip the true gradients
+            if self.cfg.optim.grad_clip is not None:
+                nn.utils.clip_grad_norm_(list(self.clipped_parameters()), self.cfg.optim.grad_clip)
+            if self.scaler is None:
+                self.optimizer.step()
+            else:
+                self.scaler.step(self.optimizer)  # skipped when fp16 overflowed
+                self.scaler.update()
+
+    def clipped_parameters(self) -> Iterator[nn.Parameter]:
+        """The parameters whose gradient norm ``optim.grad_clip`` bounds (a peer network's too, for Co-Teaching)."""
+        return self.net.parameters()
 
     def fit(self, resume: bool = False, stop_after: int | None = None) -> dict[str, float]:
         """Train to ``optim.epochs`` (or until ``stop_after`` epochs are done); returns the last metrics.
@@ -339,7 +360,8 @@ class Trainer:
         self.net.train()
         means = ScalarMeans()
         for batch in self.sampler.epoch(epoch, self.batches_per_epoch, self.rank_batch_size):
-            means.add(self.train_step(self.batch_to_device(batch), epoch))
+            with precision.autocast(self.precision, self.device):
+                means.add(self.train_step(self.batch_to_device(batch), epoch))
         return means.means()
 
     @property

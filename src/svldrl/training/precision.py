@@ -1,0 +1,52 @@
+"""Mixed precision: ``torch.autocast`` around a training step, a gradient scaler for fp16 (issue 17).
+
+``precision`` (a top-level configuration key, like ``device`` an execution key: it changes the
+rounding, not the method): ``fp32``; ``bf16`` (CUDA, and CPUs, where oneDNN uses AVX512-BF16 or
+AMX when the CPU has them); ``fp16`` (CUDA only, with ``torch.amp.GradScaler``); ``auto``, the
+default: autocast on CUDA as nnU-Net and MONAI train (bf16 where the GPU supports it, which needs
+no loss scaling, else fp16), fp32 on CPUs (where bf16 has to earn its place by measurement,
+benchmarks/README.md). The backward pass runs outside autocast (PyTorch's advice; its ops follow
+the dtypes of their forward ops anyway); rewards, metrics and the anatomical penalty are computed
+from float32 copies.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The concrete precision of ``precision`` on ``device``; refuses fp16 off CUDA."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"precision fp16 needs a CUDA device (this run's is {device}); use bf16 or fp32")
+    return precision
+
+
+def autocast(precision: str, device: torch.device) -> AbstractContextManager:
+    """The autocast context of a concrete ``precision`` (nothing for fp32)."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+
+
+def without_autocast(device: torch.device) -> AbstractContextManager:
+    """A block outside any autocast (backward passes, rewards)."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """A gradient scaler for fp16 on CUDA (small gradients would underflow); None otherwise."""
+    if precision == "fp16":
+        return torch.amp.GradScaler(device.type)
+    return None
