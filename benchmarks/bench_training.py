@@ -20,6 +20,7 @@ the repeats are reported.
     python benchmarks/bench_training.py --sizes 48 --ks 3 --floor  # plus the no-gradient episode alone
     python benchmarks/bench_training.py --threads 1 --quality 0 1   # estimators' Dice on noisy phantoms
     python benchmarks/bench_training.py --backbone swin-unetr --sizes 64 --ks 3 --repeats 2
+    python benchmarks/bench_training.py --threads 1 --sizes 48 --ks 3 --heads full light  # model.heads
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ from svldrl.data import PHANTOM_LABELS, make_phantoms
 from svldrl.training import METHODS, GradientPlan, SVLDRLTrainer, Trainer, episode_rewards
 
 
-def make_config(backbone: str, size: int, batch_size: int, k: int = 3, estimator: str = "full") -> TrainConfig:
-    """The cpu preset with the benchmarked backbone, patch, batch and episode; every epoch is Full RL."""
-    model = {"backbone": backbone}
+def make_config(
+    backbone: str, size: int, batch_size: int, k: int = 3, estimator: str = "full", heads: str = "full"
+) -> TrainConfig:
+    """The cpu preset with the benchmarked backbone, heads, patch, batch and episode; every epoch is Full RL."""
+    model = {"backbone": backbone, "heads": heads}
     if backbone == "swin-unetr":
         model["feature_size"] = 48
     return merge(
@@ -89,15 +92,18 @@ def step_timer(method: str, cfg: TrainConfig, run_dir: Path, floor: bool = False
 
 
 def bench_size(
-    backbone: str, size: int, batch_size: int, ks: list[int], estimators: list[str], repeats: int, floor: bool
+    backbone: str, size: int, batch_size: int, ks: list[int], estimators: list[str], repeats: int, floor: bool,
+    heads: tuple[str, ...] = ("full",),
 ) -> dict:
     """Median step times and ratios for one backbone and patch size."""
     tmp = Path(tempfile.mkdtemp(prefix="bench_training_"))
     timers = {"baseline": step_timer("baseline", make_config(backbone, size, batch_size), tmp / "baseline")}
     for k in ks:
         for estimator in estimators:
-            cfg = make_config(backbone, size, batch_size, k, estimator)
-            timers[f"K={k} {estimator}"] = step_timer("svl-drl", cfg, tmp / f"k{k}_{estimator}")
+            for form in heads:
+                cfg = make_config(backbone, size, batch_size, k, estimator, form)
+                name = f"K={k} {estimator}" + ("" if form == "full" else f" {form} heads")
+                timers[name] = step_timer("svl-drl", cfg, tmp / f"k{k}_{estimator}_{form}")
         if floor:
             cfg = make_config(backbone, size, batch_size, k)
             timers[f"K={k} floor"] = step_timer("svl-drl", cfg, tmp / f"k{k}_floor", floor=True)
@@ -182,6 +188,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--floor", action="store_true", help="also time the no-gradient episode alone (the floor)")
+    parser.add_argument("--heads", nargs="+", default=["full"], choices=["full", "light"],
+                        help="value/policy head forms to time (model.heads)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=None, help="append the results as JSON lines to this file")
     parser.add_argument(
@@ -205,7 +213,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         return rows
     results = []
     for size in args.sizes:
-        result = bench_size(args.backbone, size, args.batch_size, args.ks, args.estimators, args.repeats, args.floor)
+        result = bench_size(args.backbone, size, args.batch_size, args.ks, args.estimators, args.repeats, args.floor,
+                            tuple(args.heads))
         print_table(result)
         results.append(result)
         if args.out is not None:

@@ -61,6 +61,10 @@ class ModelConfig:
     feature_size: int = _f(48, "swin-unetr: embedding size (multiple of 12)")
     dropout: float = _f(0.0, "dropout in the decoders")
     pretrained: str | None = _f(None, "path of SwinUNETR weights to load into the shared encoder")
+    heads: str = _f(
+        "full", "value and policy heads: 'full' (each a decoder like the segmentation one, method.md) or 'light' "
+        "(a conv block on the segmentation decoder's last features: one decoder pass per state)"
+    )
 
 
 @dataclass(frozen=True)
@@ -493,6 +497,7 @@ SAMPLERS = ("mixed", "per_case")
 LR_SCHEDULES = ("constant", "poly")
 NOISE_KINDS = ("none", "mt", "morphological", "sfda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training.precision.PRECISIONS (config imports no torch)
+HEAD_FORMS = ("full", "light")
 
 
 def _require(ok: bool, key: str, rule: str, value: Any) -> None:
@@ -511,6 +516,7 @@ def check_values(cfg: TrainConfig) -> None:
     """
     d, m, o, n, st = cfg.data, cfg.model, cfg.optim, cfg.noise, cfg.stages
     _require(cfg.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", cfg.precision)
+    _require(m.heads in HEAD_FORMS, "model.heads", f"one of {HEAD_FORMS}", m.heads)
     _require(o.epochs >= 1, "optim.epochs", ">= 1 (0 would train nothing and score an untrained model)", o.epochs)
     _require(o.batch_size >= 1, "optim.batch_size", ">= 1", o.batch_size)
     _require(o.iters_per_epoch is None or o.iters_per_epoch >= 1, "optim.iters_per_epoch", ">= 1 or null",

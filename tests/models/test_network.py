@@ -165,3 +165,41 @@ def test_check_patch_size_says_what_to_change(backbone, patch, message):
 def test_check_patch_size_rejects_unknown_backbone():
     with pytest.raises(UnknownNameError, match="Valid: swin-unetr, unet"):
         check_patch_size("resnet", (64, 64, 64), ModelConfig())
+
+
+# ----------------------------------------------------------------------------- light heads (issue 17)
+
+
+def test_light_heads_share_the_seg_decoder_and_cost_one_decoder_pass(x):
+    torch.manual_seed(0)
+    full = build_network(ModelConfig(channels=CHANNELS), 2, 3)
+    torch.manual_seed(0)
+    light = build_network(ModelConfig(channels=CHANNELS, heads="light"), 2, 3).eval()
+    assert set(light.decoders) == {"seg"}
+    out = light(x)
+    assert out.seg.shape == (2, 3, 32, 32, 32) and out.value.shape == (2, 1, 32, 32, 32)
+    assert out.policy.shape == (2, 3, 32, 32, 32)
+    passes = _count_calls(light.decoders["seg"].upsamples[0])
+    light(x)
+    assert passes[0] == 1  # one decoder pass for all three outputs
+    torch.testing.assert_close(light.segment(x), out.seg)  # inference is unchanged by the heads
+    probs = torch.softmax(out.policy, dim=1)
+    assert (probs - 1 / 3).abs().max() < 0.01 and out.value.abs().max() < 0.01  # the same near-zero start
+    n_full, n_light = (sum(p.numel() for p in n.parameters()) for n in (full, light))
+    assert n_light < 0.6 * n_full
+    groups = [list(light.seg_parameters()), list(light.value_parameters()), list(light.policy_parameters())]
+    assert sum(len(g) for g in groups) == len(list(light.parameters()))  # still a partition
+
+
+def test_light_heads_train_the_segmentation_decoder_with_the_rl_losses(x):
+    """The trade: with one shared trunk, value and policy gradients reach the seg decoder as well."""
+    torch.manual_seed(0)
+    light = build_network(ModelConfig(channels=CHANNELS, heads="light"), 2, 3)
+    light(x, heads=("value",)).value.square().mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in light.decoders["seg"].upsamples.parameters())
+    assert all(p.grad is None for p in light.policy_parameters())
+    with pytest.raises(ValueError, match="heads must be one of"):
+        from svldrl.models.network import ThreeHeadNet
+
+        ThreeHeadNet(torch.nn.Identity(), lambda c: torch.nn.Identity(), 2, backbone="unet", patch_multiple=8,
+                     heads="tiny")

@@ -36,6 +36,7 @@ def _build_unet(model_cfg: ModelConfig, in_channels: int, n_outputs: int) -> Thr
         n_outputs,
         backbone="unet",
         patch_multiple=unet_patch_multiple(channels),
+        heads=model_cfg.heads,
     )
 
 
@@ -46,7 +47,7 @@ def _unet_rule(model_cfg: ModelConfig) -> tuple[int, int]:
 
 
 def _build_swin_unetr(model_cfg: ModelConfig, in_channels: int, n_outputs: int) -> ThreeHeadNet:
-    return build_swin_unetr(in_channels, n_outputs, model_cfg.feature_size, model_cfg.dropout)
+    return build_swin_unetr(in_channels, n_outputs, model_cfg.feature_size, model_cfg.dropout, model_cfg.heads)
 
 
 BACKBONES.add(

@@ -25,6 +25,9 @@ POLICY_INIT_SCALE = 1e-3
 """Factor applied to the default init of the value and policy output convs (see ``ThreeHeadNet``)."""
 
 
+HEAD_FORMS = ("full", "light")
+
+
 class NetOutput(NamedTuple):
     """What ``ThreeHeadNet.forward`` returns; a field is None when its decoder was not run."""
 
@@ -50,6 +53,11 @@ class ThreeHeadNet(nn.Module):
         n_outputs: channels of the segmentation decoder (classes, or regions for sigmoid outputs).
         backbone: name of the backbone, kept for checkpoints and messages.
         patch_multiple: spatial sides of the input must be multiples of this.
+        heads: "full": the value and policy heads are decoders like the segmentation one (method.md's
+            reading of the paper, three decoder passes per state); "light": each is a 3x3x3 conv block
+            and a 1x1x1 output on the segmentation decoder's last feature map (``LightHead``), so a
+            state costs one decoder pass (issue 17). The decoders then need ``features(features)``,
+            their last feature map before dropout and ``out``.
     """
 
     def __init__(
@@ -60,17 +68,26 @@ class ThreeHeadNet(nn.Module):
         *,
         backbone: str,
         patch_multiple: int,
+        heads: str = "full",
     ) -> None:
         super().__init__()
         if n_outputs < 1:
             raise ValueError(f"n_outputs must be at least 1, got {n_outputs}")
+        if heads not in HEAD_FORMS:
+            raise ValueError(f"heads must be one of {HEAD_FORMS}, got {heads!r}")
         self.backbone = backbone
         self.n_outputs = n_outputs
         self.patch_multiple = patch_multiple
+        self.heads = heads
         self.encoder = encoder
-        self.decoders = nn.ModuleDict(
-            {"seg": make_decoder(n_outputs), "value": make_decoder(1), "policy": make_decoder(N_ACTIONS)}
-        )
+        if heads == "full":
+            self.decoders = nn.ModuleDict(
+                {"seg": make_decoder(n_outputs), "value": make_decoder(1), "policy": make_decoder(N_ACTIONS)}
+            )
+        else:
+            self.decoders = nn.ModuleDict({"seg": make_decoder(n_outputs)})
+            width = _output_conv(self.decoders["seg"]).in_channels
+            self.rl_heads = nn.ModuleDict({"value": LightHead(width, 1), "policy": LightHead(width, N_ACTIONS)})
         self._init_rl_outputs()
 
     @torch.no_grad()
@@ -83,7 +100,7 @@ class ThreeHeadNet(nn.Module):
         # Scaling (rather than redrawing) keeps the init reproducible from the module seed alone
         # and leaves the weights non-zero, so the gradient still reaches the layers before.
         for head in ("value", "policy"):
-            conv = _output_conv(self.decoders[head])
+            conv = self.rl_output_conv(head)
             conv.weight.mul_(POLICY_INIT_SCALE)
             if conv.bias is not None:
                 conv.bias.zero_()
@@ -100,8 +117,20 @@ class ThreeHeadNet(nn.Module):
             raise ValueError(f"heads: unknown decoder(s) {unknown}; valid: {', '.join(HEADS)}")
         self._check_input(x)
         features = self.encoder(x)
-        outputs = {head: self.decoders[head](features) for head in HEADS if head in heads}
+        if self.heads == "full":
+            outputs = {head: self.decoders[head](features) for head in HEADS if head in heads}
+        else:
+            seg = self.decoders["seg"]
+            last = seg.features(features)  # (B, width, H, W, D), shared by the three outputs
+            outputs = {head: self.rl_heads[head](last) for head in ("value", "policy") if head in heads}
+            if "seg" in heads:
+                outputs["seg"] = seg.out(seg.dropout(last))
         return NetOutput(outputs.get("seg"), outputs.get("value"), outputs.get("policy"))
+
+    def rl_output_conv(self, head: str) -> nn.Conv3d:
+        """The 1x1x1 output conv of the value or policy head (its init sets the start of the policy)."""
+        module = self.decoders[head] if self.heads == "full" else self.rl_heads[head]
+        return _output_conv(module)
 
     def segment(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n_outputs, H, W, D) segmentation logits: encoder and seg decoder only (inference)."""
@@ -114,12 +143,12 @@ class ThreeHeadNet(nn.Module):
         yield from self.decoders["seg"].parameters()
 
     def value_parameters(self) -> Iterator[nn.Parameter]:
-        """The value decoder only."""
-        yield from self.decoders["value"].parameters()
+        """The value decoder (or light head) only."""
+        yield from (self.decoders["value"] if self.heads == "full" else self.rl_heads["value"]).parameters()
 
     def policy_parameters(self) -> Iterator[nn.Parameter]:
-        """The policy decoder only."""
-        yield from self.decoders["policy"].parameters()
+        """The policy decoder (or light head) only."""
+        yield from (self.decoders["policy"] if self.heads == "full" else self.rl_heads["policy"]).parameters()
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 5:
@@ -130,6 +159,22 @@ class ThreeHeadNet(nn.Module):
                 f"x: spatial shape {tuple(x.shape[2:])} must be multiples of {self.patch_multiple} "
                 f"for the {self.backbone} backbone"
             )
+
+
+class LightHead(nn.Module):
+    """A value or policy head on the segmentation decoder's last feature map: one 3x3x3 conv block
+    (instance norm, leaky ReLU, as the decoders' blocks) and a 1x1x1 output block at ``out``."""
+
+    def __init__(self, width: int, out_channels: int) -> None:
+        super().__init__()
+        from monai.networks.blocks import UnetOutBlock
+        from monai.networks.blocks.dynunet_block import UnetBasicBlock
+
+        self.block = UnetBasicBlock(3, width, width, kernel_size=3, stride=1, norm_name="instance")
+        self.out = UnetOutBlock(3, width, out_channels)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out(self.block(features))
 
 
 def frozen_copy(net: nn.Module) -> nn.Module:

@@ -86,18 +86,23 @@ class SwinUNETRDecoder(nn.Module):
         self.dropout = nn.Dropout3d(dropout) if dropout > 0 else nn.Identity()
         self.out = UnetOutBlock(spatial_dims=3, in_channels=fs, out_channels=out_channels)
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """(B, out_channels, H, W, D) from ``SwinUNETREncoder``'s features."""
+    def features(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """(B, fs, H, W, D) the last feature map, before dropout and the output block."""
         enc0, enc1, enc2, enc3, hidden3, dec4 = features
         dec3 = self.decoder5(dec4, hidden3)  # (B, 8fs, H/16, ...)
         dec2 = self.decoder4(dec3, enc3)  # (B, 4fs, H/8, ...)
         dec1 = self.decoder3(dec2, enc2)  # (B, 2fs, H/4, ...)
         dec0 = self.decoder2(dec1, enc1)  # (B, fs, H/2, ...)
-        out = self.decoder1(dec0, enc0)  # (B, fs, H, W, D)
-        return self.out(self.dropout(out))
+        return self.decoder1(dec0, enc0)  # (B, fs, H, W, D)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """(B, out_channels, H, W, D) from ``SwinUNETREncoder``'s features."""
+        return self.out(self.dropout(self.features(features)))
 
 
-def build_swin_unetr(in_channels: int, n_outputs: int, feature_size: int = 48, dropout: float = 0.0) -> ThreeHeadNet:
+def build_swin_unetr(
+    in_channels: int, n_outputs: int, feature_size: int = 48, dropout: float = 0.0, heads: str = "full"
+) -> ThreeHeadNet:
     """A ``ThreeHeadNet`` on the SwinUNETR encoder with three SwinUNETR decoders."""
     return ThreeHeadNet(
         SwinUNETREncoder(in_channels, feature_size),
@@ -105,6 +110,7 @@ def build_swin_unetr(in_channels: int, n_outputs: int, feature_size: int = 48, d
         n_outputs,
         backbone="swin-unetr",
         patch_multiple=SWIN_PATCH_MULTIPLE,
+        heads=heads,
     )
 
 

@@ -69,12 +69,16 @@ class UNetDecoder(nn.Module):
         self.dropout = nn.Dropout3d(dropout) if dropout > 0 else nn.Identity()
         self.out = UnetOutBlock(3, channels[0], out_channels)
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """(B, out_channels, H, W, D) from the encoder's per-level features."""
+    def features(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """(B, channels[0], H, W, D) the last feature map, before dropout and the output block."""
         x = features[-1]
         for block, skip in zip(self.upsamples, features[-2::-1], strict=True):
             x = block(x, skip)  # (B, c_level, side of the skip)
-        return self.out(self.dropout(x))
+        return x
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """(B, out_channels, H, W, D) from the encoder's per-level features."""
+        return self.out(self.dropout(self.features(features)))
 
 
 def _check_channels(channels: Sequence[int]) -> None:

@@ -54,7 +54,7 @@ from torch import nn
 from svldrl.config import TrainConfig, _from_dict
 from svldrl.data import LabelSpec, TrustedBatches
 from svldrl.models import MaskStateNet, build_network, frozen_copy, mask_channels
-from svldrl.models.network import POLICY_INIT_SCALE, _output_conv
+from svldrl.models.network import POLICY_INIT_SCALE
 from svldrl.rl import action_log_prob_and_entropy, anatomical_penalty, discounted_returns, sample_actions
 from svldrl.rl.credit import (
     CREDIT_ESTIMATORS,
@@ -563,7 +563,7 @@ def set_keep_prior(net: nn.Module, keep_prior: float) -> None:
     The policy output conv starts near zero (``ThreeHeadNet``), so its logits are the bias:
     ``log(keep_prior / ((1 - keep_prior) / 2))`` on keep, 0 on the edits.
     """
-    conv = _output_conv(net.decoders["policy"])
+    conv = net.rl_output_conv("policy")
     if conv.bias is None:
         raise ValueError("set_keep_prior: the policy output conv has no bias")
     conv.weight.div_(POLICY_INIT_SCALE)  # back to the default init: the bias alone keeps the start near keep
