@@ -36,6 +36,11 @@ class DemoSettings:
     epochs: int = 30
     iters_per_epoch: int = 6
     methods: tuple[str, ...] = DEMO_METHODS
+    heads: str = "full"
+    """model.heads of both runs (the baseline uses only the segmentation decoder either way)."""
+    gradient_estimator: str = "full"
+    """SVL-DRL's method_options.gradient_estimator."""
+    precision: str = "fp32"
 
     def config(self, method: str) -> TrainConfig:
         cpu = get_preset("cpu")
@@ -44,8 +49,14 @@ class DemoSettings:
             method=method,
             seed=self.seed,
             data=replace(cpu.data, patch_size=(32, 32, 32), val_fraction=0.17, test_fraction=0.34),
+            model=replace(cpu.model, heads=self.heads),
             optim=replace(cpu.optim, epochs=self.epochs, iters_per_epoch=self.iters_per_epoch),
             noise=replace(cpu.noise, kind="mt", ratio=self.noise_ratio, seed=self.seed),
+            method_options=(
+                {"gradient_estimator": self.gradient_estimator}
+                if method == "svl-drl" and self.gradient_estimator != "full" else {}
+            ),
+            precision=self.precision,
             val_every=10,
         )
 
