@@ -1,0 +1,86 @@
+"""How good are the teacher's corrections? Label quality after the fact for runs with a frozen trusted teacher.
+
+For a ``teacher-correction`` run, or an SVL-DRL-T run with ``method_options.reward=teacher``, the
+teacher (the network trained on the trusted cases alone, frozen and kept in the checkpoint) is run
+on every training case by sliding window, and its confident corrections are applied to the noisy
+label exactly as training applied them (``confident_correction``, the run's confidence). Per group
+of training cases (corrupted by the noise, untouched, trusted): Dice of the noisy and of the
+corrected label against the clean one, and the share of voxels changed. For SVL-DRL-T this is the
+correction its reward pays for; what the agents actually learned is ``label_agents_policy.py``'s.
+
+    python experiments/la/teacher_labels.py ../shared/data/la2018 runs/la2018/teacher-correction__sfda-0.5__seed0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from svldrl.baselines.teacher_correction import confident_correction
+from svldrl.data import load_dataset, prepare_cases
+from svldrl.inference import predict_probabilities
+from svldrl.metrics import dice
+from svldrl.training.checkpoint import checkpoint_path, load_checkpoint, load_trained
+
+
+def teacher_of(run: Path) -> tuple[torch.nn.Module, object, float]:
+    """The run's frozen teacher (from ``latest.pt``), its configuration and the correction's confidence."""
+    net, cfg, _ = load_trained(run, device="cpu")  # the right architecture; its weights are replaced below
+    payload = load_checkpoint(checkpoint_path(run), map_location="cpu")
+    if "teacher" not in payload:
+        raise SystemExit(f"{run}: its checkpoint holds no teacher (not a teacher-correction or reward=teacher run)")
+    net.load_state_dict(payload["teacher"])
+    options = cfg.method_options
+    confidence = float(options.get("confidence", options.get("teacher_confidence", 0.8)))
+    return net.eval(), cfg, confidence
+
+
+def run_report(run: Path, data: Path) -> dict[str, dict[str, float]]:
+    teacher, cfg, confidence = teacher_of(run)
+    dataset = load_dataset(data)
+    noisy = np.load(json.loads((run / "noisy_labels.json").read_text())["path"])
+    manifest = {c["case_id"]: c["corrupted"] for c in json.loads((run / "noise_manifest.json").read_text())["cases"]}
+    trusted = set(json.loads((run / "trusted.json").read_text())["cases"])
+    rows: dict[str, list[dict[str, float]]] = {"corrupted": [], "untouched": [], "trusted": []}
+    for case_id, is_corrupted in sorted(manifest.items()):
+        case = dataset.get(case_id)
+        clean_case = prepare_cases([case], cfg.data)[0]
+        clean = clean_case.label > 0
+        label = prepare_cases([case.with_label(noisy[case_id])], cfg.data)[0].label > 0
+        prob = predict_probabilities(teacher, clean_case.image, cfg.data.patch_size, overlap=cfg.sw_overlap,
+                                     mode="classes")  # fmt: skip
+        logits = torch.from_numpy(np.log(np.clip(prob, 1e-6, 1.0)))[None]  # log-probabilities as logits
+        onehot = torch.from_numpy(np.stack([~label, label]).astype(np.float32))[None]
+        fixed = confident_correction(onehot, logits, "classes", confidence)[0, 1].numpy() > 0.5
+        group = "trusted" if case_id in trusted else "corrupted" if is_corrupted else "untouched"
+        rows[group].append({"dice_noisy": dice(label, clean), "dice_corrected": dice(fixed, clean),
+                            "changed": float((fixed != label).mean()),
+                            "changes_toward_clean": float((fixed == clean)[fixed != label].mean())
+                            if (fixed != label).any() else float("nan")})  # fmt: skip
+    return {g: {"n": len(r), **{k: float(np.nanmean([x[k] for x in r])) for k in r[0]}} for g, r in rows.items() if r}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="the LA folder the runs were trained on")
+    parser.add_argument("runs", type=Path, nargs="+", help="teacher-correction or reward=teacher run folders")
+    parser.add_argument("--json", type=Path, help="also write the reports here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    reports = {}
+    for run in args.runs:
+        reports[run.name] = report = run_report(run, args.data)
+        for group, q in report.items():
+            print(f"{run.name} {group} (n={q['n']}): Dice to clean {100 * q['dice_noisy']:.1f} -> "
+                  f"{100 * q['dice_corrected']:.1f}; {100 * q['changed']:.2f} % of voxels changed, "
+                  f"{100 * q['changes_toward_clean']:.0f} % of the changes agree with the clean label")
+    if args.json:
+        args.json.write_text(json.dumps(reports, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
