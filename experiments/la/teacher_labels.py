@@ -3,7 +3,8 @@
 For a ``teacher-correction`` run, or an SVL-DRL-T run with ``method_options.reward=teacher``, the
 teacher (the network trained on the trusted cases alone, frozen and kept in the checkpoint) is run
 on every training case by sliding window, and its confident corrections are applied to the noisy
-label exactly as training applied them (``confident_correction``, the run's confidence). Per group
+label by the rule training used (``confident_correction``, the run's confidence; training applies it
+patch by patch, here it sees the blended whole-volume probabilities). Per group
 of training cases (corrupted by the noise, untouched, trusted): Dice of the noisy and of the
 corrected label against the clean one, and the share of voxels changed. For SVL-DRL-T this is the
 correction its reward pays for; what the agents actually learned is ``label_agents_policy.py``'s.
