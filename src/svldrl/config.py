@@ -154,6 +154,10 @@ DEFAULT_CHANGES: tuple[DefaultChange, ...] = (
                   "issue 16: one IoU point per pass over the data, the reference's unit"),
     DefaultChange(1, ("jcas",), "transition_lr_factor", 10.0, 1.0,
                   "issue 16: the matrices train at the base learning rate, as in the reference"),
+    DefaultChange(2, ("jcas",), "coarse_factor", 8, 4,
+                  "issue 16: 8^3 affinity cells of a 32^3 patch instead of 4^3"),
+    DefaultChange(2, ("jcas",), "affinity_warmup", False, True,
+                  "issue 16: the affinity head trains in the warmup, as the reference's first stage"),
 )
 """Every change of a method option's default, oldest first.
 

@@ -221,3 +221,20 @@ def test_the_class_transition_stays_near_its_start_on_clean_labels(tmp_path: Pat
 
     assert drift(1.0) < 0.03
     assert drift(10.0) > 0.05  # the check sees the misbehaving setting
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_the_affinity_head_learns_in_the_warmup_only_when_asked(tmp_path: Path, warmup: bool):
+    """Issue 16: the reference trains the affinity head in a first stage; without it the head is random when the
+    corrected affinity loss starts."""
+    cases = make_phantoms(2, 32, seed=0)
+    cfg = merge(CPU, {"method": "jcas", "data": {"patch_size": [32, 32, 32]}, "model": {"channels": [4, 8, 16]},
+                      "method_options": {"affinity_warmup": warmup}})  # fmt: skip
+    trainer = JCASTrainer(cfg, cases, [], PHANTOM_LABELS, tmp_path, progress=False)
+    head = [p.detach().clone() for p in trainer.net.affinity_head.parameters()]
+    batch = trainer.batch_to_device(next(iter(trainer.sampler.epoch(0, 1, 2))))
+    scalars = trainer.train_step(batch, epoch=0)  # a warmup step
+    moved = any(not torch.equal(a, b) for a, b in zip(head, trainer.net.affinity_head.parameters(), strict=True))
+    assert moved is warmup
+    assert ("loss_affinity_warmup" in scalars) is warmup and ("loss_affinity_warmup" in trainer.log_columns()) is warmup
+    assert all(p.grad is None or not p.grad.any() for p in trainer.net.transition_parameters())  # T waits

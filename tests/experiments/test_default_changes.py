@@ -82,12 +82,14 @@ def saved_run(tmp_path: Path, method: str, method_options: dict, version: int | 
     return run
 
 
-@pytest.mark.parametrize(("method", "option", "old"), [("mtcl", "ema_decay", 0.99), ("adele", "curve_unit", "epoch"),
-                                                       ("jcas", "transition_lr_factor", 10.0)])
-def test_an_old_run_means_its_old_default(tmp_path: Path, method: str, option: str, old: Any) -> None:
+@pytest.mark.parametrize(("method", "old"), [
+    ("mtcl", {"ema_decay": 0.99}), ("adele", {"curve_unit": "epoch"}),
+    ("jcas", {"transition_lr_factor": 10.0, "coarse_factor": 8, "affinity_warmup": False}),
+])  # fmt: skip
+def test_an_old_run_means_its_old_default(tmp_path: Path, method: str, old: dict[str, Any]) -> None:
     run = saved_run(tmp_path, method, {}, version=None)
-    assert load_config(run / "config.yaml").method_options == {option: old}
-    pinned = merge(CPU, {"method": method, "method_options": {option: old}})
+    assert load_config(run / "config.yaml").method_options == old
+    pinned = merge(CPU, {"method": method, "method_options": old})
     check_existing_run(run, pinned)  # the same training: reused
     with pytest.raises(RunExistsError, match="method_options"):
         check_existing_run(run, merge(CPU, {"method": method}))  # today's default: another training, refused
@@ -131,3 +133,8 @@ def test_a_run_from_a_newer_svldrl_is_refused(tmp_path: Path) -> None:
 if __name__ == "__main__":  # write the snapshot after recording a change in DEFAULT_CHANGES
     SNAPSHOT.write_text(json.dumps(method_defaults(), indent=1, sort_keys=True) + "\n")
     sys.stdout.write(f"wrote {SNAPSHOT}\n")
+
+
+def test_a_run_between_two_changes_means_the_defaults_of_its_version(tmp_path: Path) -> None:
+    run = saved_run(tmp_path, "jcas", {}, version=1)  # after the learning-rate change, before the grid's
+    assert load_config(run / "config.yaml").method_options == {"coarse_factor": 8, "affinity_warmup": False}

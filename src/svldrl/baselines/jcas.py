@@ -63,7 +63,16 @@ class JCASOptions:
     affinity_weight: float = option(1.0, "weight of the corrected affinity loss")
     volume_weight: float = option(0.5, "weight of log|det T_c| + log|det T_a| (minimum-volume term)")
     consistency_weight: float = option(0.01, "weight of MSE(T_a implied by T_c, T_a)")
-    coarse_factor: int = option(8, "affinities on a grid this many times coarser than the patch, per side")
+    coarse_factor: int = option(
+        4,
+        "affinities on a grid this many times coarser than the patch, per side: 4 gives 8^3 cells of a 32^3 patch "
+        "(the reference's 1/8-resolution map of a 2D crop has ~40^2); 8 made the tables before issue 16 (4^3 cells)",
+    )
+    affinity_warmup: bool = option(
+        True,
+        "train the affinity head on the (uncorrected) affinities during the warmup, so it is not random when "
+        "correction starts (the reference trains it in its first stage); false made the tables before issue 16",
+    )
     feature_dim: int = option(128, "channels of the affinity features (reference: 128)")
     transition_init: float = option(-2.0, "initial off-diagonal logit of both matrices (sigmoid(-2) = 0.12)")
     transition_lr_factor: float = option(
@@ -252,11 +261,19 @@ class JCASTrainer(BaselineTrainer):
     OPTIONS = JCASOptions
     NAME = "JCAS"
     DESCRIPTION = "JCAS (Guo & Yuan 2022): joint class and affinity loss correction with learned transition matrices"
-    FOOTNOTE = "JCAS: 3D adaptation of the reference code (one scale, affinities on a 1/8 grid, warmup in-run)."
+    FOOTNOTE = ("JCAS: 3D adaptation of the reference code (one scale, affinities on a 1/4 grid, the warmup and the "
+                "affinity head's first stage in-run).")
     TRAIN_SCALARS = (
         "loss", "loss_class", "loss_affinity", "loss_volume", "loss_consistency", "loss_dice",
         "class_t_offdiag", "affinity_t_offdiag", "class_t_fg_to_bg",
     )
+
+    def log_columns(self) -> list[str]:
+        """The base columns, and the warmup's affinity loss when it is on (older runs keep their columns)."""
+        columns = super().log_columns()
+        if not self.options.affinity_warmup:
+            return columns
+        return [*columns[: len(self.TRAIN_SCALARS)], "loss_affinity_warmup", *columns[len(self.TRAIN_SCALARS):]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -307,9 +324,15 @@ class JCASTrainer(BaselineTrainer):
         self.optimizer.zero_grad(set_to_none=True)
         features, seg_logits = self.net.features_and_logits(image)
         if epoch < self.warmup_epochs:
-            loss = self.compute_loss(seg_logits, label)
+            loss_class = self.compute_loss(seg_logits, label)
+            loss = loss_class
+            scalars = {"loss_class": loss_class.item()}
+            if self.options.affinity_warmup:  # the affinity head learns before its matrix corrects it
+                loss_affinity = self.plain_affinity_loss(features, label, seg_logits.shape[2:])
+                loss = loss + self.options.affinity_weight * loss_affinity
+                scalars["loss_affinity_warmup"] = loss_affinity.item()
             self.backward_and_step(loss)
-            return {"loss": loss.item(), "loss_class": loss.item()}
+            return {"loss": loss.item(), **scalars}
         parts = self.corrected_losses(features, seg_logits, label)
         o = self.options
         loss = (parts["loss_class"] + o.affinity_weight * parts["loss_affinity"]
@@ -326,6 +349,14 @@ class JCASTrainer(BaselineTrainer):
             # threshold and over-segments (issue 16); it should stay near its start (0.11) on clean labels
             scalars["class_t_fg_to_bg"] = self.net.class_t()[:, 1:, 0].mean().item()
         return scalars
+
+    def plain_affinity_loss(self, features: torch.Tensor, label: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """The warmup's affinity loss: BCE of the predicted affinities against the label's, without T_a."""
+        grid = coarse_size(shape, self.options.coarse_factor)
+        affinity = feature_affinity(F.adaptive_avg_pool3d(features, grid).flatten(2))  # (B, N, N)
+        targets = affinity_targets(coarse_onehot(group_targets(label, self.labels.mode), grid))  # (B, G, N, N)
+        identity = torch.eye(2, dtype=affinity.dtype, device=affinity.device).expand(targets.shape[1], 2, 2)
+        return affinity_loss(noisy_same_probability(affinity, identity), targets)
 
     def corrected_losses(
         self, features: torch.Tensor, seg_logits: torch.Tensor, label: torch.Tensor
