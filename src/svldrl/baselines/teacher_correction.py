@@ -23,12 +23,11 @@ import math
 from typing import Any
 
 import torch
-from torch import nn
 
 from svldrl.baselines.case_filter import CaseFilterTrainer
 from svldrl.baselines.common import option, parse_method_options, require_trusted
-from svldrl.models import frozen_copy
 from svldrl.training import METHODS
+from svldrl.training.teacher import FrozenTeacherMixin
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +56,7 @@ def confident_correction(
 
 
 @METHODS.register("teacher-correction")
-class TeacherCorrectionTrainer(CaseFilterTrainer):
+class TeacherCorrectionTrainer(FrozenTeacherMixin, CaseFilterTrainer):
     """Trusted-only warm start, frozen as a teacher; then every case, labels replaced where the teacher is confident."""
 
     OPTIONS = TeacherCorrectionOptions
@@ -66,10 +65,6 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
                    "the labels it confidently contradicts replaced by its own (needs trusted cases)")
     FOOTNOTE = "Teacher correction: not from a paper; SVL-DRL-T's teacher rule without agents (docs/method.md)."
     TRAIN_SCALARS = ("loss", "corrected")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.teacher: nn.Module | None = None
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
@@ -83,7 +78,7 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
 
     def on_epoch_end(self, epoch: int) -> None:
         if self.teacher is None and epoch + 1 >= self.filter_epoch:
-            self.teacher = frozen_copy(self.net)
+            self.freeze_teacher()
             self.dropped = []  # every case comes in; the labels are corrected batch by batch
             self.use_kept_cases()
 
@@ -101,18 +96,6 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
             corrected = (fixed != label[index]).any(dim=1).float().mean().item()
             label[index] = fixed
         return {**super().train_step({**batch, "label": label}, epoch), "corrected": corrected}
-
-    def checkpoint_state(self) -> dict[str, Any]:
-        state = super().checkpoint_state()
-        if self.teacher is not None:
-            state["teacher"] = self.teacher.state_dict()
-        return state
-
-    def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
-        super().load_checkpoint_state(payload)
-        if "teacher" in payload:
-            self.teacher = frozen_copy(self.net)
-            self.teacher.load_state_dict(payload["teacher"])
 
     def write_report(self, scores: dict[str, float], threshold: float) -> None:
         """No case is scored or dropped."""

@@ -53,7 +53,7 @@ from torch import nn
 
 from svldrl.config import TrainConfig, _from_dict
 from svldrl.data import LabelSpec, TrustedBatches
-from svldrl.models import MaskStateNet, build_network, frozen_copy, mask_channels
+from svldrl.models import MaskStateNet, build_network, mask_channels
 from svldrl.models.network import POLICY_INIT_SCALE
 from svldrl.rl import action_log_prob_and_entropy, anatomical_penalty, discounted_returns, sample_actions
 from svldrl.rl.credit import (
@@ -70,6 +70,7 @@ from svldrl.training import precision
 from svldrl.training.methods import METHODS
 from svldrl.training.stages import Stage, StageSchedule
 from svldrl.training.svldrl import GradientPlan, SVLDRLTrainer, stage_loss
+from svldrl.training.teacher import FrozenTeacherMixin
 
 CREDITS = ("voxel", "episode")
 POLICY_GRADIENTS = ("all_actions", "sampled")
@@ -170,7 +171,7 @@ class LabelEpisode(NamedTuple):
 
 
 @METHODS.register("svl-drl-trusted", aliases=("svldrl-trusted",))
-class LabelAgentsTrainer(SVLDRLTrainer):
+class LabelAgentsTrainer(FrozenTeacherMixin, SVLDRLTrainer):
     """SVL-DRL whose voxel agents correct the training label, rewarded by trusted-case credit (SVL-DRL-T)."""
 
     NAME = "SVL-DRL-T"
@@ -223,18 +224,6 @@ class LabelAgentsTrainer(SVLDRLTrainer):
         f = mask_channels(labels)
         return MaskStateNet(build_network(cfg.model, in_channels + f, labels.n_outputs), in_channels, f, labels.mode)
 
-    def checkpoint_state(self) -> dict[str, Any]:
-        state = super().checkpoint_state()
-        if self.teacher is not None:
-            state["teacher"] = self.teacher.state_dict()
-        return state
-
-    def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
-        super().load_checkpoint_state(payload)
-        if "teacher" in payload:
-            self.teacher = frozen_copy(self.net)
-            self.teacher.load_state_dict(payload["teacher"])
-
     def build_models(self) -> nn.Module:
         net = self.inference_network(self.cfg, self.in_channels, self.labels)
         set_keep_prior(net.net, self.options.keep_prior)
@@ -254,7 +243,7 @@ class LabelAgentsTrainer(SVLDRLTrainer):
             )
             return self.supervised_step(trusted["image"], trusted["label"])
         if teacher_reward and self.teacher is None:  # the first step after Warmup
-            self.teacher = frozen_copy(self.net)
+            self.freeze_teacher()
         if stage is Stage.WARMUP or agents.numel() == 0:
             return super().train_step(batch, epoch) if stage is Stage.WARMUP else self.supervised_step(image, label)
         rl = self.cfg.rl
