@@ -334,3 +334,19 @@ def test_killed_run_resumes_and_finishes(phantoms: Path, tmp_path: Path) -> None
     invoke("train", phantoms, "--method", "baseline", "--out", out, "--resume", *args[9:])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 40
+
+
+@pytest.mark.slow
+def test_the_demo_trains_both_methods_and_writes_its_report(tmp_path: Path) -> None:
+    """`svldrl demo`'s whole path at a tiny size (its real size is timed in benchmarks/README.md, not here)."""
+    from dataclasses import replace
+
+    from svldrl.experiments.demo import DemoSettings, run_demo
+
+    settings = replace(DemoSettings(), n_cases=6, size=32, epochs=3, iters_per_epoch=1)
+    report = run_demo(tmp_path, settings, progress=False)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["methods"]) == {"baseline", "svl-drl"} and report["verdict"]
+    assert (tmp_path / "report.md").exists() and (tmp_path / "training_curves.png").exists()
+    config = (tmp_path / "runs" / "svl-drl" / "config.yaml").read_text()
+    assert "heads: light" in config and "gradient_estimator: sampled" in config  # the demo's faster settings
