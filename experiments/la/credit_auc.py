@@ -30,6 +30,7 @@ from scipy import ndimage
 from scipy.stats import mannwhitneyu
 
 from svldrl.data import PatchSampler, load_dataset, prepare_cases
+from svldrl.experiments.run_labels import run_trusted_ids, training_case_labels
 from svldrl.rl.credit import descent_logit_change, group_delta, relabel_credit, trusted_gradient
 from svldrl.training import build_seg_loss
 from svldrl.training.checkpoint import load_trained
@@ -77,32 +78,26 @@ def auc(wrong: np.ndarray, right: np.ndarray) -> float:
 def run_report(run: Path, data: Path, batches: int) -> list[dict[str, float]]:
     net, cfg, labels = load_trained(run, device="cpu")
     dataset = load_dataset(data)
-    noisy = np.load(json.loads((run / "noisy_labels.json").read_text())["path"])
-    manifest = {c["case_id"]: c["corrupted"] for c in json.loads((run / "noise_manifest.json").read_text())["cases"]}
-    trusted_ids = json.loads((run / "trusted.json").read_text())["cases"]
-    trusted = prepare_cases([dataset.get(i) for i in trusted_ids], cfg.data)
+    trusted = prepare_cases([dataset.get(i) for i in run_trusted_ids(run)], cfg.data)
     loss_fn = build_seg_loss(labels)
     gradients = [trusted_gradient(net, segment, b["image"], b["label"], loss_fn)
                  for b in PatchSampler(trusted, labels, dataclasses.replace(cfg.data, trusted_per_batch=0),
                                        seed=cfg.seed).epoch(0, batches, 2)]
     patch = tuple(cfg.data.patch_size)
     rows = []
-    for case_id in sorted(c for c, corrupted in manifest.items() if corrupted):
-        case = dataset.get(case_id)
-        clean_case = prepare_cases([case], cfg.data)[0]
-        clean = clean_case.label > 0
-        label = prepare_cases([case.with_label(noisy[case_id])], cfg.data)[0].label > 0
+    for case in training_case_labels(run, dataset, cfg.data, groups=("corrupted",)):
+        case_id, image, clean, label = case.case_id, case.image, case.clean, case.noisy
         near = np.zeros_like(clean)
         for mask in (clean, label):
             near |= ndimage.binary_dilation(mask, iterations=BAND) & ~ndimage.binary_erosion(mask, iterations=BAND)
         wrong, right = label != clean, (label == clean) & near
         aucs, pos_wrong, pos_right = [], [], []
         for g in gradients:
-            credit = flip_credit(net, g, clean_case.image, label, patch)
+            credit = flip_credit(net, g, image, label, patch)
             aucs.append(auc(credit[wrong], credit[right]))
             pos_wrong.append(float((credit[wrong] > 0).mean()))
             pos_right.append(float((credit[right] > 0).mean()))
-        other = disagreement(net, clean_case.image, label, patch)
+        other = disagreement(net, image, label, patch)
         rows.append({"case_id": case_id, "wrong_voxels": int(wrong.sum()), "auc": float(np.mean(aucs)),
                      "positive_wrong": float(np.mean(pos_wrong)), "positive_right": float(np.mean(pos_right)),
                      "auc_disagreement": auc(other[wrong], other[right])})

@@ -25,7 +25,8 @@ import torch
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
-from svldrl.data import load_dataset, prepare_cases
+from svldrl.data import load_dataset
+from svldrl.experiments.run_labels import training_case_labels
 from svldrl.metrics import dice
 from svldrl.rl.mask_actions import KEEP, SET_BACKGROUND, SET_FOREGROUND
 from svldrl.training.checkpoint import load_trained
@@ -58,22 +59,14 @@ def corrected(mask: np.ndarray, probs: np.ndarray, threshold: float) -> np.ndarr
 def run_report(run: Path, data: Path) -> dict[str, dict[str, float]]:
     net, cfg, _ = load_trained(run, device="cpu")
     threshold = float(cfg.method_options.get("correction_threshold", 0.5))
-    dataset = load_dataset(data)
-    noisy = np.load(json.loads((run / "noisy_labels.json").read_text())["path"])
-    manifest = {c["case_id"]: c["corrupted"] for c in json.loads((run / "noise_manifest.json").read_text())["cases"]}
-    trusted = set(json.loads((run / "trusted.json").read_text())["cases"])
     rows: dict[str, list[dict[str, float]]] = {"corrupted": [], "untouched": [], "trusted": []}
-    for case_id, is_corrupted in sorted(manifest.items()):
-        clean_case = dataset.get(case_id)
-        clean_prepared = prepare_cases([clean_case], cfg.data)[0]
-        clean = clean_prepared.label > 0
-        label = prepare_cases([clean_case.with_label(noisy[case_id])], cfg.data)[0].label > 0
-        probs = policy_probabilities(net, clean_prepared.image, label, tuple(cfg.data.patch_size), cfg.sw_overlap)
+    for case in training_case_labels(run, load_dataset(data), cfg.data):
+        clean, label = case.clean, case.noisy
+        probs = policy_probabilities(net, case.image, label, tuple(cfg.data.patch_size), cfg.sw_overlap)
         fixed = corrected(label, probs, threshold)
         band = ndimage.binary_dilation(clean, iterations=BAND) & ~ndimage.binary_erosion(clean, iterations=BAND)
         changed = fixed != label
-        group = "trusted" if case_id in trusted else "corrupted" if is_corrupted else "untouched"
-        rows[group].append({
+        rows[case.group].append({
             "dice_noisy": dice(label, clean), "dice_corrected": dice(fixed, clean),
             "changed_band": float(changed[band].mean()), "changed_outside": float(changed[~band].mean()),
             "changed_toward_clean": float((fixed == clean)[changed].mean()) if changed.any() else float("nan"),

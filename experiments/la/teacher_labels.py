@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from svldrl.baselines.teacher_correction import confident_correction
-from svldrl.data import load_dataset, prepare_cases
+from svldrl.data import load_dataset
+from svldrl.experiments.run_labels import training_case_labels
 from svldrl.inference import predict_probabilities
 from svldrl.metrics import dice
 from svldrl.training.checkpoint import checkpoint_path, load_checkpoint, load_trained
@@ -42,23 +43,15 @@ def teacher_of(run: Path) -> tuple[torch.nn.Module, object, float]:
 
 def run_report(run: Path, data: Path) -> dict[str, dict[str, float]]:
     teacher, cfg, confidence = teacher_of(run)
-    dataset = load_dataset(data)
-    noisy = np.load(json.loads((run / "noisy_labels.json").read_text())["path"])
-    manifest = {c["case_id"]: c["corrupted"] for c in json.loads((run / "noise_manifest.json").read_text())["cases"]}
-    trusted = set(json.loads((run / "trusted.json").read_text())["cases"])
     rows: dict[str, list[dict[str, float]]] = {"corrupted": [], "untouched": [], "trusted": []}
-    for case_id, is_corrupted in sorted(manifest.items()):
-        case = dataset.get(case_id)
-        clean_case = prepare_cases([case], cfg.data)[0]
-        clean = clean_case.label > 0
-        label = prepare_cases([case.with_label(noisy[case_id])], cfg.data)[0].label > 0
-        prob = predict_probabilities(teacher, clean_case.image, cfg.data.patch_size, overlap=cfg.sw_overlap,
+    for case in training_case_labels(run, load_dataset(data), cfg.data):
+        clean, label = case.clean, case.noisy
+        prob = predict_probabilities(teacher, case.image, cfg.data.patch_size, overlap=cfg.sw_overlap,
                                      mode="classes")  # fmt: skip
         logits = torch.from_numpy(np.log(np.clip(prob, 1e-6, 1.0)))[None]  # log-probabilities as logits
         onehot = torch.from_numpy(np.stack([~label, label]).astype(np.float32))[None]
         fixed = confident_correction(onehot, logits, "classes", confidence)[0, 1].numpy() > 0.5
-        group = "trusted" if case_id in trusted else "corrupted" if is_corrupted else "untouched"
-        rows[group].append({"dice_noisy": dice(label, clean), "dice_corrected": dice(fixed, clean),
+        rows[case.group].append({"dice_noisy": dice(label, clean), "dice_corrected": dice(fixed, clean),
                             "changed": float((fixed != label).mean()),
                             "changes_toward_clean": float((fixed == clean)[fixed != label].mean())
                             if (fixed != label).any() else float("nan")})  # fmt: skip

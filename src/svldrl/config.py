@@ -500,8 +500,8 @@ OPTIMIZERS = ("sgd", "adam")
 SAMPLERS = ("mixed", "per_case")
 LR_SCHEDULES = ("constant", "poly")
 NOISE_KINDS = ("none", "mt", "morphological", "sfda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training.precision.PRECISIONS (config imports no torch)
-HEAD_FORMS = ("full", "light")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training.precision resolves them per device
+HEAD_FORMS = ("full", "light")  # model.heads, built by models.network.ThreeHeadNet
 
 
 def _require(ok: bool, key: str, rule: str, value: Any) -> None:

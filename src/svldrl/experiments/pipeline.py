@@ -212,7 +212,7 @@ def _join_run(trainer_cls: type, dataset: Any, cfg: TrainConfig, run_dir: Path, 
         torch.set_num_threads(cfg.num_threads)
     split = make_split(dataset, cfg)
     if cfg.noise.kind == "none":
-        labels_by_id, manifest = training_labels(dataset, split.train, cfg, split, runs_root, ())
+        labels_by_id, manifest = {i: dataset.get(i).label for i in split.train}, None
     else:
         recorded = resumed_labels(run_dir, split.train)
         if recorded is None:

@@ -15,6 +15,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from svldrl.config import HEAD_FORMS
+
 HEADS: tuple[str, ...] = ("seg", "value", "policy")
 """Names of the three decoders, in the order of ``NetOutput``."""
 
@@ -23,9 +25,6 @@ N_ACTIONS = 3
 
 POLICY_INIT_SCALE = 1e-3
 """Factor applied to the default init of the value and policy output convs (see ``ThreeHeadNet``)."""
-
-
-HEAD_FORMS = ("full", "light")
 
 
 class NetOutput(NamedTuple):

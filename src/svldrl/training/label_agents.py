@@ -195,8 +195,6 @@ class LabelAgentsTrainer(FrozenTeacherMixin, SVLDRLTrainer):
         manifest = self.noise_manifest
         self.corrupted_ids = frozenset(manifest.corrupted_ids) if manifest is not None else None
         """Diagnostics only (the log's changed_corrupted / changed_clean): never used to train."""
-        self.teacher: nn.Module | None = None
-        """reward=teacher: the network as Warmup left it (trained on trusted patches only), frozen (C5)."""
 
     # ------------------------------------------------------------------ configuration
 

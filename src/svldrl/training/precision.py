@@ -16,7 +16,8 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from svldrl.config import PRECISIONS
+
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
