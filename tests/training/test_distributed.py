@@ -82,6 +82,17 @@ def test_a_method_that_cannot_be_distributed_is_refused_before_any_work(tmp_path
     assert not (tmp_path / "run").exists()
 
 
+def test_a_rank_other_than_0_leaves_the_run_folder_alone(tmp_path: Path, tiny_config, phantoms16, make_trainer):
+    """Rank 0 may be mid-way through an atomic write when rank 1 starts: rank 1 must not sweep its temporary."""
+    trainer = make_trainer(tiny_config({"method": "baseline", "optim": {"epochs": 1}}), phantoms16, tmp_path)
+    writing = tmp_path / ".log.csv.x1y2z3.tmp.csv"  # the form atomic_path gives rank 0's log.csv temporary
+    writing.write_text("epoch,stage\n")
+    trainer.dist = Distributed(rank=1, world_size=2)  # no process group needed: rank 1 writes nothing
+    trainer.fit()
+    assert writing.exists()
+    assert not (tmp_path / "log.csv").exists() and not (tmp_path / "checkpoints").exists()
+
+
 @pytest.mark.parametrize("estimator", ["full", "sampled"])
 def test_the_replay_computes_what_the_interleaved_rollout_computes(tmp_path: Path, estimator: str):
     """SVL-DRL under DDP acts without gradient and replays the planned states in one pass: same outputs."""

@@ -300,7 +300,8 @@ class Trainer:
             stop_after: stop once this many epochs are complete (the schedule still spans
                 ``optim.epochs``); used for budgeted chunks and to test resuming.
         """
-        remove_stale_temporaries(self.run_dir)  # a kill during a checkpoint write left its temporary
+        if self.dist.is_main:  # rank 0 alone writes here: another rank would delete its temporaries mid-write
+            remove_stale_temporaries(self.run_dir)  # a kill during a checkpoint write left its temporary
         if resume:
             payload = load_checkpoint(self.latest_path, map_location=self.device)
             _check_same_config(payload["config"], self.cfg, self.latest_path)
