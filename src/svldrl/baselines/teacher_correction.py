@@ -13,6 +13,9 @@ optimisation steps as the baseline:
    when set); in a non-trusted patch, a voxel's label is replaced by the teacher's where the
    teacher gives its own class more than ``confidence`` and the label says otherwise.
 
+With ``teacher_run`` the teacher is a finished run's network (usually ``trusted-only`` of the same
+seed, trained for the whole budget; ``training/teacher.py``) and step 2 takes the whole run.
+
 The log's ``corrected`` column is the share of non-trusted voxels replaced per batch.
 """
 
@@ -27,13 +30,14 @@ import torch
 from svldrl.baselines.case_filter import CaseFilterTrainer
 from svldrl.baselines.common import option, parse_method_options, require_trusted
 from svldrl.training import METHODS
-from svldrl.training.teacher import FrozenTeacherMixin
+from svldrl.training.teacher import TEACHER_RUN_HELP
 
 
 @dataclasses.dataclass(frozen=True)
 class TeacherCorrectionOptions:
     filter_at: float = option(0.25, "share of the epochs trained on the trusted cases alone; then frozen: the teacher")
     confidence: float = option(0.8, "a label is replaced where the teacher gives its own class more than this")
+    teacher_run: str = option("", TEACHER_RUN_HELP)
 
 
 def confident_correction(
@@ -56,7 +60,7 @@ def confident_correction(
 
 
 @METHODS.register("teacher-correction")
-class TeacherCorrectionTrainer(FrozenTeacherMixin, CaseFilterTrainer):
+class TeacherCorrectionTrainer(CaseFilterTrainer):
     """Trusted-only warm start, frozen as a teacher; then every case, labels replaced where the teacher is confident."""
 
     OPTIONS = TeacherCorrectionOptions
@@ -76,11 +80,12 @@ class TeacherCorrectionTrainer(FrozenTeacherMixin, CaseFilterTrainer):
         if not 0.5 <= options.confidence < 1.0:
             raise ValueError(f"method_options.confidence must be in [0.5, 1), got {options.confidence}")
 
-    def on_epoch_end(self, epoch: int) -> None:
-        if self.teacher is None and epoch + 1 >= self.filter_epoch:
+    def apply_filter(self) -> None:
+        """Freeze the teacher (unless a teacher run gave it); every case comes in, its labels corrected per batch."""
+        if self.teacher is None:
             self.freeze_teacher()
-            self.dropped = []  # every case comes in; the labels are corrected batch by batch
-            self.use_kept_cases()
+        self.dropped = []
+        self.use_kept_cases()
 
     def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
         if self.teacher is None:

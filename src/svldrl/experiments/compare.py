@@ -171,8 +171,39 @@ class GridRun:
         return noise_label(self.noise, self.ratio)
 
     def run_dir(self, exp: Experiment, dataset_name: str) -> Path:
-        noise = "clean" if self.noise == "none" else f"{self.noise}-{self.ratio:g}"
+        noise = noise_slug(self.noise, self.ratio)
         return exp.runs_root / dataset_name / f"{self.variant.slug}__{noise}__seed{self.seed}"
+
+
+def noise_slug(noise: str, ratio: float) -> str:
+    """The noise part of a grid run's folder name: ``clean`` or ``sfda-0.5``."""
+    return "clean" if noise == "none" else f"{noise}-{ratio:g}"
+
+
+def fill_placeholders(cfg: TrainConfig, exp: Experiment, noise: str, ratio: float, seed: int) -> TrainConfig:
+    """``{runs_root}``, ``{noise}`` and ``{seed}`` in string method options, filled in for one grid run.
+
+    Why: a method that reads another run of the grid (``method_options.teacher_run``, the
+    ``trusted-only`` run of the same seed and noise) names it once for every run, e.g.
+    ``{runs_root}/la2018/trusted-only-6__{noise}__seed{seed}``.
+    """
+    values = {"runs_root": str(exp.runs_root), "noise": noise_slug(noise, ratio), "seed": seed}
+    filled = {}
+    for key, value in cfg.method_options.items():
+        if isinstance(value, str) and "{" in value:
+            try:
+                value = value.format(**values)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"{exp.source}: method_options.{key} {value!r}: only {{runs_root}}, {{noise}} and "
+                                 f"{{seed}} can be filled in ({exc})") from None
+        filled[key] = value
+    return replace(cfg, method_options=filled)
+
+
+def waits_for(cfg: TrainConfig) -> str | None:
+    """The unfinished run this run must wait for (its teacher run), or None."""
+    teacher = cfg.method_options.get("teacher_run")
+    return teacher if teacher and not (Path(teacher) / METRICS_FILE).exists() else None
 
 
 def grid(exp: Experiment) -> list[GridRun]:
@@ -213,6 +244,7 @@ def _config(exp: Experiment, variant: Variant, noise: str, ratio: float, seed: i
         cfg = merge(cfg, exp.config)
     cfg = merge(cfg, parse_overrides(list(exp.overrides) + list(variant.overrides)))
     cfg = pin_trusted_cases(cfg, exp.source.parent)  # '@file' relative to the experiment file
+    cfg = fill_placeholders(cfg, exp, noise, ratio, seed)
     return replace(cfg, method=variant.method, seed=seed, noise=replace(cfg.noise, kind=noise, ratio=ratio, seed=seed))
 
 
@@ -259,10 +291,13 @@ def train_pending(
     exp = load_experiment(path, runs_root)
     runs = grid(exp)
     dataset_name = load_dataset(exp.data).name
-    trained = 0
+    trained, waiting = 0, []
     for i, run in enumerate(runs):  # i: the run's index, as --list and --index number it
         run_dir = run.run_dir(exp, dataset_name)
         if (run_dir / METRICS_FILE).exists():
+            continue
+        if waits_for(run.cfg):  # its teacher run is not finished (perhaps training in another worker)
+            waiting.append(i)
             continue
         with claim_run(run_dir) as claimed:
             if not claimed or (run_dir / METRICS_FILE).exists():  # taken, or finished while we looked
@@ -274,6 +309,9 @@ def train_pending(
                   flush=True)
             train_run(exp.data, cfg, out=run_dir, runs_root=exp.runs_root, resume=True, progress=progress)
             trained += 1
+    if waiting:
+        print(f"[compare] runs {', '.join(map(str, waiting))} wait for their teacher runs; run compare again once "
+              "those are finished", flush=True)
     return trained
 
 

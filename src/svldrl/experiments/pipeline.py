@@ -126,12 +126,15 @@ def train_run(
         stop_after: stop after this many epochs without finishing (budgeted chunks; tests of resume).
     """
     from svldrl.training import distributed, resolve_device
+    from svldrl.training.teacher import check_teacher_run_finished
     from svldrl.training.trainer import check_distributed
 
     data = Path(data)
     cfg = pin_trusted_cases(cfg)  # the ids themselves in config.yaml, not a file that may change
     trainer_cls = check_run_config(cfg)
     check_distributed(trainer_cls, cfg)  # under torchrun: a method or batch that cannot be split fails now
+    if cfg.method_options.get("teacher_run"):  # a teacher run must be finished before its student starts
+        check_teacher_run_finished(cfg.method_options["teacher_run"])
     dataset = open_checked_dataset(data)
     check_trusted(cfg, make_split(dataset, cfg))  # a bad split or trusted id fails before the folder exists
     run_dir = out if out is not None else default_run_dir(dataset.name, cfg, runs_root)

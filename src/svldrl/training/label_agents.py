@@ -28,7 +28,9 @@ log-likelihood under a teacher, the network as Warmup leaves it after training o
 alone and then frozen, less ``logit(teacher_confidence)``: an edit pays where that teacher is
 confident of the new label. Why: on LA the trusted credit separates wrong from right label voxels
 at AUC 0.55-0.59, a trusted-supervised network's disagreement at 0.81-0.86
-(``experiments/la/credit_auc.py``, docs/results.md).
+(``experiments/la/credit_auc.py``, docs/results.md). With ``teacher_run`` the teacher is instead a
+finished run's network (usually ``trusted-only`` of the same seed, trained for the whole budget;
+``training/teacher.py``), and Warmup, if any, trains on the batch as SVL-DRL's does.
 
 The trusted batch that estimates clean quality is drawn from the trusted cases alone, by a sampler
 of its own; trusted cases are never agents. Nothing here reads the noise manifest, except the
@@ -70,7 +72,7 @@ from svldrl.training import precision
 from svldrl.training.methods import METHODS
 from svldrl.training.stages import Stage, StageSchedule
 from svldrl.training.svldrl import GradientPlan, SVLDRLTrainer, stage_loss
-from svldrl.training.teacher import FrozenTeacherMixin
+from svldrl.training.teacher import TEACHER_RUN_HELP, FrozenTeacherMixin
 
 CREDITS = ("voxel", "episode")
 POLICY_GRADIENTS = ("all_actions", "sampled")
@@ -108,6 +110,7 @@ class LabelAgentOptions:
                "under a teacher trained on the trusted cases in Warmup, less logit(teacher_confidence) (C5)"})
     teacher_confidence: float = dataclasses.field(default=0.8, metadata={
         "doc": "reward=teacher: an edit pays only where the teacher gives the new label more than this"})
+    teacher_run: str = dataclasses.field(default="", metadata={"doc": "reward=teacher: " + TEACHER_RUN_HELP})
 
 
 def parse_label_agent_options(cfg: TrainConfig) -> LabelAgentOptions:
@@ -134,7 +137,10 @@ def parse_label_agent_options(cfg: TrainConfig) -> LabelAgentOptions:
         raise ValueError(f"method_options.reward must be one of {REWARDS}, got {options.reward!r}")
     if not 0.5 <= options.teacher_confidence < 1.0:
         raise ValueError(f"method_options.teacher_confidence must be in [0.5, 1), got {options.teacher_confidence}")
-    if options.reward == "teacher" and StageSchedule(cfg.stages, cfg.optim.epochs).lengths[Stage.WARMUP] < 1:
+    if options.teacher_run and options.reward != "teacher":
+        raise ValueError("method_options.teacher_run is the teacher of reward=teacher; set reward=teacher")
+    warmup = StageSchedule(cfg.stages, cfg.optim.epochs).lengths[Stage.WARMUP]
+    if options.reward == "teacher" and not options.teacher_run and warmup < 1:
         raise ValueError("method_options.reward=teacher trains its teacher in Warmup, which these stage settings "
                          "leave without an epoch; give stages.warmup_fraction (or warmup_epochs) at least one epoch")
     if options.trusted_batch < 1:
@@ -195,6 +201,8 @@ class LabelAgentsTrainer(FrozenTeacherMixin, SVLDRLTrainer):
         manifest = self.noise_manifest
         self.corrupted_ids = frozenset(manifest.corrupted_ids) if manifest is not None else None
         """Diagnostics only (the log's changed_corrupted / changed_clean): never used to train."""
+        if self.options.teacher_run:
+            self.adopt_teacher_run(self.options.teacher_run)
 
     # ------------------------------------------------------------------ configuration
 
@@ -235,7 +243,8 @@ class LabelAgentsTrainer(FrozenTeacherMixin, SVLDRLTrainer):
         image, label = batch["image"], batch["label"]  # (B, C, h, w, d), (B, n_outputs, h, w, d)
         agents = self.agent_rows(batch["case_id"])  # (A,) rows whose labels the agents may edit
         teacher_reward = self.options.reward == "teacher"
-        if stage is Stage.WARMUP and teacher_reward:  # the teacher learns from trusted patches alone
+        if stage is Stage.WARMUP and teacher_reward and not self.options.teacher_run:
+            # the teacher learns from trusted patches alone
             trusted = self.batch_to_device(
                 self.trusted_batches.next(epoch, self.batches_per_epoch, self.cfg.optim.batch_size)
             )

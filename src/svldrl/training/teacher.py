@@ -1,17 +1,33 @@
 """A frozen teacher kept with a run: a copy of the network taken once, saved in every checkpoint.
 
-SVL-DRL-T's teacher reward (C5) and the ``teacher-correction`` baseline both freeze the network after
-it trained on the trusted cases alone, then read it for the rest of the run; a resumed run must read
-the same teacher, not one copied from the resumed network.
+SVL-DRL-T's teacher reward (C5), the ``teacher-correction`` baseline and the case filter read a
+network trained on the trusted cases alone. Two ways to get it:
+
+- in the run itself (``freeze_teacher``): the run's first epochs train on the trusted cases, then
+  the network is copied and frozen. Cheap, but the teacher has had only that share of the budget:
+  on LA at 160 epochs, 40 epochs of trusted-only training leave a teacher well below the
+  ``trusted-only`` row, and every method that follows it ends below that row too (issue 15);
+- from a finished run (``method_options.teacher_run``, ``adopt_teacher_run``): usually the
+  ``trusted-only`` run of the same seed, trained for the whole budget. The run must have trained
+  on the same split with the same trusted cases (checked here, before any work), so the teacher
+  has seen no label this run may not see. The student then trains for its own whole budget: the
+  pair costs two runs, and the tables say so.
+
+A resumed run reads the teacher from its own checkpoint, never again from the teacher's folder.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from svldrl.models import frozen_copy
+
+TEACHER_RUN_HELP = ("a finished run (usually trusted-only, same seed) whose network is the frozen teacher from the "
+                    "first step, instead of the run's own trusted-only start; same split and trusted cases required")
 
 
 class FrozenTeacherMixin:
@@ -23,6 +39,15 @@ class FrozenTeacherMixin:
         """Copy the network as it is now; the copy never trains (eval mode, no gradients)."""
         self.teacher = frozen_copy(self.net)  # type: ignore[attr-defined]
 
+    def adopt_teacher_run(self, run: str | Path) -> None:
+        """The final network of the finished run ``run`` as the frozen teacher, after checking it may teach this run."""
+        from svldrl.training.checkpoint import load_trained
+
+        run = Path(run)
+        check_teacher_run(run, self)
+        net, _, _ = load_trained(run, device=self.device)  # type: ignore[attr-defined]
+        self.teacher = frozen_copy(net)
+
     def checkpoint_state(self) -> dict[str, Any]:
         state = super().checkpoint_state()  # type: ignore[misc]
         if self.teacher is not None:
@@ -32,6 +57,39 @@ class FrozenTeacherMixin:
     def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
         super().load_checkpoint_state(payload)  # type: ignore[misc]
         if "teacher" in payload:
-            self.freeze_teacher()
+            if self.teacher is None:
+                self.freeze_teacher()
             assert self.teacher is not None
             self.teacher.load_state_dict(payload["teacher"])
+
+
+def check_teacher_run_finished(run: str | Path) -> None:
+    """Refuse, before any work, a teacher run that is not a finished run folder."""
+    run = Path(run)
+    if not (run / "metrics.json").is_file():
+        raise ValueError(f"method_options.teacher_run {run}: not a finished run (no metrics.json); train it first")
+
+
+def check_teacher_run(run: Path, trainer: Any) -> None:
+    """The teacher must have trained on this run's split, with its trusted cases, labels and input channels.
+
+    Why: a teacher that saw another split may have trained on this run's validation or test cases,
+    and one with other trusted cases saw clean labels this run does not have; both would make the
+    comparison with ``trusted-only`` unfair. One line names the file and the mismatch.
+    """
+    from svldrl.training.checkpoint import checkpoint_path, labels_from_dict, load_checkpoint
+
+    check_teacher_run_finished(run)
+    split = json.loads((run / "split.json").read_text())
+    train_ids = sorted(c.case_id for c in trainer.train_cases)
+    val_ids = sorted(c.case_id for c in trainer.val_cases)
+    if sorted(split["train"]) != train_ids or sorted(split["val"]) != val_ids:
+        raise ValueError(f"{run / 'split.json'}: the teacher run's split differs from this run's; "
+                         "a teacher must train on the same split (same seed and data settings)")
+    trusted = sorted(json.loads((run / "trusted.json").read_text())["cases"]) if (run / "trusted.json").exists() else []
+    if trusted != sorted(trainer.trusted_ids):
+        raise ValueError(f"{run / 'trusted.json'}: the teacher's trusted cases {trusted} differ from this run's "
+                         f"{sorted(trainer.trusted_ids)}")
+    payload = load_checkpoint(checkpoint_path(run), map_location="cpu")
+    if labels_from_dict(payload["labels"]) != trainer.labels or int(payload["in_channels"]) != trainer.in_channels:
+        raise ValueError(f"{run}: the teacher's labels or input channels differ from this run's")

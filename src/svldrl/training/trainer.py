@@ -216,6 +216,9 @@ class Trainer:
         self.backward_and_step(loss)
         return {"loss": loss.item()}
 
+    def on_epoch_start(self, epoch: int) -> None:
+        """Hook before ``epoch``'s first batch is drawn (e.g. a variant that changes its training cases)."""
+
     def on_epoch_end(self, epoch: int) -> None:
         """Called after each epoch's steps and validation, before the checkpoint (EMA, label updates, ...)."""
 
@@ -335,6 +338,7 @@ class Trainer:
         start = time.perf_counter()
         if self.dist.enabled:  # a checkpoint holds rank 0's generator: the other ranks reseed per epoch
             self.generator.manual_seed(self.dist.epoch_seed(self.cfg.seed, epoch))
+        self.on_epoch_start(epoch)
         row = self._train_epoch(epoch)
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         self.lr_scheduler.step()

@@ -1,0 +1,109 @@
+"""A finished run as the frozen teacher (``method_options.teacher_run``, issue 15): checked, adopted, gridded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from svldrl.cli import app
+from svldrl.training.checkpoint import load_trained
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+TINY = ["--set", "optim.epochs=2", "--set", "optim.iters_per_epoch=2", "--set", "data.patch_size=32",
+        "--set", "model.channels=[4,8]", "--set", "val_every=0", "--noise", "mt", "--seed", "3", "-q"]  # fmt: skip
+
+
+def invoke(*args: object) -> str:
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def refused(*args: object) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code != 0, result.output
+    return str(result.exception)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the phantom data set, a finished trusted-only run on it with 2 trusted cases)."""
+    root = tmp_path_factory.mktemp("teacher")
+    invoke("phantom", root / "ph", "--n", "8", "--size", "32", "--seed", "2")
+    invoke("train", root / "ph", "--method", "trusted-only", "--set", "data.trusted_count=2",
+           "--out", root / "teacher", *TINY)  # fmt: skip
+    return root / "ph", root / "teacher"
+
+
+@pytest.mark.parametrize("method", ["case-filter", "teacher-correction", "svl-drl-trusted"])
+def test_the_teacher_run_is_adopted_from_the_first_step_and_kept_in_the_checkpoint(teacher, tmp_path, method):
+    data, teacher_run = teacher
+    extra = ["--set", "method_options.reward=teacher", "--set", "stages.warmup_fraction=0",
+             "--set", "rl.episode_length=1"] if method == "svl-drl-trusted" else []  # fmt: skip
+    out = tmp_path / "student"
+    invoke("train", data, "--method", method, "--set", "data.trusted_count=2", "--set", "data.trusted_per_batch=1",
+           "--set", f"method_options.teacher_run={teacher_run}", "--out", out, *TINY, *extra)  # fmt: skip
+    net, _, _ = load_trained(teacher_run, device="cpu")
+    saved = torch.load(out / "checkpoints" / "latest.pt", weights_only=False)["teacher"]
+    assert saved.keys() == net.state_dict().keys()
+    assert all(torch.equal(saved[k], v) for k, v in net.state_dict().items())  # the teacher never trained
+    if method == "case-filter":  # scored by the teacher before the first epoch
+        report = json.loads((out / "case_filter.json").read_text())
+        assert report["filter_epoch"] == 0 and report["teacher_run"] == str(teacher_run)
+    if method == "teacher-correction":
+        rows = (out / "log.csv").read_text().splitlines()[1:]
+        assert all(r.split(",")[1] != "" for r in rows)
+        header = (out / "log.csv").read_text().splitlines()[0].split(",")
+        corrected = [float(r.split(",")[header.index("corrected")]) for r in rows]
+        assert corrected[0] > 0  # corrections from the first epoch (the in-run teacher starts later)
+
+
+def test_a_teacher_with_other_trusted_cases_is_refused_before_training(teacher, tmp_path):
+    data, teacher_run = teacher
+    out = tmp_path / "student"
+    message = refused("train", data, "--method", "case-filter", "--set", "data.trusted_count=3",
+                      "--set", f"method_options.teacher_run={teacher_run}", "--out", out, *TINY)  # fmt: skip
+    assert "trusted.json: the teacher's trusted cases" in message and "differ from this run's" in message
+    assert not (out / "checkpoints").exists()
+
+
+def test_a_teacher_of_another_split_or_unfinished_is_refused(teacher, tmp_path):
+    data, teacher_run = teacher
+    message = refused("train", data, "--method", "case-filter", "--set", "data.trusted_count=2",
+                      "--set", f"method_options.teacher_run={teacher_run}", "--set", "data.val_fraction=0.4",
+                      "--out", tmp_path / "s", *TINY)  # fmt: skip
+    assert "the teacher run's split differs from this run's" in message
+    message = refused("train", data, "--method", "case-filter", "--set", "data.trusted_count=2",
+                      "--set", f"method_options.teacher_run={tmp_path}", "--out", tmp_path / "t", *TINY)  # fmt: skip
+    assert f"method_options.teacher_run {tmp_path}: not a finished run" in message and not (tmp_path / "t").exists()
+
+
+def test_a_grid_names_the_teacher_of_each_seed_once(teacher, tmp_path):
+    from svldrl.experiments.compare import grid, load_experiment, train_pending, waits_for
+
+    data, _ = teacher
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        f"name: t\ndata: {data}\nruns_root: runs\n"
+        "set: [data.trusted_count=2, data.patch_size=32, optim.epochs=1, optim.iters_per_epoch=1, val_every=0]\n"
+        "methods: [{method: case-filter, label: filter,\n"
+        "           set: ['method_options.teacher_run={runs_root}/phantom/trusted-only__{noise}__seed{seed}']},\n"
+        "          trusted-only]\n"
+        "noise: [mt]\nratios: [0.5]\nseeds: [0, 1]\n"
+    )
+    runs = grid(load_experiment(exp))
+    teachers = [r.cfg.method_options["teacher_run"] for r in runs if r.variant.method == "case-filter"]
+    assert teachers == [str(tmp_path / "runs" / "phantom" / f"trusted-only__mt-0.5__seed{s}") for s in (0, 1)]
+    assert all(waits_for(r.cfg) for r in runs if r.variant.method == "case-filter")
+    assert train_pending(exp, progress=False) == 2  # the teachers; the students wait for them
+    assert not any(waits_for(r.cfg) for r in runs)
+    assert train_pending(exp, progress=False) == 2  # now the students
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(exp.read_text().replace("{seed}", "{sed}"))
+    with pytest.raises(ValueError, match=r"only \{runs_root\}, \{noise\} and \{seed\} can be filled in"):
+        grid(load_experiment(bad))
