@@ -110,7 +110,8 @@ def noise(
     * `svldrl noise data/phantoms --kind mt --ratio 0.5 --seed 0 --out data/phantoms-mt50`
     * `svldrl noise data/phantoms --kind sfda --ratio 0.5 --out data/phantoms-sfda50 --set optim.epochs=40`
     """
-    from svldrl.config import check_values, resolve_config
+    from svldrl.config import resolve_config
+    from svldrl.config_checks import check_values
     from svldrl.data import open_checked_dataset
     from svldrl.experiments.noisy_labels import sfda_options
     from svldrl.noise import NOISES, write_noisy_dataset

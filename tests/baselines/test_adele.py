@@ -48,12 +48,32 @@ def test_start_epoch_by_hand_with_b_one_half():
 
 
 def test_synthetic_iou_curve_starts_correction_at_the_hand_computed_epoch():
+    """The rule before defaults version 3 (point k at x = k + 1): the start epoch computed by hand above."""
     history = iou_curve(np.arange(1, 21, dtype=float), 0.8, 1.0, 2.5).tolist()
-    assert not should_start_correction(history[:6], n_epochs=20, r=0.9)  # 6 epochs done, start is epoch 7
-    assert should_start_correction(history[:7], n_epochs=20, r=0.9)
-    assert not should_start_correction(history[:2], n_epochs=20, r=0.9)  # too few points to fit
+    start = {"n_epochs": 20, "r": 0.9, "rule": "shifted"}
+    assert not should_start_correction(history[:6], **start)  # 6 epochs done, start is epoch 7
+    assert should_start_correction(history[:7], **start)
+    assert not should_start_correction(history[:2], **start)  # too few points to fit
     with_gap = [*history[:3], math.nan, *history[4:7]]  # an epoch without the class is left out
-    assert should_start_correction(with_gap, n_epochs=20, r=0.9)
+    assert should_start_correction(with_gap, **start)
+
+
+def first_start(history: np.ndarray, rule: str) -> int | None:
+    """The first number of points at which the class would start correcting (None: never in the run)."""
+    n = len(history)
+    return next((k for k in range(1, n + 1) if should_start_correction(history[:k].tolist(), n, 0.9, 3, rule)), None)
+
+
+def test_the_reference_rule_waits_out_a_fast_first_rise():
+    """Issue 16: ADELE must not correct before its curve saturates. A fast rise to 0.5 then a slow one to 0.93:
+    the rule before v3 fired at the knee (point 3), the reference's (linspace x axis, 0-based index against
+    the count over epochs 1..N-1) at point 13, IoU 0.85. On a plain saturating curve both start at point 11."""
+    x = np.arange(1, 41, dtype=float)
+    knee = 0.5 * (1 - np.exp(-x / 0.7)) + 0.43 * (1 - np.exp(-np.maximum(x - 3, 0) / 6))
+    assert first_start(knee, "shifted") == 3
+    assert first_start(knee, "reference") == 13 and knee[12] > 0.84
+    saturating = 0.93 * (1 - np.exp(-x / 4))
+    assert first_start(saturating, "reference") == first_start(saturating, "shifted") == 11
 
 
 def test_correction_replaces_only_confident_voxels_of_classes_being_corrected():
@@ -122,7 +142,8 @@ def test_trainer_correction_writes_the_rule_into_the_training_labels(tmp_path: P
 
 
 def test_epoch_end_starts_a_class_when_its_curve_flattens_and_corrects_on_schedule(tmp_path: Path):
-    trainer = tiny_trainer(tmp_path, {"scales": [1.0], "flips": False, "correct_every": 5})
+    options = {"scales": [1.0], "flips": False, "correct_every": 5, "start_rule": "shifted"}  # the by-hand rule
+    trainer = tiny_trainer(tmp_path, options)
     curve = iou_curve(np.arange(1, 11, dtype=float), 0.8, 1.0, 2.5)  # 10 epochs: start epoch 7 (see above)
     for epoch in range(10):
         trainer.add_iou_counts(np.array([[900.0, 1e4 * curve[epoch]]]), np.array([[1000.0, 1e4]]))
@@ -132,7 +153,7 @@ def test_epoch_end_starts_a_class_when_its_curve_flattens_and_corrects_on_schedu
     np.testing.assert_allclose(np.stack(trainer.iou_history)[:, 0, 1], curve[:10])
     path = tmp_path / "state.pt"
     torch.save(trainer.checkpoint_state(), path)
-    fresh = tiny_trainer(tmp_path, {"scales": [1.0], "flips": False, "correct_every": 5})
+    fresh = tiny_trainer(tmp_path, options)
     fresh.load_checkpoint_state(torch.load(path, weights_only=True))
     np.testing.assert_array_equal(fresh.train_cases[0].label, trainer.train_cases[0].label)
     assert fresh.corrections == [6, 9] and fresh.start_epoch.tolist() == [[-1, 6]]

@@ -1,6 +1,6 @@
 """A changed method-option default must not change what an old run folder means.
 
-``config.DEFAULT_CHANGES`` lists every changed default; a saved configuration is read with its
+``config_history.DEFAULT_CHANGES`` lists every changed default; a saved configuration is read with its
 version's defaults written out. The snapshot test below fails when a default changes without an
 entry there (update the snapshot with ``python tests/experiments/test_default_changes.py``).
 """
@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from svldrl.config import CPU, DEFAULT_CHANGES, DEFAULTS_VERSION, load_config, merge, settings_of
+from svldrl.config import CPU, load_config, merge, settings_of
+from svldrl.config_history import DEFAULT_CHANGES, DEFAULTS_VERSION
 from svldrl.experiments.runs import RunExistsError, check_existing_run
 
 SNAPSHOT = Path(__file__).with_name("method_defaults.json")
@@ -26,7 +27,7 @@ def method_defaults() -> dict[str, dict[str, Any]]:
     """Today's default of every option of every registered method (rsf-assisted per base)."""
     import svldrl.baselines  # noqa: F401  (registers the methods)
     from svldrl.training import METHODS
-    from svldrl.training.label_agents import LabelAgentOptions
+    from svldrl.training.label_agent_options import LabelAgentOptions
     from svldrl.training.svldrl import METHOD_OPTIONS
 
     out: dict[str, dict[str, Any]] = {"svl-drl": dict(METHOD_OPTIONS)}
@@ -52,7 +53,7 @@ def test_every_default_change_is_recorded() -> None:
         for option, value in options.items() if option in saved[method] and saved[method][option] != value
     )
     assert not changed, (
-        f"method defaults changed: {changed}. Add a DefaultChange to svldrl/config.py (old run folders keep "
+        f"method defaults changed: {changed}. Add a DefaultChange to svldrl/config_history.py (old run folders keep "
         f"their meaning), then update {SNAPSHOT.name}: python {Path(__file__).relative_to(Path.cwd())}"
     )
 
@@ -83,7 +84,7 @@ def saved_run(tmp_path: Path, method: str, method_options: dict, version: int | 
 
 
 @pytest.mark.parametrize(("method", "old"), [
-    ("mtcl", {"ema_decay": 0.99}), ("adele", {"curve_unit": "epoch"}),
+    ("mtcl", {"ema_decay": 0.99}), ("adele", {"curve_unit": "epoch", "start_rule": "shifted"}),
     ("jcas", {"transition_lr_factor": 10.0, "coarse_factor": 8, "affinity_warmup": False}),
 ])  # fmt: skip
 def test_an_old_run_means_its_old_default(tmp_path: Path, method: str, old: dict[str, Any]) -> None:
@@ -120,7 +121,7 @@ def test_rsf_takes_the_change_of_its_base(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     adele = saved_run(tmp_path / "a", "rsf-assisted", {}, version=None)
     mtcl = saved_run(tmp_path / "b", "rsf-assisted", {"base": "mtcl"}, version=None)
-    assert load_config(adele / "config.yaml").method_options == {"curve_unit": "epoch"}
+    assert load_config(adele / "config.yaml").method_options == {"curve_unit": "epoch", "start_rule": "shifted"}
     assert load_config(mtcl / "config.yaml").method_options == {"base": "mtcl", "ema_decay": 0.99}
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import svldrl.baselines  # noqa: F401  (registers the comparison methods)
-from svldrl.experiments.compare import grid, load_experiment
+from svldrl.experiments.grid import grid, load_experiment
 from svldrl.training import METHODS
 
 FILES = sorted((Path(__file__).resolve().parents[2] / "experiments").rglob("*.yaml"))

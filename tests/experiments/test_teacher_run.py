@@ -84,7 +84,8 @@ def test_a_teacher_of_another_split_or_unfinished_is_refused(teacher, tmp_path):
 
 
 def test_a_grid_names_the_teacher_of_each_seed_once(teacher, tmp_path):
-    from svldrl.experiments.compare import grid, load_experiment, train_pending, waits_for
+    from svldrl.experiments.compare import train_pending
+    from svldrl.experiments.grid import grid, load_experiment, waits_for
 
     data, _ = teacher
     exp = tmp_path / "exp.yaml"

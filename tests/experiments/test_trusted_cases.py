@@ -164,7 +164,7 @@ def test_mtcl_takes_the_trusted_cases_as_its_clean_stream(tmp_path: Path) -> Non
 
 
 def test_an_experiment_with_trusted_cases_labels_mtcl_without_oracle(phantoms: Path, tmp_path: Path) -> None:
-    from svldrl.experiments.compare import grid, load_experiment
+    from svldrl.experiments.grid import grid, load_experiment
 
     exp = tmp_path / "exp.yaml"
     exp.write_text(

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from svldrl.config import CPU, check_values, merge, settings_of
+from svldrl.config import CPU, merge, settings_of
+from svldrl.config_checks import check_values
 from svldrl.data import PHANTOM_LABELS, make_phantoms
 from svldrl.training import SVLDRLTrainer, Trainer
 from svldrl.training.precision import resolve_precision

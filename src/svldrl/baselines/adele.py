@@ -11,7 +11,14 @@ voxel's label by the model's prediction, averaged over scales 0.7, 1.0, 1.5 and 
 confident (> 0.7) and both the old and the new class are background or classes being corrected
 (the reference's ``merge_labels_with_skip``, class constraint included). It runs when a class
 starts and every ``correct_every`` points after (the 3D SegTHOR script's ``correct_freq``, 10 passes).
-The curve's x axis puts point k at x = k + 1 (the reference: ``linspace(0, n, n)``, point 0 at 0).
+When a class starts (``start_rule=reference``, the reference's ``label_update_epoch`` and
+``if_update``): the n points so far sit at ``linspace(0, n, n)`` (point 0 at x = 0, where the curve
+is 0 whatever its parameters), the slope rule counts epochs 1..N-1 of the run's N points, and the
+class starts once the 0-based index of the newest point reaches that count. ``start_rule=shifted``
+(the tables before defaults version 3) put point k at x = k + 1, counted epochs 1..N and compared
+the number of points: three points then fix the fit exactly, and on a curve with a fast first
+rise the rule fired at its knee (a phantom run: point 3, IoU 0.51 of 0.93,
+``experiments/phantoms/adele_start_probe.py``; the reference rule waits for point 13 on such a curve).
 
 Training adds a multi-scale consistency term: the mean KL of each scale's prediction to their mixture
 (Jensen-Shannon-like, weight 1), the scales made by trilinear resizing to sizes the backbone accepts.
@@ -48,6 +55,7 @@ from svldrl.training.checkpoint import atomic_write_text
 
 HISTORY_FILE = "adele.json"
 CURVE_UNITS = ("pass", "epoch")
+START_RULES = ("reference", "shifted")
 MIXTURE_CLAMP = 1e-3
 """The reference clamps the mixture to [1e-3, 1 - 1e-3] before its log."""
 
@@ -70,6 +78,11 @@ class ADELEOptions:
         "data) or per 'epoch' of optim.iters_per_epoch steps (tables before issue 16); correct_every counts points",
     )
     dice_weight: float = option(1.0, "weight of a Dice term at scale 1 (0 = the reference's CE only)")
+    start_rule: str = option(
+        "reference",
+        "'reference' (points at linspace(0, n, n), horizon 1..N-1, start once the newest point's 0-based index "
+        "reaches the count) or 'shifted' (point k at k + 1, horizon 1..N, the point count; before defaults v3)",
+    )
 
     def __post_init__(self) -> None:
         if 1.0 not in self.scales or min(self.scales) <= 0:
@@ -82,6 +95,8 @@ class ADELEOptions:
             raise ValueError("method_options.correct_every must be >= 1 and min_points >= 3 (three parameters)")
         if self.curve_unit not in CURVE_UNITS:
             raise ValueError(f"method_options.curve_unit must be one of {CURVE_UNITS}, got {self.curve_unit!r}")
+        if self.start_rule not in START_RULES:
+            raise ValueError(f"method_options.start_rule must be one of {START_RULES}, got {self.start_rule!r}")
         if self.consistency_weight < 0 or self.dice_weight < 0:
             raise ValueError("method_options.consistency_weight and dice_weight must be >= 0")
 
@@ -110,23 +125,32 @@ def fit_iou_curve(x: np.ndarray, iou: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(p) for p in params)  # type: ignore[return-value]
 
 
-def correction_start_epoch(a: float, b: float, c: float, n_epochs: int, r: float = 0.9) -> int:
-    """First epoch (1-based) of correction: 1 + the number of epochs 1..n_epochs whose relative slope
-    change ``| |f'(e)| - |f'(1)| | / |f'(1)|`` is at most r (changes above 1 count as 0, as the reference)."""
-    epochs = np.arange(1, n_epochs + 1, dtype=np.float64)
+def correction_start_epoch(
+    a: float, b: float, c: float, n_epochs: int, r: float = 0.9, *, horizon_inclusive: bool = True
+) -> int:
+    """1 + the number of epochs 1..n_epochs (1..n_epochs-1 unless ``horizon_inclusive``, the reference's
+    ``arange(1, n_epoch)``) whose relative slope change ``| |f'(e)| - |f'(1)| | / |f'(1)|`` is at most r
+    (changes above 1 count as 0, as the reference)."""
+    epochs = np.arange(1, n_epochs + (1 if horizon_inclusive else 0), dtype=np.float64)
     first = abs(float(iou_curve_slope(np.array([1.0]), a, b, c)[0]))
     change = np.abs(np.abs(iou_curve_slope(epochs, a, b, c)) - first) / first
     change[change > 1] = 0.0
     return int(np.sum(change <= r)) + 1
 
 
-def should_start_correction(history: Sequence[float], n_epochs: int, r: float, min_points: int = 3) -> bool:
-    """Whether a class with this per-epoch IoU history (epoch k at x = k + 1) should be corrected now.
+def should_start_correction(
+    history: Sequence[float], n_epochs: int, r: float, min_points: int = 3, rule: str = "reference"
+) -> bool:
+    """Whether a class with this per-point IoU history should be corrected from now on (``rule``: see the
+    module docstring; ``reference`` is the reference's ``if_update``).
 
-    Epochs without the class (NaN IoU) are left out of the fit; a fit that does not converge says no.
+    Points without the class (NaN IoU) are left out of the fit, at their places on the x axis; a fit
+    that does not converge says no.
     """
     iou = np.asarray(history, dtype=np.float64)
-    x = np.arange(1, len(iou) + 1, dtype=np.float64)
+    n = len(iou)
+    reference = rule == "reference"
+    x = np.linspace(0.0, n, n) if reference else np.arange(1, n + 1, dtype=np.float64)
     seen = np.isfinite(iou)
     if seen.sum() < min_points:
         return False
@@ -136,7 +160,8 @@ def should_start_correction(history: Sequence[float], n_epochs: int, r: float, m
         return False
     if a <= 0 or b <= 0 or c <= 0:
         return False
-    return len(iou) >= correction_start_epoch(a, b, c, n_epochs, r)
+    start = correction_start_epoch(a, b, c, n_epochs, r, horizon_inclusive=not reference)
+    return (n - 1 if reference else n) >= start
 
 
 # ----------------------------------------------------------------------------- how to correct
@@ -292,7 +317,7 @@ class ADELETrainer(BaselineTrainer):
         started_now = False
         for g, c in zip(*np.nonzero(self.start_epoch < 0), strict=True):
             if c > 0 and should_start_correction(history[:, g, c], self.points_in_run, self.options.r,
-                                                 self.options.min_points):
+                                                 self.options.min_points, self.options.start_rule):
                 self.start_epoch[g, c] = epoch
                 started_now = True
         due = len(self.iou_history) % self.options.correct_every == 0

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from svldrl._io import write_json
-from svldrl.config import TrainConfig, check_values, to_dict
+from svldrl.config import TrainConfig, to_dict
+from svldrl.config_checks import check_values
 from svldrl.data import (  # noqa: F401  (DataError and open_checked_dataset: re-exported, they lived here)
     Case,
     DataError,

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from svldrl.config import HEAD_FORMS
+from svldrl.config_checks import HEAD_FORMS
 
 HEADS: tuple[str, ...] = ("seg", "value", "policy")
 """Names of the three decoders, in the order of ``NetOutput``."""

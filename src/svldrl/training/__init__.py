@@ -1,7 +1,8 @@
 """Training: the Trainer engine (stages, checkpoints, resume, logs), SVL-DRL, and the METHODS registry."""
 
 from svldrl.training.checkpoint import load_checkpoint, load_trained
-from svldrl.training.label_agents import LabelAgentOptions, LabelAgentsTrainer
+from svldrl.training.label_agent_options import LabelAgentOptions
+from svldrl.training.label_agents import LabelAgentsTrainer
 from svldrl.training.logs import read_log
 from svldrl.training.methods import METHODS
 from svldrl.training.seeding import resolve_device, seed_everything

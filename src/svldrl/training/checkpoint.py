@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from svldrl._io import atomic_write, write_text
-from svldrl.config import TrainConfig, merge, with_legacy_values
+from svldrl.config import TrainConfig, merge
+from svldrl.config_history import with_legacy_values
 from svldrl.data import LabelSpec
 from svldrl.training.methods import METHODS
 from svldrl.training.seeding import resolve_device

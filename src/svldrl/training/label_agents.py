@@ -45,7 +45,6 @@ is forced on: credits have no natural scale).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -53,13 +52,12 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from svldrl.config import TrainConfig, _from_dict
+from svldrl.config import TrainConfig
 from svldrl.data import LabelSpec, TrustedBatches
 from svldrl.models import MaskStateNet, build_network, mask_channels
 from svldrl.models.network import POLICY_INIT_SCALE
 from svldrl.rl import action_log_prob_and_entropy, anatomical_penalty, discounted_returns, sample_actions
 from svldrl.rl.credit import (
-    CREDIT_ESTIMATORS,
     descent_logit_change,
     group_delta,
     relabel_credit,
@@ -69,87 +67,18 @@ from svldrl.rl.credit import (
 from svldrl.rl.mask_actions import KEEP, SET_BACKGROUND, SET_FOREGROUND, apply_mask_actions, foreground_proposal
 from svldrl.rl.returns import normalize_advantages, policy_loss, value_loss
 from svldrl.training import precision
+from svldrl.training.label_agent_log import LabelAgentLogMixin
+from svldrl.training.label_agent_options import LabelAgentOptions, parse_label_agent_options
 from svldrl.training.methods import METHODS
-from svldrl.training.stages import Stage, StageSchedule
+from svldrl.training.stages import Stage
 from svldrl.training.svldrl import GradientPlan, SVLDRLTrainer, stage_loss
-from svldrl.training.teacher import TEACHER_RUN_HELP, FrozenTeacherMixin
+from svldrl.training.teacher import FrozenTeacherMixin
 
-CREDITS = ("voxel", "episode")
-POLICY_GRADIENTS = ("all_actions", "sampled")
-CORRECTIONS = ("threshold", "expected")
-REWARDS = ("credit", "teacher")
 TEACHER_FLOOR = 1e-3
 """The teacher's probabilities are floored here in C5, so one edit's reward stays within about +-7
 (a Dice-trained teacher is near certain almost everywhere: unfloored log-probabilities of -20 to -30
 would swamp the value loss and the advantage's scale). The floor is far below any confidence
 threshold, so no edit's sign changes."""
-
-
-@dataclasses.dataclass(frozen=True)
-class LabelAgentOptions:
-    """``method_options`` of svl-drl-trusted (one line each, shown by ``svldrl methods``)."""
-
-    credit: str = dataclasses.field(default="voxel", metadata={
-        "doc": "'voxel': each agent's own trusted credit (design 2); 'episode': the sample's mean, shared (design 1)"})
-    trusted_batch: int = dataclasses.field(default=2, metadata={
-        "doc": "trusted patches per step for the reward's gradient g_T (drawn from the trusted cases only)"})
-    credit_estimator: str = dataclasses.field(default="jvp", metadata={
-        "doc": "'jvp' (exact forward-mode product) or 'finite_difference' (one more forward, ~1e-3 error)"})
-    correction_threshold: float = dataclasses.field(default=0.5, metadata={
-        "doc": "a label voxel changes in the Dice target where the policy gives the change more than this"})
-    keep_prior: float = dataclasses.field(default=0.9, metadata={
-        "doc": "initial probability of 'keep' (policy output bias); the rest is split between the two edits"})
-    correction: str = dataclasses.field(default="threshold", metadata={
-        "doc": "Dice target in Full RL: 'threshold' (an edit applies where its probability passes correction_"
-               "threshold) or 'expected' (the label expected under the policy at s(0): soft, moves with it)"})
-    policy_gradient: str = dataclasses.field(default="all_actions", metadata={
-        "doc": "'all_actions': expected gradient over the 3 actions, whose credits are known (credit=voxel); "
-               "'sampled': A2C on the sampled actions (Eqs. 5-6)"})
-    reward: str = dataclasses.field(default="credit", metadata={
-        "doc": "'credit': the trusted credit of an edit (C2); 'teacher': the gain in log-likelihood of the label "
-               "under a teacher trained on the trusted cases in Warmup, less logit(teacher_confidence) (C5)"})
-    teacher_confidence: float = dataclasses.field(default=0.8, metadata={
-        "doc": "reward=teacher: an edit pays only where the teacher gives the new label more than this"})
-    teacher_run: str = dataclasses.field(default="", metadata={"doc": "reward=teacher: " + TEACHER_RUN_HELP})
-
-
-def parse_label_agent_options(cfg: TrainConfig) -> LabelAgentOptions:
-    """``cfg.method_options`` as ``LabelAgentOptions``; unknown keys and bad values fail before any work."""
-    valid = [f.name for f in dataclasses.fields(LabelAgentOptions)]
-    unknown = sorted(set(cfg.method_options) - set(valid))
-    if unknown:
-        raise ValueError(f"method_options: unknown option(s) {unknown} for {cfg.method}; valid: {', '.join(valid)}")
-    options = _from_dict(LabelAgentOptions, dict(cfg.method_options), "method_options")
-    if options.credit not in CREDITS:
-        raise ValueError(f"method_options.credit must be one of {CREDITS}, got {options.credit!r}")
-    if options.credit_estimator not in CREDIT_ESTIMATORS:
-        raise ValueError(f"method_options.credit_estimator must be one of {CREDIT_ESTIMATORS}, "
-                         f"got {options.credit_estimator!r}")
-    if options.policy_gradient not in POLICY_GRADIENTS:
-        raise ValueError(f"method_options.policy_gradient must be one of {POLICY_GRADIENTS}, "
-                         f"got {options.policy_gradient!r}")
-    if options.policy_gradient == "all_actions" and options.credit != "voxel":
-        raise ValueError("method_options.policy_gradient=all_actions needs credit=voxel (an episode's shared credit "
-                         "has no value per action and voxel); set policy_gradient=sampled")
-    if options.correction not in CORRECTIONS:
-        raise ValueError(f"method_options.correction must be one of {CORRECTIONS}, got {options.correction!r}")
-    if options.reward not in REWARDS:
-        raise ValueError(f"method_options.reward must be one of {REWARDS}, got {options.reward!r}")
-    if not 0.5 <= options.teacher_confidence < 1.0:
-        raise ValueError(f"method_options.teacher_confidence must be in [0.5, 1), got {options.teacher_confidence}")
-    if options.teacher_run and options.reward != "teacher":
-        raise ValueError("method_options.teacher_run is the teacher of reward=teacher; set reward=teacher")
-    warmup = StageSchedule(cfg.stages, cfg.optim.epochs).lengths[Stage.WARMUP]
-    if options.reward == "teacher" and not options.teacher_run and warmup < 1:
-        raise ValueError("method_options.reward=teacher trains its teacher in Warmup, which these stage settings "
-                         "leave without an epoch; give stages.warmup_fraction (or warmup_epochs) at least one epoch")
-    if options.trusted_batch < 1:
-        raise ValueError(f"method_options.trusted_batch must be >= 1, got {options.trusted_batch}")
-    if not 0.0 < options.correction_threshold < 1.0:
-        raise ValueError(f"method_options.correction_threshold must be in (0, 1), got {options.correction_threshold}")
-    if not 1.0 / 3.0 <= options.keep_prior < 1.0:
-        raise ValueError(f"method_options.keep_prior must be in [1/3, 1), got {options.keep_prior}")
-    return options
 
 
 def seg_forward(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
@@ -177,7 +106,7 @@ class LabelEpisode(NamedTuple):
 
 
 @METHODS.register("svl-drl-trusted", aliases=("svldrl-trusted",))
-class LabelAgentsTrainer(FrozenTeacherMixin, SVLDRLTrainer):
+class LabelAgentsTrainer(LabelAgentLogMixin, FrozenTeacherMixin, SVLDRLTrainer):
     """SVL-DRL whose voxel agents correct the training label, rewarded by trusted-case credit (SVL-DRL-T)."""
 
     NAME = "SVL-DRL-T"
@@ -482,68 +411,6 @@ class LabelAgentsTrainer(FrozenTeacherMixin, SVLDRLTrainer):
                 credit = credit - self.edit_cost * changed_groups(old, new)
             credits.append(credit)
         return torch.cat(credits, dim=1)
-
-    # ------------------------------------------------------------------ logs
-
-    def label_scalars(
-        self,
-        loss: torch.Tensor,
-        l_dice: torch.Tensor,
-        l_value: torch.Tensor,
-        l_policy: torch.Tensor | None,
-        episode: LabelEpisode,
-        rewards: torch.Tensor,
-        penalty_change: torch.Tensor,
-        returns: torch.Tensor,
-        plan: GradientPlan,
-        credit_rms: float,
-        changed: torch.Tensor | None,
-        delta_groups: torch.Tensor,
-        agent_ids: list[str],
-    ) -> dict[str, float]:
-        """What the log records: losses, rewards, the actions taken, and what the corrections did."""
-        actions = torch.stack(episode.actions)  # (K, A, h, w, d)
-        scalars = {
-            "loss": loss.item(), "loss_dice": l_dice.item(), "loss_value": l_value.item(),
-            "reward": rewards.mean().item(), "reward_penalty_change": penalty_change.mean().item(),
-            "credit_rms": credit_rms,
-            "action_keep": (actions == KEEP).float().mean().item(),
-            "action_enhance": (actions == SET_FOREGROUND).float().mean().item(),
-            "action_weaken": (actions == SET_BACKGROUND).float().mean().item(),
-            "value_mean": sum(w * episode.values[t].detach().mean() for t, w in plan.rl_weights.items()).item(),
-            "policy_entropy": torch.stack(episode.entropy).mean().item(),
-            "advantage_std": torch.cat(
-                [(returns[t] - episode.values[t].detach()).flatten() for t in plan.rl_weights]
-            ).std(unbiased=False).item(),
-        }  # fmt: skip
-        if l_policy is not None:
-            scalars["loss_policy"] = l_policy.item()
-        if changed is not None:
-            scalars.update(self.correction_scalars(episode.masks[0], changed, delta_groups, agent_ids))
-        return scalars
-
-    @torch.no_grad()
-    def correction_scalars(
-        self, label_mask: torch.Tensor, changed: torch.Tensor, delta_groups: torch.Tensor, agent_ids: list[str]
-    ) -> dict[str, float]:
-        """Share of agent voxels changed (and toward which class), their mean credit, and (diagnostics from the
-        noise manifest, never trained on) the share changed on corrupted and on untouched cases."""
-        was_foreground = label_mask.amax(dim=1) > 0  # (A, h, w, d)
-        flip_credit = (delta_groups[:, :, 1:] - delta_groups[:, :, :1]).sum(dim=(1, 2))  # toward fg, two classes
-        signed = torch.where(was_foreground, -flip_credit, flip_credit)  # credit of the change made
-        n = max(int(changed.sum()), 1)
-        scalars = {
-            "label_changed": changed.float().mean().item(),
-            "changed_to_foreground": (changed & ~was_foreground).float().mean().item(),
-            "changed_to_background": (changed & was_foreground).float().mean().item(),
-            "changed_credit": float(signed[changed].sum()) / n if changed.any() else math.nan,
-        }
-        if self.corrupted_ids is not None:
-            rows = torch.tensor([case_id in self.corrupted_ids for case_id in agent_ids], device=changed.device)
-            per_row = changed.flatten(1).float().mean(dim=1)  # (A,)
-            scalars["changed_corrupted"] = per_row[rows].mean().item() if rows.any() else math.nan
-            scalars["changed_clean"] = per_row[~rows].mean().item() if (~rows).any() else math.nan
-        return scalars
 
 
 def changed_groups(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
-from svldrl.config import PRECISIONS
+from svldrl.config_checks import PRECISIONS
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
