@@ -135,3 +135,30 @@ def test_teacher_correction_freezes_the_trusted_model_and_replaces_what_it_contr
     rows = read_log(tmp_path)
     assert [float(r["corrected"]) for r in rows[:3]] == [0.0, 0.0, 0.0]
     assert all(float(r["corrected"]) > 0.01 for r in rows[3:])  # the shifted labels are contradicted
+
+
+@pytest.mark.slow
+def test_gated_teacher_correction_corrects_only_the_cases_its_teacher_flags(tmp_path: Path):
+    """gate=case: the teacher's case scores (Otsu split) pick the cases to correct; the others keep their labels."""
+    from svldrl.baselines import TeacherCorrectionTrainer
+    from svldrl.baselines.teacher_correction import GATE_FILE
+
+    cases = make_phantoms(6, 32, seed=1)
+    train = [*cases[:4], shifted(cases[4], 12), shifted(cases[5], 12)]
+    cfg = merge(CPU, {**SMALL, "method": "teacher-correction", "method_options": {"filter_at": 0.5, "gate": "case"},
+                      "optim": {**SMALL["optim"], "epochs": 6, "iters_per_epoch": 10}})  # fmt: skip
+    trusted = [c.case_id for c in cases[:2]]
+
+    def make() -> TeacherCorrectionTrainer:
+        return TeacherCorrectionTrainer(cfg, train, [], PHANTOM_LABELS, tmp_path, progress=False, trusted_ids=trusted)
+
+    first = make()
+    first.fit(stop_after=4)
+    report = json.loads((tmp_path / GATE_FILE).read_text())
+    assert report["flagged"] == sorted([cases[4].case_id, cases[5].case_id])
+    assert first.flagged == frozenset(report["flagged"])
+    assert not first.corrects(cases[2].case_id) and first.corrects(cases[4].case_id)
+    assert not first.corrects(cases[0].case_id)  # trusted: never
+    second = make()
+    second.fit(resume=True)
+    assert second.flagged == first.flagged

@@ -160,19 +160,7 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
         self.sampler = self.sampler_of(kept, mixed_streams=bool(others))
 
     def write_report(self, scores: dict[str, float], threshold: float) -> None:
-        report: dict[str, Any] = {
-            "filter_epoch": self.filter_epoch, "teacher_run": self.options.teacher_run or None,
-            "drop": self.options.drop, "threshold": threshold,
-            "scores": dict(sorted(scores.items())), "dropped": self.dropped,
-        }  # fmt: skip
-        if self.noise_manifest is not None:  # diagnostics only: how well the filter found the corrupted cases
-            corrupted = set(self.noise_manifest.corrupted_ids)
-            report["diagnostics"] = {
-                "corrupted": len(corrupted & set(scores)),
-                "dropped_corrupted": len(corrupted & set(self.dropped or [])),
-                "dropped_clean": len(set(self.dropped or []) - corrupted),
-            }
-        atomic_write_text(json.dumps(report, indent=2) + "\n", self.run_dir / FILTER_FILE)
+        write_case_report(self, FILTER_FILE, scores, threshold, "dropped", self.dropped or [])
 
     def checkpoint_state(self) -> dict[str, Any]:
         state = super().checkpoint_state()
@@ -184,3 +172,23 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
         self.dropped = payload["case_filter"]["dropped"]
         if self.dropped is not None:
             self.use_kept_cases()
+
+
+def write_case_report(
+    trainer: CaseFilterTrainer, name: str, scores: dict[str, float], threshold: float, key: str, chosen: list[str]
+) -> None:
+    """``name`` in the run folder: every case's score, the threshold and the cases ``chosen`` (under ``key``),
+    and, when the run has a noise manifest, how many of them were corrupted (a diagnostic nothing trains on)."""
+    report: dict[str, Any] = {
+        "filter_epoch": trainer.filter_epoch, "teacher_run": trainer.options.teacher_run or None,
+        "drop": getattr(trainer.options, "drop", "otsu"), "threshold": threshold,
+        "scores": dict(sorted(scores.items())), key: chosen,
+    }  # fmt: skip
+    if trainer.noise_manifest is not None:
+        corrupted = set(trainer.noise_manifest.corrupted_ids)
+        report["diagnostics"] = {
+            "corrupted": len(corrupted & set(scores)),
+            f"{key}_corrupted": len(corrupted & set(chosen)),
+            f"{key}_clean": len(set(chosen) - corrupted),
+        }
+    atomic_write_text(json.dumps(report, indent=2) + "\n", trainer.run_dir / name)
