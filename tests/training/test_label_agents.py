@@ -363,3 +363,27 @@ def test_the_margin_is_charged_once_per_region_changed():
     new = old.clone()
     new[:, :, :, 0] = torch.tensor([1.0, 0.0])  # voxel 0 leaves all three regions
     assert changed_groups(old, new)[0, 0].tolist() == [3.0, 0.0]
+
+
+def test_the_case_gate_lets_agents_edit_only_the_cases_the_teacher_flags(tmp_path: Path, monkeypatch):
+    """gate=case: once the teacher exists, the Otsu split of its case scores picks the agents' cases; recorded,
+    checkpointed, and no agent row outside them."""
+    import json
+
+    import svldrl.training.label_agents as label_agents
+
+    trainer = trainer_on_phantoms(tmp_path, {"reward": "teacher", "gate": "case"}, epochs=3)
+    others = sorted({c.case_id for c in trainer.train_cases} - trainer.trusted_ids)
+    monkeypatch.setattr(label_agents, "label_agreement", lambda t, model: {others[0]: 0.4, others[1]: 0.9})
+    batch = trainer.batch_to_device(next(iter(trainer.sampler.epoch(0, 1, 2))))
+    trainer.train_step(batch, epoch=0)  # Warmup: no teacher yet, nothing flagged
+    assert trainer.flagged is None
+    trainer.train_step(batch, epoch=1)  # the teacher is frozen, then scores the cases
+    assert trainer.flagged == frozenset(others[:1])
+    assert json.loads((tmp_path / label_agents.GATE_FILE).read_text())["flagged"] == others[:1]
+    assert trainer.agent_rows([others[0], others[1], sorted(trainer.trusted_ids)[0]]).tolist() == [0]
+    fresh = trainer_on_phantoms(tmp_path / "fresh", {"reward": "teacher", "gate": "case"}, epochs=3)
+    fresh.load_checkpoint_state(trainer.checkpoint_state())
+    assert fresh.flagged == trainer.flagged
+    with pytest.raises(ValueError, match="gate scores the cases with the teacher"):
+        LabelAgentsTrainer.check_config(merge(trainer.cfg, {"method_options": {"reward": "credit"}}))

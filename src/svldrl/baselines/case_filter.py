@@ -27,16 +27,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from svldrl.baselines.common import BaselineTrainer, epochs_of, option, parse_method_options, require_trusted
 from svldrl.data import Case, PatchSampler
-from svldrl.inference import labels_from_probabilities, predict_probabilities
-from svldrl.metrics import dice
 from svldrl.training import METHODS
+from svldrl.training.case_scores import cases_to_drop, label_agreement, split_report
 from svldrl.training.checkpoint import atomic_write_text
 from svldrl.training.teacher import TEACHER_RUN_HELP, FrozenTeacherMixin
 
@@ -48,36 +44,6 @@ class CaseFilterOptions:
     filter_at: float = option(0.25, "share of the epochs trained on the trusted cases alone before the filter")
     drop: str = option("otsu", "'otsu' (two groups of scores) or a share in (0, 1) of the lowest-scoring cases")
     teacher_run: str = option("", TEACHER_RUN_HELP)
-
-
-def otsu_threshold(scores: Sequence[float]) -> float:
-    """The threshold between sorted scores that maximises the between-group variance (Otsu 1979), in 1D.
-
-    Returns the midpoint between the two groups' nearest scores; -inf (drop nothing) for fewer than
-    two distinct scores.
-    """
-    values = np.sort(np.asarray(scores, dtype=float))
-    if values.size < 2 or values[0] == values[-1]:
-        return -np.inf
-    best, threshold = -1.0, -np.inf
-    for k in range(1, values.size):  # low group values[:k], high group values[k:]
-        low, high = values[:k], values[k:]
-        between = low.size * high.size * (low.mean() - high.mean()) ** 2
-        if between > best and values[k - 1] < values[k]:
-            best, threshold = between, 0.5 * (values[k - 1] + values[k])
-    return float(threshold)
-
-
-def cases_to_drop(scores: dict[str, float], drop: str) -> tuple[list[str], float]:
-    """The case ids to drop and the threshold used (a score strictly below it is dropped)."""
-    if drop == "otsu":
-        threshold = otsu_threshold(list(scores.values()))
-    else:
-        share = float(drop)
-        n = int(round(share * len(scores)))
-        ranked = sorted(scores.values())
-        threshold = ranked[n - 1] + 1e-12 if n > 0 else -np.inf  # drop the n lowest (ties drop together)
-    return sorted(case_id for case_id, s in scores.items() if s < threshold), float(threshold)
 
 
 @METHODS.register("case-filter")
@@ -139,19 +105,7 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
 
     def score_cases(self) -> dict[str, float]:
         """Dice of the teacher's (else the current model's) prediction against each non-trusted case's label."""
-        model = self.teacher if self.teacher is not None else self.eval_model()
-        scores = {}
-        for case in self.train_cases:
-            if case.case_id in self.trusted_ids:
-                continue
-            prob = predict_probabilities(
-                model, case.image, self.cfg.data.patch_size, overlap=self.cfg.sw_overlap,
-                sw_batch_size=self.cfg.sw_batch_size, device=self.device, mode=self.labels.mode,
-            )  # fmt: skip
-            pred = self.labels.foreground_masks(labels_from_probabilities(prob, self.labels))
-            ref = self.labels.foreground_masks(case.label)
-            scores[case.case_id] = float(np.mean([dice(p, r) for p, r in zip(pred, ref, strict=True)]))
-        return scores
+        return label_agreement(self, self.teacher if self.teacher is not None else self.eval_model())
 
     def use_kept_cases(self) -> None:
         assert self.dropped is not None
@@ -177,18 +131,8 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
 def write_case_report(
     trainer: CaseFilterTrainer, name: str, scores: dict[str, float], threshold: float, key: str, chosen: list[str]
 ) -> None:
-    """``name`` in the run folder: every case's score, the threshold and the cases ``chosen`` (under ``key``),
-    and, when the run has a noise manifest, how many of them were corrupted (a diagnostic nothing trains on)."""
-    report: dict[str, Any] = {
-        "filter_epoch": trainer.filter_epoch, "teacher_run": trainer.options.teacher_run or None,
-        "drop": getattr(trainer.options, "drop", "otsu"), "threshold": threshold,
-        "scores": dict(sorted(scores.items())), key: chosen,
-    }  # fmt: skip
-    if trainer.noise_manifest is not None:
-        corrupted = set(trainer.noise_manifest.corrupted_ids)
-        report["diagnostics"] = {
-            "corrupted": len(corrupted & set(scores)),
-            f"{key}_corrupted": len(corrupted & set(chosen)),
-            f"{key}_clean": len(set(chosen) - corrupted),
-        }
+    """``name`` in the run folder: the filter's settings and ``split_report`` of its scores."""
+    report = {"filter_epoch": trainer.filter_epoch, "teacher_run": trainer.options.teacher_run or None,
+              "drop": getattr(trainer.options, "drop", "otsu"),
+              **split_report(scores, threshold, key, chosen, trainer.noise_manifest)}  # fmt: skip
     atomic_write_text(json.dumps(report, indent=2) + "\n", trainer.run_dir / name)

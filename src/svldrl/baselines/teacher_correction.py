@@ -34,9 +34,10 @@ from typing import Any
 
 import torch
 
-from svldrl.baselines.case_filter import CaseFilterTrainer, cases_to_drop, write_case_report
+from svldrl.baselines.case_filter import CaseFilterTrainer, write_case_report
 from svldrl.baselines.common import option, parse_method_options, require_trusted
 from svldrl.training import METHODS
+from svldrl.training.case_scores import cases_to_drop
 from svldrl.training.teacher import TEACHER_RUN_HELP
 
 GATE_FILE = "teacher_gate.json"

@@ -17,6 +17,7 @@ CREDITS = ("voxel", "episode")
 POLICY_GRADIENTS = ("all_actions", "sampled")
 CORRECTIONS = ("threshold", "expected")
 REWARDS = ("credit", "teacher")
+GATES = ("none", "case")
 @dataclasses.dataclass(frozen=True)
 class LabelAgentOptions:
     """``method_options`` of svl-drl-trusted (one line each, shown by ``svldrl methods``)."""
@@ -43,6 +44,9 @@ class LabelAgentOptions:
     teacher_confidence: float = dataclasses.field(default=0.8, metadata={
         "doc": "reward=teacher: an edit pays only where the teacher gives the new label more than this"})
     teacher_run: str = dataclasses.field(default="", metadata={"doc": "reward=teacher: " + TEACHER_RUN_HELP})
+    gate: str = dataclasses.field(default="none", metadata={
+        "doc": "reward=teacher: 'none' (agents on every non-trusted case) or 'case' (only on the cases whose "
+               "agreement with the teacher's prediction falls in the low group of an Otsu split)"})
 
 
 def parse_label_agent_options(cfg: TrainConfig) -> LabelAgentOptions:
@@ -69,6 +73,10 @@ def parse_label_agent_options(cfg: TrainConfig) -> LabelAgentOptions:
         raise ValueError(f"method_options.reward must be one of {REWARDS}, got {options.reward!r}")
     if not 0.5 <= options.teacher_confidence < 1.0:
         raise ValueError(f"method_options.teacher_confidence must be in [0.5, 1), got {options.teacher_confidence}")
+    if options.gate not in GATES:
+        raise ValueError(f"method_options.gate must be one of {GATES}, got {options.gate!r}")
+    if options.gate != "none" and options.reward != "teacher":
+        raise ValueError("method_options.gate scores the cases with the teacher; set reward=teacher")
     if options.teacher_run and options.reward != "teacher":
         raise ValueError("method_options.teacher_run is the teacher of reward=teacher; set reward=teacher")
     warmup = StageSchedule(cfg.stages, cfg.optim.epochs).lengths[Stage.WARMUP]

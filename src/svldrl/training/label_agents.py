@@ -45,6 +45,7 @@ is forced on: credits have no natural scale).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -67,6 +68,8 @@ from svldrl.rl.credit import (
 from svldrl.rl.mask_actions import KEEP, SET_BACKGROUND, SET_FOREGROUND, apply_mask_actions, foreground_proposal
 from svldrl.rl.returns import normalize_advantages, policy_loss, value_loss
 from svldrl.training import precision
+from svldrl.training.case_scores import cases_to_drop, label_agreement, split_report
+from svldrl.training.checkpoint import atomic_write_text
 from svldrl.training.label_agent_log import LabelAgentLogMixin
 from svldrl.training.label_agent_options import LabelAgentOptions, parse_label_agent_options
 from svldrl.training.methods import METHODS
@@ -105,6 +108,9 @@ class LabelEpisode(NamedTuple):
     """(A, 1, h, w, d) zeros: s(K) is terminal (``label_episode``)."""
 
 
+GATE_FILE = "agent_gate.json"
+
+
 @METHODS.register("svl-drl-trusted", aliases=("svldrl-trusted",))
 class LabelAgentsTrainer(LabelAgentLogMixin, FrozenTeacherMixin, SVLDRLTrainer):
     """SVL-DRL whose voxel agents correct the training label, rewarded by trusted-case credit (SVL-DRL-T)."""
@@ -130,6 +136,8 @@ class LabelAgentsTrainer(LabelAgentLogMixin, FrozenTeacherMixin, SVLDRLTrainer):
         manifest = self.noise_manifest
         self.corrupted_ids = frozenset(manifest.corrupted_ids) if manifest is not None else None
         """Diagnostics only (the log's changed_corrupted / changed_clean): never used to train."""
+        self.flagged: frozenset[str] | None = None
+        """gate=case: the cases the agents may edit, once the teacher has scored them; None: every case."""
         if self.options.teacher_run:
             self.adopt_teacher_run(self.options.teacher_run)
 
@@ -170,7 +178,6 @@ class LabelAgentsTrainer(LabelAgentLogMixin, FrozenTeacherMixin, SVLDRLTrainer):
         """One step: credit from the trusted batch, an episode of label edits, the stage loss (Eqs. 1, 4, 7)."""
         stage = self.schedule.stage(epoch)
         image, label = batch["image"], batch["label"]  # (B, C, h, w, d), (B, n_outputs, h, w, d)
-        agents = self.agent_rows(batch["case_id"])  # (A,) rows whose labels the agents may edit
         teacher_reward = self.options.reward == "teacher"
         if stage is Stage.WARMUP and teacher_reward and not self.options.teacher_run:
             # the teacher learns from trusted patches alone
@@ -180,6 +187,9 @@ class LabelAgentsTrainer(LabelAgentLogMixin, FrozenTeacherMixin, SVLDRLTrainer):
             return self.supervised_step(trusted["image"], trusted["label"])
         if teacher_reward and self.teacher is None:  # the first step after Warmup
             self.freeze_teacher()
+        if self.options.gate == "case" and self.flagged is None:  # once, as soon as the teacher is there
+            self.flag_cases()
+        agents = self.agent_rows(batch["case_id"])  # (A,) rows whose labels the agents may edit
         if stage is Stage.WARMUP or agents.numel() == 0:
             return super().train_step(batch, epoch) if stage is Stage.WARMUP else self.supervised_step(image, label)
         rl = self.cfg.rl
@@ -269,9 +279,29 @@ class LabelAgentsTrainer(LabelAgentLogMixin, FrozenTeacherMixin, SVLDRLTrainer):
         return {"loss": loss.item(), "loss_dice": loss.item()}
 
     def agent_rows(self, case_ids: Sequence[str]) -> torch.Tensor:
-        """(A,) long indices of the batch rows that are not trusted: only their labels are edited."""
-        rows = [i for i, case_id in enumerate(case_ids) if case_id not in self.trusted_ids]
+        """(A,) long indices of the batch rows whose labels are edited: not trusted (and flagged, when gated)."""
+        rows = [i for i, case_id in enumerate(case_ids)
+                if case_id not in self.trusted_ids and (self.flagged is None or case_id in self.flagged)]  # fmt: skip
         return torch.tensor(rows, dtype=torch.long, device=self.device)
+
+    def flag_cases(self) -> None:
+        """gate=case: the cases the agents may edit, the low group of the teacher's agreement with each label."""
+        assert self.teacher is not None
+        scores = label_agreement(self, self.teacher)
+        flagged, threshold = cases_to_drop(scores, "otsu")
+        self.flagged = frozenset(flagged)
+        report = split_report(scores, threshold, "flagged", flagged, self.noise_manifest)
+        atomic_write_text(json.dumps(report, indent=2) + "\n", self.run_dir / GATE_FILE)
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        state = super().checkpoint_state()
+        state["agent_gate"] = None if self.flagged is None else sorted(self.flagged)
+        return state
+
+    def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
+        super().load_checkpoint_state(payload)
+        gate = payload.get("agent_gate")
+        self.flagged = None if gate is None else frozenset(gate)
 
     def label_episode(
         self,
