@@ -160,6 +160,10 @@ def test_gated_teacher_correction_corrects_only_the_cases_its_teacher_flags(tmp_
     assert first.flagged == frozenset(report["flagged"])
     assert not first.corrects(cases[2].case_id) and first.corrects(cases[4].case_id)
     assert not first.corrects(cases[0].case_id)  # trusted: never
+    batch = first.batch_to_device(next(iter(first.sampler.epoch(5, 1, 2))))
+    unflagged = first.train_step({**batch, "case_id": [cases[2].case_id, cases[3].case_id]}, epoch=5)
+    flagged = first.train_step({**batch, "case_id": [cases[4].case_id, cases[5].case_id]}, epoch=5)
+    assert math.isnan(unflagged["corrected"]) and not math.isnan(flagged["corrected"])  # no row of theirs corrected
     second = make()
     second.fit(resume=True)
     assert second.flagged == first.flagged

@@ -57,10 +57,22 @@ def test_the_teacher_run_is_adopted_from_the_first_step_and_kept_in_the_checkpoi
         assert report["filter_epoch"] == 0 and report["teacher_run"] == str(teacher_run)
     if method == "teacher-correction":
         rows = (out / "log.csv").read_text().splitlines()[1:]
-        assert all(r.split(",")[1] != "" for r in rows)
         header = (out / "log.csv").read_text().splitlines()[0].split(",")
         corrected = [float(r.split(",")[header.index("corrected")]) for r in rows]
         assert corrected[0] > 0  # corrections from the first epoch (the in-run teacher starts later)
+    metrics = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").unlink()  # as if stopped after its last checkpoint: --resume finishes it the same way
+    invoke("train", data, "--method", method, "--set", "data.trusted_count=2", "--set", "data.trusted_per_batch=1",
+           "--set", f"method_options.teacher_run={teacher_run}", "--out", out, "--resume", *TINY, *extra)  # fmt: skip
+    assert json.loads((out / "metrics.json").read_text())["summary"] == metrics["summary"]
+
+
+def test_a_teacher_trained_with_other_noise_is_refused(teacher, tmp_path):
+    data, teacher_run = teacher
+    other = [a if a != "mt" else "morphological" for a in TINY]
+    message = refused("train", data, "--method", "case-filter", "--set", "data.trusted_count=2",
+                      "--set", f"method_options.teacher_run={teacher_run}", "--out", tmp_path / "s", *other)  # fmt: skip
+    assert "the teacher trained with other noise settings than this run" in message
 
 
 def test_a_teacher_with_other_trusted_cases_is_refused_before_training(teacher, tmp_path):

@@ -18,7 +18,8 @@ class starts once the 0-based index of the newest point reaches that count. ``st
 (the tables before defaults version 3) put point k at x = k + 1, counted epochs 1..N and compared
 the number of points: three points then fix the fit exactly, and on a curve with a fast first
 rise the rule fired at its knee (a phantom run: point 3, IoU 0.51 of 0.93,
-``experiments/phantoms/adele_start_probe.py``; the reference rule waits for point 13 on such a curve).
+``experiments/phantoms/adele_start_probe.py``, where the reference rule starts at point 6, after a
+plateau; on a synthetic fast rise followed by a slow one it waits for point 13, ``tests/baselines/test_adele.py``).
 
 Training adds a multi-scale consistency term: the mean KL of each scale's prediction to their mixture
 (Jensen-Shannon-like, weight 1), the scales made by trilinear resizing to sizes the backbone accepts.

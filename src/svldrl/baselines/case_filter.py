@@ -71,6 +71,7 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
         super().check_config(cfg)
         options = parse_method_options(CaseFilterOptions, cfg.method_options, cfg.method)
         require_trusted(cfg, cfg.method)
+        check_filter_epoch(cfg, options.filter_at, options.teacher_run)
         if not 0.0 < options.filter_at < 1.0:
             raise ValueError(f"method_options.filter_at must be in (0, 1), got {options.filter_at}")
         if options.drop != "otsu":
@@ -136,3 +137,11 @@ def write_case_report(
               "drop": getattr(trainer.options, "drop", "otsu"),
               **split_report(scores, threshold, key, chosen, trainer.noise_manifest)}  # fmt: skip
     atomic_write_text(json.dumps(report, indent=2) + "\n", trainer.run_dir / name)
+
+
+def check_filter_epoch(cfg: Any, filter_at: float, teacher_run: str) -> None:
+    """Without a teacher run, the trusted-only start must last at least one epoch and end before the run does."""
+    epoch = epochs_of(filter_at, cfg.optim.epochs)
+    if not teacher_run and not 1 <= epoch < cfg.optim.epochs:
+        raise ValueError(f"method_options.filter_at {filter_at} of {cfg.optim.epochs} epochs puts the filter at epoch "
+                         f"{epoch}; it needs at least one epoch before it and one after it")

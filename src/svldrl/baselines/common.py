@@ -129,7 +129,12 @@ class BaselineTrainer(Trainer):
     def table_label(cls, method_options: Mapping[str, Any] | None = None, trusted: bool = False) -> str:
         """The method's name in tables, e.g. "MTCL (oracle)" when the options make it use the manifest."""
         options = parse_method_options(cls.OPTIONS, method_options or {}, cls.NAME)
-        return f"{cls.NAME} (oracle)" if cls.uses_oracle(options, trusted) else cls.NAME
+        name = cls.NAME
+        if getattr(options, "gate", "none") != "none":
+            name += ", case-gated"
+        if getattr(options, "teacher_run", ""):
+            name += " (teacher run)"  # two variants differing only here must not share a run folder
+        return f"{name} (oracle)" if cls.uses_oracle(options, trusted) else name
 
     def require_manifest(self, setting: str, alternative: str) -> NoiseManifest:
         """The noise manifest, or a clear error naming the setting that needs it and the one that does not."""

@@ -23,7 +23,8 @@ errors (100 -> 86.7); its case scores tell the two apart at AUC 0.82-0.96 (docs/
 With ``teacher_run`` the teacher is a finished run's network (usually ``trusted-only`` of the same
 seed, trained for the whole budget; ``training/teacher.py``) and step 2 takes the whole run.
 
-The log's ``corrected`` column is the share of non-trusted voxels replaced per batch.
+The log's ``corrected`` column is the share of voxels replaced in the rows it corrects (non-trusted;
+flagged too, when gated), per batch.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 
 import torch
 
-from svldrl.baselines.case_filter import CaseFilterTrainer, write_case_report
+from svldrl.baselines.case_filter import CaseFilterTrainer, check_filter_epoch, write_case_report
 from svldrl.baselines.common import option, parse_method_options, require_trusted
 from svldrl.training import METHODS
 from svldrl.training.case_scores import cases_to_drop
@@ -90,6 +91,7 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
         super(CaseFilterTrainer, cls).check_config(cfg)
         options = parse_method_options(TeacherCorrectionOptions, cfg.method_options, cfg.method)
         require_trusted(cfg, "teacher-correction")
+        check_filter_epoch(cfg, options.filter_at, options.teacher_run)
         if not 0.0 < options.filter_at < 1.0:
             raise ValueError(f"method_options.filter_at must be in (0, 1), got {options.filter_at}")
         if options.gate not in GATES:
@@ -138,5 +140,3 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
             label[index] = fixed
         return {**super().train_step({**batch, "label": label}, epoch), "corrected": corrected}
 
-    def write_report(self, scores: dict[str, float], threshold: float) -> None:
-        """No case is scored or dropped."""

@@ -184,7 +184,7 @@ def fill_placeholders(cfg: TrainConfig, exp: Experiment, noise: str, ratio: floa
         if isinstance(value, str) and "{" in value:
             try:
                 value = value.format(**values)
-            except (KeyError, IndexError, ValueError) as exc:
+            except (KeyError, IndexError, ValueError, AttributeError) as exc:
                 raise ValueError(f"{exp.source}: method_options.{key} {value!r}: only {{runs_root}}, {{noise}} and "
                                  f"{{seed}} can be filled in ({exc})") from None
         filled[key] = value

@@ -158,7 +158,9 @@ class LabelAgentsTrainer(LabelAgentLogMixin, FrozenTeacherMixin, SVLDRLTrainer):
     def table_label(cls, method_options: dict[str, Any] | None = None, trusted: bool = False) -> str:
         options = method_options or {}
         if options.get("reward", "credit") == "teacher":
-            return f"{cls.NAME} (teacher reward)"
+            gated = ", case-gated" if options.get("gate", "none") != "none" else ""
+            source = " from a run" if options.get("teacher_run") else ""
+            return f"{cls.NAME} (teacher reward{source}){gated}"
         return cls.NAME if options.get("credit", "voxel") == "voxel" else f"{cls.NAME} (episode credit)"
 
     @classmethod
@@ -287,7 +289,8 @@ class LabelAgentsTrainer(LabelAgentLogMixin, FrozenTeacherMixin, SVLDRLTrainer):
     def flag_cases(self) -> None:
         """gate=case: the cases the agents may edit, the low group of the teacher's agreement with each label."""
         assert self.teacher is not None
-        scores = label_agreement(self, self.teacher)
+        with precision.without_autocast(self.device):  # as the baselines score: in float32
+            scores = label_agreement(self, self.teacher)
         flagged, threshold = cases_to_drop(scores, "otsu")
         self.flagged = frozenset(flagged)
         report = split_report(scores, threshold, "flagged", flagged, self.noise_manifest)

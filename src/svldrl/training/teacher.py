@@ -9,11 +9,13 @@ network trained on the trusted cases alone. Two ways to get it:
   ``trusted-only`` row, and every method that follows it ends below that row too (issue 15);
 - from a finished run (``method_options.teacher_run``, ``adopt_teacher_run``): usually the
   ``trusted-only`` run of the same seed, trained for the whole budget. The run must have trained
-  on the same split with the same trusted cases (checked here, before any work), so the teacher
-  has seen no label this run may not see. The student then trains for its own whole budget: the
-  pair costs two runs, and the tables say so.
+  on the same split, with the same trusted cases and the same noise settings (checked here, before
+  training), so the teacher has seen no label this run may not see. The student then trains for
+  its own whole budget: the pair costs two runs, and the tables say so ("(teacher run)").
 
-A resumed run reads the teacher from its own checkpoint, never again from the teacher's folder.
+A resumed run takes the teacher's weights from its own checkpoint; the teacher's folder must still
+be there (the network is rebuilt from it). The saved configuration holds the teacher's path, so a
+grid whose runs move to another runs root cannot reuse or resume those runs.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def check_teacher_run(run: Path, trainer: Any) -> None:
     and one with other trusted cases saw clean labels this run does not have; both would make the
     comparison with ``trusted-only`` unfair. One line names the file and the mismatch.
     """
+    from svldrl.config import to_dict
     from svldrl.training.checkpoint import checkpoint_path, labels_from_dict, load_checkpoint
 
     check_teacher_run_finished(run)
@@ -93,3 +96,8 @@ def check_teacher_run(run: Path, trainer: Any) -> None:
     payload = load_checkpoint(checkpoint_path(run), map_location="cpu")
     if labels_from_dict(payload["labels"]) != trainer.labels or int(payload["in_channels"]) != trainer.in_channels:
         raise ValueError(f"{run}: the teacher's labels or input channels differ from this run's")
+    teacher_noise, noise = payload["config"].get("noise", {}), to_dict(trainer.cfg.noise)
+    if {k: teacher_noise.get(k) for k in noise} != noise:
+        kind, ratio, seed = (teacher_noise.get(k) for k in ("kind", "ratio", "seed"))
+        raise ValueError(f"{run / 'config.yaml'}: the teacher trained with other noise settings than this run "
+                         f"({kind} {ratio} seed {seed}); it may have seen labels this run does not have")
