@@ -70,8 +70,9 @@ def test_the_teacher_run_is_adopted_from_the_first_step_and_kept_in_the_checkpoi
 def test_a_teacher_trained_with_other_noise_is_refused(teacher, tmp_path):
     data, teacher_run = teacher
     other = [a if a != "mt" else "morphological" for a in TINY]
-    message = refused("train", data, "--method", "case-filter", "--set", "data.trusted_count=2",
-                      "--set", f"method_options.teacher_run={teacher_run}", "--out", tmp_path / "s", *other)  # fmt: skip
+    teacher = f"method_options.teacher_run={teacher_run}"
+    message = refused("train", data, "--method", "case-filter", "--set", "data.trusted_count=2", "--set", teacher,
+                      "--out", tmp_path / "s", *other)  # fmt: skip
     assert "the teacher trained with other noise settings than this run" in message
 
 
