@@ -38,7 +38,7 @@ import torch
 from svldrl.baselines.case_filter import CaseFilterTrainer, check_filter_epoch, write_case_report
 from svldrl.baselines.common import option, parse_method_options, require_trusted
 from svldrl.training import METHODS
-from svldrl.training.case_scores import cases_to_drop
+from svldrl.training.case_scores import cases_to_drop, gate_from_state, gate_to_state
 from svldrl.training.teacher import TEACHER_RUN_HELP
 
 GATE_FILE = "teacher_gate.json"
@@ -117,13 +117,12 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
 
     def checkpoint_state(self) -> dict[str, Any]:
         state = super().checkpoint_state()
-        state["teacher_gate"] = None if self.flagged is None else sorted(self.flagged)
+        state["teacher_gate"] = gate_to_state(self.flagged)
         return state
 
     def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
         super().load_checkpoint_state(payload)
-        gate = payload.get("teacher_gate")
-        self.flagged = None if gate is None else frozenset(gate)
+        self.flagged = gate_from_state(payload.get("teacher_gate"))
 
     def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
         if self.teacher is None:

@@ -78,3 +78,13 @@ def split_report(scores: dict[str, float], threshold: float, key: str, chosen: l
             f"{key}_clean": len(set(chosen) - corrupted),
         }
     return report
+
+
+def gate_to_state(flagged: frozenset[str] | None) -> list[str] | None:
+    """A case gate as a checkpoint holds it: the flagged ids, sorted, or None before the teacher scored."""
+    return None if flagged is None else sorted(flagged)
+
+
+def gate_from_state(saved: list[str] | None) -> frozenset[str] | None:
+    """The case gate a checkpoint saved (``gate_to_state``)."""
+    return None if saved is None else frozenset(saved)

@@ -68,7 +68,7 @@ from svldrl.rl.credit import (
 from svldrl.rl.mask_actions import KEEP, SET_BACKGROUND, SET_FOREGROUND, apply_mask_actions, foreground_proposal
 from svldrl.rl.returns import normalize_advantages, policy_loss, value_loss
 from svldrl.training import precision
-from svldrl.training.case_scores import cases_to_drop, label_agreement, split_report
+from svldrl.training.case_scores import cases_to_drop, gate_from_state, gate_to_state, label_agreement, split_report
 from svldrl.training.checkpoint import atomic_write_text
 from svldrl.training.label_agent_log import LabelAgentLogMixin
 from svldrl.training.label_agent_options import LabelAgentOptions, parse_label_agent_options
@@ -298,13 +298,12 @@ class LabelAgentsTrainer(LabelAgentLogMixin, FrozenTeacherMixin, SVLDRLTrainer):
 
     def checkpoint_state(self) -> dict[str, Any]:
         state = super().checkpoint_state()
-        state["agent_gate"] = None if self.flagged is None else sorted(self.flagged)
+        state["agent_gate"] = gate_to_state(self.flagged)
         return state
 
     def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
         super().load_checkpoint_state(payload)
-        gate = payload.get("agent_gate")
-        self.flagged = None if gate is None else frozenset(gate)
+        self.flagged = gate_from_state(payload.get("agent_gate"))
 
     def label_episode(
         self,
