@@ -20,29 +20,15 @@ import h5py
 import nibabel as nib
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
+from cli_helpers import invoke, refused, runner
 from svldrl import cli
 from svldrl.cli import app
 from svldrl.data import check_dataset
 
 pytestmark = pytest.mark.slow
-runner = CliRunner()
 TINY = ["--set", "optim.epochs=1", "--set", "optim.iters_per_epoch=1", "--set", "data.patch_size=32",
         "--set", "data.test_fraction=0.2", "-q"]  # fmt: skip
-
-
-def invoke(*args: object) -> str:
-    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def refused(*args: object) -> str:
-    """The message of a command that must fail (CliRunner keeps the exception, main() prints it)."""
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code != 0, result.output
-    return str(result.exception) if result.exception is not None else result.output
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str]:

@@ -7,27 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from svldrl.cli import app
+from cli_helpers import invoke, refused
 from svldrl.training.checkpoint import load_trained
 
 pytestmark = pytest.mark.slow
-runner = CliRunner()
 TINY = ["--set", "optim.epochs=2", "--set", "optim.iters_per_epoch=2", "--set", "data.patch_size=32",
         "--set", "model.channels=[4,8]", "--set", "val_every=0", "--noise", "mt", "--seed", "3", "-q"]  # fmt: skip
-
-
-def invoke(*args: object) -> str:
-    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def refused(*args: object) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code != 0, result.output
-    return str(result.exception)
 
 
 @pytest.fixture(scope="module")

@@ -11,28 +11,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from svldrl.cli import app
+from cli_helpers import invoke, refused
 from svldrl.config import CPU, load_config, merge, settings_of
 from svldrl.data import PHANTOM_LABELS, make_phantoms, split_cases
 from svldrl.experiments.noisy_labels import noise_key, source_epochs
 
 pytestmark = pytest.mark.slow
-runner = CliRunner()
 TINY = ["--set", "optim.epochs=1", "--set", "optim.iters_per_epoch=1", "--set", "data.patch_size=32", "-q"]
-
-
-def invoke(*args: object) -> str:
-    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def refused(*args: object) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code != 0, result.output
-    return str(result.exception)
 
 
 @pytest.fixture(scope="module")
