@@ -1,0 +1,5 @@
+"""``python -m svldrl.cli ...``: the console script."""
+
+from svldrl.cli.app import main
+
+main()
