@@ -1,4 +1,4 @@
-"""ADELE: adaptive early-learning correction (Liu et al., CVPR 2022; reference code: Kangningthu/ADELE).
+"""ADELE: adaptive early-learning correction (Liu et al., CVPR 2022; reference code: Kangningthu/ADELE @ 7195bd0).
 
 Networks fit the clean patterns before they memorise the noise, and each class reaches that point
 at its own time. After every pass over the training cases (``curve_unit=pass``, the 3D reference's
@@ -71,8 +71,12 @@ class ADELEOptions:
     scales: tuple[float, ...] = option((0.7, 1.0, 1.5), "input scales of the consistency term and of the correction")
     flips: bool = option(True, "also average the correction's prediction over a flip of the last axis")
     consistency_weight: float = option(1.0, "weight of the multi-scale consistency term (jsd_lambda)")
-    correct_every: int = option(10, "once started, labels are corrected again every this many epochs")
-    min_points: int = option(3, "IoU points needed before the curve is fitted")
+    correct_every: int = option(
+        10,
+        "once started, labels are corrected again every this many curve points (passes with curve_unit=pass; "
+        "reference SegTHOR: correct_freq 10 passes; a fixed count, not scaled to the budget, as there)",
+    )
+    min_points: int = option(3, "IoU points before the curve is fitted (ours: the fewest a 3-parameter fit needs)")
     curve_unit: str = option(
         "pass",
         "one IoU point per 'pass' over the training cases (the 3D reference, SegTHOR: one per epoch of its "

@@ -50,7 +50,11 @@ class CLCSOptions:
 
     tau_max: float = option(0.9, "clean-voxel threshold at the end of training, before the class factor")
     curriculum_power: float = option(2.0, "gamma of tau(p) = tau_max * p**gamma (convex in progress p for gamma > 1)")
-    effect_momentum: float = option(0.9, "momentum of the running learning effect of each class (per step)")
+    effect_momentum: float = option(
+        0.9,
+        "momentum of the running learning effect of each class, per step: a fixed horizon of about 10 steps, "
+        "not scaled to the budget (ours; the paper gives no value)",
+    )
     rce_log_zero: float = option(-4.0, "log 0 in the reverse cross-entropy (RCE = -A (1 - p_y), Wang et al. 2019)")
     discrepancy_weight: float = option(0.01, "weight of the decoders' weight discrepancy (CLAN's 0.01)")
     dice_weight: float = option(1.0, "weight of the Dice loss on clean voxels")

@@ -1,18 +1,22 @@
-"""Co-Teaching (Han et al., NeurIPS 2018; reference code: bhanML/Co-teaching), voxel-wise and per class.
+"""Co-Teaching (Han et al., NeurIPS 2018; reference code: bhanML/Co-teaching @ 7c7fbe2), voxel-wise and per class.
 
 Two networks with different initial weights. Each ranks the voxels of a batch by its own per-voxel
 cross-entropy and keeps the small-loss fraction ``1 - forget_rate``; each network is then updated on
 the voxels its PEER kept. The selection is made per class (background and each foreground class
 apart, after the voxel form of gaozhitong/SP_guided_Noisy_Label_Seg) so the rare foreground is not
 thrown away wholesale. The forget rate of class c rises linearly from 0 to its final value over the
-first 10 % of epochs (the reference's ``num_gradual``, ``np.linspace(0, rate, num_gradual)``).
+first ``ramp_fraction`` = 10 % of epochs, from rate 0 at epoch 0 (the reference's ``np.linspace(0, rate,
+num_gradual)`` with ``num_gradual`` = 10 epochs of 200, i.e. 5 % of its run, about 3900 iterations,
+reaching the full rate at epoch 9 of 200; ours is a share of the run so it scales with any budget).
 
 The final rate is ``1 - precision`` of the noisy labels of the class. "oracle" computes it from the
 run's noise manifest; "estimate" trains both networks on all voxels for a warmup, then takes the
 share of each class's labelled voxels where network 1 disagrees with the label; "trusted" does the
 same on the other cases and subtracts the disagreement on the trusted cases, whose labels are right
 (what remains is the label noise, not the network's own error). "auto" (default): trusted when the
-run has trusted cases, else oracle.
+run has trusted cases, else oracle. The reference takes the known noise rate as given, so
+``estimate_fraction`` (the warmup of "estimate" and "trusted") has no reference counterpart. Its
+optimiser schedule (Adam 1e-3, linear decay from epoch 80 of 200) is replaced by the run's own.
 
 Network 1 is validated and saved (the checkpoint holds one network, as for every method); network 2
 is kept in the checkpoint for resuming. A Dice term on the peer-selected voxels is added to the

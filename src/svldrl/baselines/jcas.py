@@ -1,4 +1,5 @@
-"""JCAS: joint class-affinity loss correction (Guo & Yuan, MICCAI 2022; code: CityU-AIM-Group/JCAS), in 3D.
+"""JCAS: joint class-affinity loss correction (Guo & Yuan, MICCAI 2022; code: CityU-AIM-Group/JCAS @ 5c9aefc,
+``tools_ablation/``), in 3D.
 
 Two kinds of supervision come from one noisy label map: each voxel's class, and for each pair of
 voxels of a coarse grid whether they have the same class (the "affinity", less noisy because a
@@ -59,7 +60,11 @@ AFFINITY_FLOOR = 1e-10
 class JCASOptions:
     """``method_options`` of jcas."""
 
-    warmup_fraction: float = option(0.3, "share of epochs with plain cross-entropy first (the reference's warmup)")
+    warmup_fraction: float = option(
+        0.3,
+        "share of epochs with plain cross-entropy first (the reference: a separate 200-epoch stage 1, then 200 "
+        "epochs of stage 2 from its best-validation checkpoint, i.e. half of all its epochs)",
+    )
     affinity_weight: float = option(1.0, "weight of the corrected affinity loss")
     volume_weight: float = option(0.5, "weight of log|det T_c| + log|det T_a| (minimum-volume term)")
     consistency_weight: float = option(0.01, "weight of MSE(T_a implied by T_c, T_a)")

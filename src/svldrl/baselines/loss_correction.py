@@ -1,4 +1,5 @@
-"""Loss Correction (Patrini et al., CVPR 2017; reference code: giorgiop/loss-correction), voxel-wise.
+"""Loss Correction (Patrini et al., CVPR 2017; reference code: giorgiop/loss-correction @ 15a79de,
+``experiment.py``), voxel-wise.
 
 Label noise is modelled by a row-stochastic matrix T, ``T[i, j] = P(noisy label j | clean label i)``.
 Forward correction (default) trains the network's clean-class probabilities p through T: the loss is
@@ -7,7 +8,9 @@ vector of per-class losses by ``T^-1``. T is estimated after a warmup on the pla
 class, the "anchor" voxel just below the 97th percentile of that class's predicted probability gives
 the row (the reference's ``filter_outlier=True``), rows are normalised, and a T whose diagonal is not
 above 0.5 is refused. The same network then continues with the corrected loss (the reference trains
-a new one from scratch). The Dice term of the loss is not corrected.
+a whole cross-entropy run first, estimates T from it, then trains a new network from scratch with the
+corrected loss for a whole run: half of all its epochs are the warmup, as ``warmup_fraction=0.5``
+here). The Dice term of the loss is not corrected.
 """
 
 from __future__ import annotations

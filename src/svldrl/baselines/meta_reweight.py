@@ -6,7 +6,7 @@ without agents or a policy. Each step, every voxel of the noisy patches gets the
 batch of trusted patches), normalised to mean 1 over the batch, and the network trains on the
 weighted Dice loss. Trusted patches of a batch (``data.trusted_per_batch``) keep weight 1.
 
-Reference: github.com/uber-research/learning-to-reweight-examples (TensorFlow, classification);
+Reference: github.com/uber-research/learning-to-reweight-examples @ 0b616c9 (TensorFlow, classification);
 MLB-Seg (Wei et al., MICCAI 2023) applies the same per-pixel meta-gradient to segmentation (LA
 among its data sets). Where we depart, and why:
 

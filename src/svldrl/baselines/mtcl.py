@@ -1,4 +1,5 @@
-"""MTCL: mean teacher + confident learning (Xu et al., IEEE TMI 2022; reference code: lemoshu/MTCL, LA_set_3D).
+"""MTCL: mean teacher + confident learning (Xu et al., IEEE TMI 2022; reference code: lemoshu/MTCL @ 09861e4,
+LA_set_3D/code/train_MTCL_3D.py).
 
 A student and its exponential-moving-average teacher, warmed up as the reference:
 ``min(1 - 1 / (step + 1), decay)``. The reference's decay 0.99 is a horizon of 100 of its 8000 steps
@@ -13,6 +14,9 @@ classes a flagged voxel takes the teacher's most likely other class) and the stu
 the teacher's probabilities, the teacher seeing the image with clamped Gaussian noise).
 
     L = L_sup + lambda(t) (L_cons + 5 L_weak),   lambda(t) = 0.1 exp(-5 (1 - t / T_ramp)^2)
+
+``T_ramp`` is ``rampup_fraction`` (75 %) of the run's steps: the reference's ``0.1 sigmoid_rampup(iter //
+150, 40)`` is a staircase over 40 x 150 = 6000 of its 8000 iterations (75 %); ours rises continuously.
 
 Which cases are clean: the run's trusted cases when it has them (``data.trusted_count`` /
 ``trusted_cases``, what a real group has: MTCL's own LA protocol keeps 8 of 80 cases clean), else

@@ -1,8 +1,8 @@
 """PixelDRL-MG (Sci. Rep. 2025, "pixel-level deep RL with pixel-by-pixel mask generation"), in 3D: a RECONSTRUCTION.
 
-Only the abstract is available (each pixel is an agent whose state, foreground or background, is
-updated by direct actions; a pixel-level A3C). Our reading, a variant of SVL-DRL that differs only
-in the state transition and the reward:
+No public code exists and only the abstract is available to us (each pixel is an agent whose state,
+foreground or background, is updated by direct actions; a pixel-level A3C). Our reading, a variant
+of SVL-DRL that differs only in the state transition and the reward:
 
 - The network sees (image, mask): the common three-decoder network with the F foreground channels
   of the current mask as extra input channels. Its segmentation decoder always sees a blank mask,

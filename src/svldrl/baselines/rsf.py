@@ -7,8 +7,8 @@ started from the model's prediction, gives its own region for each foreground cl
 change of a voxel is accepted only where RSF agrees with it (the voxel inside RSF's region of the
 new class and outside that of the old one; background needs no region), else the old label stays.
 
-RSF (Li et al. 2008, their ``RSF_v0`` demo), written vectorised in torch for 3D volumes and batches,
-phi > 0 inside::
+RSF (Li et al. 2008, their MATLAB ``RSF_v0`` demo; no repository of it), written vectorised in torch
+for 3D volumes and batches, phi > 0 inside::
 
     phi <- phi + dt * ( -delta(phi) (lambda1 e1 - lambda2 e2)            local two-region fit
                         + nu delta(phi) div(grad phi / |grad phi|)          length

@@ -1,11 +1,11 @@
 """Teacher correction: train on the trusted cases, then train on every case with each voxel's label replaced
 where that (frozen) model is confident it is wrong.
 
-The reference row for SVL-DRL-T's teacher reward (issue 15, C5 in docs/method.md): the same teacher
-and the same confidence rule applied directly, without agents, so the table shows what the agents
-add on top. A voxel-level relative of the case filter and of MTCL's correction (whose teacher is
-an average of the student, and so also learns the noisy labels). Schedule, the same number of
-optimisation steps as the baseline:
+Ours, not from a paper (no reference code): the reference row for SVL-DRL-T's teacher reward (issue
+15, C5 in docs/method.md): the same teacher and the same confidence rule applied directly, without
+agents, so the table shows what the agents add on top. A voxel-level relative of the case filter and
+of MTCL's correction (whose teacher is an average of the student, and so also learns the noisy
+labels). Schedule, the same number of optimisation steps as the baseline:
 
 1. the first ``filter_at`` share of the epochs trains on the trusted cases alone (as ``trusted-only``
    and the case filter's first stage); the network is then copied and frozen: the teacher;

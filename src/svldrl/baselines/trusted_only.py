@@ -1,5 +1,7 @@
 """``trusted-only``: the plain baseline trained on the trusted (expert-checked) cases alone.
 
+Ours (issue 14), a reference row rather than a published method: no reference code.
+
 The reference row every noisy-label method must beat to be worth its noisy labels: if a few clean
 cases teach as much as many noisy ones, the noisy labels carried little and no noise handling can
 show much (issue 14). Same loss and network as ``baseline``, and the same number of optimisation
