@@ -84,7 +84,8 @@ class JCASOptions:
         1.0,
         "learning rate of the matrices / optim.lr: 1, as the reference trains them (their SGD is made at 1e-3, but "
         "adjust_learning_rate resets every optimiser to the base poly rate each iteration, trainS2.py L133-137, "
-        "L276-278); 10 made the tables before issue 16",
+        "L276-278); 10 made the tables before issue 16. The matrices share the run's optimizer (optim.optimizer: "
+        "Adam under the cpu preset, SGD under paper); the reference's is SGD, momentum 0.9, no weight decay",
     )
     dice_weight: float = option(0.0, "weight of an added, uncorrected Dice loss (0: the reference's CE only)")
 
