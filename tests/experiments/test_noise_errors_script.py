@@ -1,0 +1,45 @@
+"""experiments/la/noise_errors.py: the direction of a noisy label's errors, by hand-counted voxels."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "la" / "noise_errors.py"
+
+
+@pytest.fixture(scope="module")
+def noise_errors():
+    spec = importlib.util.spec_from_file_location("la_noise_errors", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_dilated_label_is_all_false_positives_and_an_ideal_erosion_undoes_it(noise_errors):
+    clean = np.zeros((10, 10, 10), np.uint8)
+    clean[3:7, 3:7, 3:7] = 1  # 64 voxels
+    noisy = np.zeros_like(clean)
+    noisy[2:8, 2:8, 2:8] = 1  # 216 voxels: the clean cube and a one-voxel shell of 152
+    e = noise_errors.CaseErrors.of(noisy, clean)
+    assert (e.true_positive, e.false_positive, e.false_negative) == (64, 152, 0)
+    assert e.dice() == pytest.approx(2 * 64 / (216 + 64))
+    assert e.false_positive_share() == 1.0
+    assert e.dice_after_removing_false_positives() == 1.0
+    assert e.dice_after_adding_false_negatives() == pytest.approx(e.dice())
+
+
+def test_a_shifted_label_needs_both_actions(noise_errors):
+    clean = np.zeros((10, 10, 10), np.uint8)
+    clean[2:6, 2:6, 2:6] = 1
+    noisy = np.roll(clean, 2, axis=0)  # half of the cube moved out, half of a new one in
+    e = noise_errors.CaseErrors.of(noisy, clean)
+    assert (e.true_positive, e.false_positive, e.false_negative) == (32, 32, 32)
+    assert e.false_positive_share() == 0.5
+    assert e.dice_after_removing_false_positives() == pytest.approx(2 * 32 / (2 * 32 + 32))
+    assert e.dice_after_adding_false_negatives() == pytest.approx(2 * 64 / (2 * 64 + 32))
