@@ -11,6 +11,9 @@ noise, untouched, trusted):
   outside it (does it act where label noise lives?);
 - the mean action probabilities (did the policy leave its start, keep 0.9 / 0.05 / 0.05?).
 
+``--thresholds 0.4 0.3 ...`` adds the Dice of the label corrected at other thresholds than the run's
+(how much better could a label be made from the same policy, after training, by a looser rule?).
+
     python experiments/la/label_agents_policy.py ../shared/data/la2018 runs/la2018/svl-drl-t__sfda-0.5__seed0 [...]
 """
 
@@ -56,7 +59,7 @@ def corrected(mask: np.ndarray, probs: np.ndarray, threshold: float) -> np.ndarr
     return out
 
 
-def run_report(run: Path, data: Path) -> dict[str, dict[str, float]]:
+def run_report(run: Path, data: Path, extra_thresholds: tuple[float, ...] = ()) -> dict[str, dict[str, float]]:
     net, cfg, _ = load_trained(run, device="cpu")
     threshold = float(cfg.method_options.get("correction_threshold", 0.5))
     rows: dict[str, list[dict[str, float]]] = {"corrupted": [], "untouched": [], "trusted": []}
@@ -72,6 +75,7 @@ def run_report(run: Path, data: Path) -> dict[str, dict[str, float]]:
             "changed_toward_clean": float((fixed == clean)[changed].mean()) if changed.any() else float("nan"),
             "p_keep": float(probs[KEEP].mean()), "p_set_foreground": float(probs[SET_FOREGROUND].mean()),
             "p_set_background": float(probs[SET_BACKGROUND].mean()),
+            **{f"dice_corrected@{t:g}": dice(corrected(label, probs, t), clean) for t in extra_thresholds},
         })  # fmt: skip
     return {g: {"n": len(r), **{k: float(np.nanmean([x[k] for x in r])) for k in r[0]}} for g, r in rows.items() if r}
 
@@ -81,10 +85,11 @@ def main() -> None:
     parser.add_argument("data", type=Path, help="the LA folder the runs were trained on")
     parser.add_argument("runs", type=Path, nargs="+", help="run folders of svl-drl-trusted")
     parser.add_argument("--json", type=Path, help="also write the reports here")
+    parser.add_argument("--thresholds", type=float, nargs="*", default=(), help="also correct at these thresholds")
     args = parser.parse_args()
     reports = {}
     for run in args.runs:
-        reports[run.name] = report = run_report(run, args.data)
+        reports[run.name] = report = run_report(run, args.data, tuple(args.thresholds))
         for group, q in report.items():
             print(
                 f"{run.name} {group} (n={q['n']}): Dice to clean {100 * q['dice_noisy']:.1f} -> "
@@ -92,6 +97,7 @@ def main() -> None:
                 f"{100 * q['changed_outside']:.3f} % elsewhere; {100 * q['changed_toward_clean']:.0f} % of the "
                 f"changes agree with the clean label; mean policy keep/fg/bg "
                 f"{q['p_keep']:.2f}/{q['p_set_foreground']:.2f}/{q['p_set_background']:.2f}"
+                + "".join(f"; at {t:g}: {100 * q[f'dice_corrected@{t:g}']:.1f}" for t in args.thresholds)
             )
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2) + "\n")

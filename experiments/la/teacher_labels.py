@@ -8,6 +8,10 @@ patch by patch, here it sees the blended whole-volume probabilities). Per group
 of training cases (corrupted by the noise, untouched, trusted): Dice of the noisy and of the
 corrected label against the clean one, and the share of voxels changed. For SVL-DRL-T this is the
 correction its reward pays for; what the agents actually learned is ``label_agents_policy.py``'s.
+The report also gives the Dice of the same correction kept to one direction (only labels set to
+background, only labels set to foreground): how much of the teacher's gain, and of its damage, comes
+from each kind of edit; and kept, per case, to the direction with more edits in that case (a
+case's label noise is one-sided when it is systematic, a teacher's own errors go both ways).
 
     python experiments/la/teacher_labels.py ../shared/data/la2018 runs/la2018/teacher-correction__sfda-0.5__seed0
 """
@@ -51,7 +55,14 @@ def run_report(run: Path, data: Path) -> dict[str, dict[str, float]]:
         logits = torch.from_numpy(np.log(np.clip(prob, 1e-6, 1.0)))[None]  # log-probabilities as logits
         onehot = torch.from_numpy(np.stack([~label, label]).astype(np.float32))[None]
         fixed = confident_correction(onehot, logits, "classes", confidence)[0, 1].numpy() > 0.5
+        background_only, foreground_only = label & fixed, label | fixed
+        to_background, to_foreground = int((label & ~fixed).sum()), int((~label & fixed).sum())
+        dominant = background_only if to_background >= to_foreground else foreground_only
         rows[case.group].append({"dice_noisy": dice(label, clean), "dice_corrected": dice(fixed, clean),
+                                 "dice_background_only": dice(background_only, clean),
+                                 "dice_foreground_only": dice(foreground_only, clean),
+                                 "dice_dominant_direction": dice(dominant, clean),
+                                 "dominant_is_background": float(to_background >= to_foreground),
                             "changed": float((fixed != label).mean()),
                             "changes_toward_clean": float((fixed == clean)[fixed != label].mean())
                             if (fixed != label).any() else float("nan")})  # fmt: skip
@@ -71,7 +82,11 @@ def main() -> None:
         for group, q in report.items():
             print(f"{run.name} {group} (n={q['n']}): Dice to clean {100 * q['dice_noisy']:.1f} -> "
                   f"{100 * q['dice_corrected']:.1f}; {100 * q['changed']:.2f} % of voxels changed, "
-                  f"{100 * q['changes_toward_clean']:.0f} % of the changes agree with the clean label")
+                  f"{100 * q['changes_toward_clean']:.0f} % of the changes agree with the clean label; only the "
+                  f"edits to background {100 * q['dice_background_only']:.1f}, only those to foreground "
+                  f"{100 * q['dice_foreground_only']:.1f}, only the case's more frequent direction "
+                  f"{100 * q['dice_dominant_direction']:.1f} (background in {100 * q['dominant_is_background']:.0f} % "
+                  "of the cases)")
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2) + "\n")
 

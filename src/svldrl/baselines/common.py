@@ -132,6 +132,8 @@ class BaselineTrainer(Trainer):
         name = cls.NAME
         if getattr(options, "gate", "none") != "none":
             name += ", case-gated"
+        if getattr(options, "direction", "both") != "both":
+            name += ", per-case direction"
         if getattr(options, "teacher_run", ""):
             name += " (teacher run)"  # two variants differing only here must not share a run folder
         return f"{name} (oracle)" if cls.uses_oracle(options, trusted) else name

@@ -20,6 +20,15 @@ labels. Why: the converged trusted-only teacher corrects corrupted LA labels far
 ones (SFDA 50 %, seed 0: Dice to clean 54.7 -> 81.3) but also rewrites clean labels with its own
 errors (100 -> 86.7); its case scores tell the two apart at AUC 0.82-0.96 (docs/results.md).
 
+With ``direction=case`` each corrected case keeps only the edits of its dominant direction (to
+background or to foreground), and only when the teacher's edits of the whole case are more one-sided
+than its edits of any trusted case (``imbalance=auto``); the others keep their labels
+(``teacher_directions.json`` records each case's counts and direction). Why: case-level label noise
+is systematic (SFDA over-segments: 90-93 % of its wrong voxels are false positives), while the
+teacher's own errors on a clean label go both ways; applied both ways the teacher rewrote the clean
+LA labels (Dice to clean 100 -> 78-87) as much as it fixed the corrupted ones
+(``baselines/teacher_edits.py``, docs/results.md "Session 11").
+
 With ``teacher_run`` the teacher is a finished run's network (usually ``trusted-only`` of the same
 seed, trained for the whole budget; ``training/teacher.py``) and step 2 takes the whole run.
 
@@ -30,6 +39,7 @@ flagged too, when gated), per batch.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any
 
@@ -37,12 +47,24 @@ import torch
 
 from svldrl.baselines.case_filter import CaseFilterTrainer, check_filter_epoch, write_case_report
 from svldrl.baselines.common import option, parse_method_options, require_trusted
+from svldrl.baselines.teacher_edits import (
+    NONE,
+    case_directions,
+    case_edit_counts,
+    confident_correction,
+    imbalance,
+    imbalance_threshold,
+    one_direction,
+)
 from svldrl.training import METHODS
 from svldrl.training.case_scores import cases_to_drop, gate_from_state, gate_to_state
+from svldrl.training.checkpoint import atomic_write_text
 from svldrl.training.teacher import TEACHER_RUN_HELP
 
 GATE_FILE = "teacher_gate.json"
+DIRECTION_FILE = "teacher_directions.json"
 GATES = ("none", "case")
+DIRECTIONS = ("both", "case")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,25 +74,10 @@ class TeacherCorrectionOptions:
     teacher_run: str = option("", TEACHER_RUN_HELP)
     gate: str = option("none", "'none': correct every non-trusted case; 'case': only those whose case score the "
                                "teacher flags (Otsu split of Dice(teacher prediction, label))")
-
-
-def confident_correction(
-    label: torch.Tensor, teacher_logits: torch.Tensor, mode: str, confidence: float
-) -> torch.Tensor:
-    """``label`` (B, n_outputs, ...) with each voxel replaced where the teacher is confident of another labelling.
-
-    Classes: the teacher's most likely class where its probability exceeds ``confidence``. Regions:
-    each region channel set to 1 where the teacher's probability exceeds ``confidence``, to 0 where it
-    is below ``1 - confidence``.
-    """
-    if mode == "classes":
-        prob = torch.softmax(teacher_logits, dim=1)
-        top, best = prob.max(dim=1, keepdim=True)
-        onehot = torch.zeros_like(label).scatter_(1, best, 1.0)
-        return torch.where(top > confidence, onehot, label)
-    prob = torch.sigmoid(teacher_logits)
-    return torch.where(prob > confidence, torch.ones_like(label), torch.where(prob < 1 - confidence,
-                                                                               torch.zeros_like(label), label))
+    direction: str = option("both", "'both': every confident edit; 'case': per case only the edits of its dominant "
+                                    "direction, where they are more one-sided than 'imbalance' (teacher_edits.py)")
+    imbalance: str = option("auto", "direction=case: the |log10(edits to background / to foreground)| a case must "
+                                    "exceed to be corrected; 'auto': the largest the teacher shows on trusted cases")
 
 
 @METHODS.register("teacher-correction")
@@ -85,6 +92,8 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
     TRAIN_SCALARS = ("loss", "corrected")
     flagged: frozenset[str] | None = None
     """With gate=case, the cases the teacher flagged (set once the teacher is ready); None: ungated."""
+    directions: dict[str, str] | None = None
+    """With direction=case, each non-trusted case's direction ('background', 'foreground', 'none')."""
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
@@ -96,6 +105,15 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
             raise ValueError(f"method_options.filter_at must be in (0, 1), got {options.filter_at}")
         if options.gate not in GATES:
             raise ValueError(f"method_options.gate must be one of {GATES}, got {options.gate!r}")
+        if options.direction not in DIRECTIONS:
+            raise ValueError(f"method_options.direction must be one of {DIRECTIONS}, got {options.direction!r}")
+        if options.imbalance != "auto":
+            try:
+                value = float(options.imbalance)
+            except ValueError:
+                value = -1.0
+            if value < 0:
+                raise ValueError(f"method_options.imbalance must be 'auto' or a number >= 0, got {options.imbalance!r}")
         if not 0.5 <= options.confidence < 1.0:
             raise ValueError(f"method_options.confidence must be in [0.5, 1), got {options.confidence}")
 
@@ -108,21 +126,40 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
             flagged, threshold = cases_to_drop(scores, "otsu")
             self.flagged = frozenset(flagged)
             write_case_report(self, GATE_FILE, scores, threshold, "flagged", sorted(flagged))
+        if self.options.direction == "case":
+            self.choose_directions()
         self.dropped = []
         self.use_kept_cases()
 
+    def choose_directions(self) -> None:
+        """direction=case: each case's dominant edit direction, or none; recorded in ``teacher_directions.json``."""
+        counts = case_edit_counts(self, self.teacher, self.options.confidence)
+        threshold = imbalance_threshold(counts, self.trusted_ids, self.options.imbalance)
+        self.directions = case_directions(counts, self.trusted_ids, threshold)
+        corrupted = set(self.noise_manifest.corrupted_ids) if self.noise_manifest is not None else None
+        cases = {case_id: {"to_background": b, "to_foreground": f, "imbalance": round(imbalance(b, f), 4),
+                           "direction": self.directions.get(case_id, "trusted"),
+                           **({"corrupted": case_id in corrupted} if corrupted is not None else {})}
+                 for case_id, (b, f) in sorted(counts.items())}  # fmt: skip
+        report = {"imbalance": self.options.imbalance, "threshold": threshold, "cases": cases}
+        atomic_write_text(json.dumps(report, indent=2) + "\n", self.run_dir / DIRECTION_FILE)
+
     def corrects(self, case_id: str) -> bool:
         """Whether this case's labels are corrected: a non-trusted case (flagged by the gate, when gated)."""
-        return case_id not in self.trusted_ids and (self.flagged is None or case_id in self.flagged)
+        if case_id in self.trusted_ids or (self.flagged is not None and case_id not in self.flagged):
+            return False
+        return self.directions is None or self.directions.get(case_id, NONE) != NONE
 
     def checkpoint_state(self) -> dict[str, Any]:
         state = super().checkpoint_state()
         state["teacher_gate"] = gate_to_state(self.flagged)
+        state["teacher_directions"] = self.directions
         return state
 
     def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
         super().load_checkpoint_state(payload)
         self.flagged = gate_from_state(payload.get("teacher_gate"))
+        self.directions = payload.get("teacher_directions")
 
     def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
         if self.teacher is None:
@@ -135,6 +172,10 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
             with torch.no_grad():
                 teacher_logits = self.teacher(batch["image"][index], heads=("seg",)).seg
             fixed = confident_correction(label[index], teacher_logits, self.labels.mode, self.options.confidence)
+            if self.directions is not None:  # each row keeps the edits of its case's direction only
+                fixed = torch.cat([one_direction(label[i : i + 1], fixed[k : k + 1], self.labels.mode,
+                                                 self.directions[batch["case_id"][i]])
+                                   for k, i in enumerate(rows)])  # fmt: skip
             corrected = (fixed != label[index]).any(dim=1).float().mean().item()
             label[index] = fixed
         return {**super().train_step({**batch, "label": label}, epoch), "corrected": corrected}

@@ -78,5 +78,12 @@ class LabelSpec:
             return label.astype(bool)
         return np.stack([label == c for c in range(1, len(self.names))])
 
+    def target_channels(self, label: np.ndarray) -> np.ndarray:
+        """(n_outputs, H, W, D) uint8, as the networks' targets are: one-hot class channels, or the regions."""
+        if self.mode == "regions":
+            return label.astype(np.uint8, copy=False)
+        classes = np.arange(self.n_outputs, dtype=label.dtype).reshape(-1, 1, 1, 1)
+        return (label[None] == classes).astype(np.uint8)
+
 
 BINARY = LabelSpec()

@@ -51,10 +51,7 @@ def _pad(array: np.ndarray, patch: tuple[int, int, int]) -> np.ndarray:
 
 def _target(label: np.ndarray, labels: LabelSpec) -> np.ndarray:
     """(n_outputs, H, W, D) uint8: one-hot class channels, or the region channels as they are."""
-    if labels.mode == "regions":
-        return label.astype(np.uint8, copy=False)
-    classes = np.arange(labels.n_outputs, dtype=label.dtype).reshape(-1, 1, 1, 1)
-    return (label[None] == classes).astype(np.uint8)  # (n_classes, H, W, D)
+    return labels.target_channels(label)
 
 
 def _check_case(case: Case, labels: LabelSpec) -> None:

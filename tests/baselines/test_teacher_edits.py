@@ -1,0 +1,92 @@
+"""direction=case of teacher-correction (teacher_edits.py): one-sided edits on systematically wrong cases only."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from scipy import ndimage
+
+from svldrl.baselines.teacher_edits import (
+    BACKGROUND,
+    FOREGROUND,
+    NONE,
+    case_directions,
+    edit_counts,
+    imbalance,
+    imbalance_threshold,
+    one_direction,
+)
+from svldrl.config import CPU, merge
+from svldrl.data import PHANTOM_LABELS, make_phantoms
+
+SMALL = {"data": {"patch_size": [32, 32, 32], "samples_per_volume": 1, "trusted_count": 3},
+         "model": {"channels": [8, 16]}, "num_threads": 1, "val_every": 0,
+         "optim": {"epochs": 60, "iters_per_epoch": 10, "batch_size": 2}}  # fmt: skip
+
+
+def classes(foreground: list[int]) -> torch.Tensor:
+    """(1, 2, 4, 1, 1) one-hot labels of four voxels."""
+    fg = torch.tensor(foreground, dtype=torch.float32)
+    return torch.stack([1 - fg, fg])[None, :, :, None, None]
+
+
+def test_one_direction_keeps_the_edits_of_that_direction_only():
+    label, fixed = classes([1, 1, 0, 0]), classes([0, 1, 1, 0])  # voxel 0 -> background, voxel 2 -> foreground
+    assert one_direction(label, fixed, "classes", BACKGROUND)[0, 1, :, 0, 0].tolist() == [0, 1, 0, 0]
+    assert one_direction(label, fixed, "classes", FOREGROUND)[0, 1, :, 0, 0].tolist() == [1, 1, 1, 0]
+    assert torch.equal(one_direction(label, fixed, "classes", NONE), label)
+    assert edit_counts(label, fixed, "classes") == (1, 1)
+    regions, fixed_regions = label[:, 1:], fixed[:, 1:]  # one region channel, same voxels
+    assert one_direction(regions, fixed_regions, "regions", BACKGROUND)[0, 0, :, 0, 0].tolist() == [0, 1, 0, 0]
+    assert one_direction(regions, fixed_regions, "regions", FOREGROUND)[0, 0, :, 0, 0].tolist() == [1, 1, 1, 0]
+    assert edit_counts(regions, fixed_regions, "regions") == (1, 1)
+
+
+def test_cases_more_one_sided_than_every_trusted_case_get_a_direction():
+    counts = {"t1": (30, 10), "t2": (10, 20),  # trusted: imbalance log10(31/11) = 0.45 and -0.29
+              "wide": (900, 5), "tight": (4, 700), "mild": (40, 20), "clean": (12, 14)}
+    threshold = imbalance_threshold(counts, {"t1", "t2"}, "auto")
+    assert threshold == pytest.approx(imbalance(30, 10)) == pytest.approx(math.log10(31 / 11))
+    directions = case_directions(counts, {"t1", "t2"}, threshold)
+    assert directions == {"wide": BACKGROUND, "tight": FOREGROUND, "mild": NONE, "clean": NONE}  # no trusted key
+    assert case_directions(counts, {"t1", "t2"}, 0.2)["mild"] == BACKGROUND  # log10(41/21) = 0.29
+    assert imbalance_threshold(counts, set(), "0.2") == 0.2
+    with pytest.raises(ValueError, match="trusted"):
+        imbalance_threshold(counts, set(), "auto")
+
+
+def dilated(case, voxels: int):
+    """The case with its label grown by ``voxels`` (systematic over-segmentation, as SFDA's)."""
+    return case.with_label(ndimage.binary_dilation(case.label > 0, iterations=voxels).astype(case.label.dtype))
+
+
+@pytest.mark.slow
+def test_direction_case_removes_planted_over_segmentation_and_leaves_clean_labels(tmp_path: Path):
+    from svldrl.baselines import TeacherCorrectionTrainer
+    from svldrl.baselines.teacher_correction import DIRECTION_FILE
+
+    cases = make_phantoms(7, 32, seed=1)
+    train = [cases[6], *cases[:4], dilated(cases[4], 3), dilated(cases[5], 3)]
+    cfg = merge(CPU, {**SMALL, "method": "teacher-correction",
+                      "method_options": {"filter_at": 0.5, "direction": "case"}})  # fmt: skip
+    trusted = [c.case_id for c in (cases[6], *cases[:2])]
+
+    def make() -> TeacherCorrectionTrainer:
+        return TeacherCorrectionTrainer(cfg, train, [], PHANTOM_LABELS, tmp_path, progress=False, trusted_ids=trusted)
+
+    first = make()
+    first.fit(stop_after=32)
+    report = json.loads((tmp_path / DIRECTION_FILE).read_text())
+    assert first.directions == {c: r["direction"] for c, r in report["cases"].items() if c not in trusted}
+    assert first.directions[cases[4].case_id] == first.directions[cases[5].case_id] == BACKGROUND
+    assert BACKGROUND not in (first.directions[cases[2].case_id], first.directions[cases[3].case_id])
+    assert not first.corrects(cases[0].case_id)  # trusted: never
+    for clean in cases[2:4]:
+        assert first.corrects(clean.case_id) == (first.directions[clean.case_id] != NONE)
+    second = make()
+    second.fit(resume=True)
+    assert second.directions == first.directions
