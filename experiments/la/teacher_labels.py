@@ -11,7 +11,9 @@ correction its reward pays for; what the agents actually learned is ``label_agen
 The report also gives the Dice of the same correction kept to one direction (only labels set to
 background, only labels set to foreground): how much of the teacher's gain, and of its damage, comes
 from each kind of edit; and kept, per case, to the direction with more edits in that case (a
-case's label noise is one-sided when it is systematic, a teacher's own errors go both ways).
+case's label noise is one-sided when it is systematic, a teacher's own errors go both ways). For a
+run with ``direction=case`` it adds the labels as that run trained on them: each case corrected in
+the direction its ``teacher_directions.json`` records, or not at all.
 
     python experiments/la/teacher_labels.py ../shared/data/la2018 runs/la2018/teacher-correction__sfda-0.5__seed0
 """
@@ -47,6 +49,8 @@ def teacher_of(run: Path) -> tuple[torch.nn.Module, object, float]:
 
 def run_report(run: Path, data: Path) -> dict[str, dict[str, float]]:
     teacher, cfg, confidence = teacher_of(run)
+    directions_file = run / "teacher_directions.json"
+    directions = json.loads(directions_file.read_text())["cases"] if directions_file.is_file() else None
     rows: dict[str, list[dict[str, float]]] = {"corrupted": [], "untouched": [], "trusted": []}
     for case in training_case_labels(run, load_dataset(data), cfg.data):
         clean, label = case.clean, case.noisy
@@ -58,11 +62,18 @@ def run_report(run: Path, data: Path) -> dict[str, dict[str, float]]:
         background_only, foreground_only = label & fixed, label | fixed
         to_background, to_foreground = int((label & ~fixed).sum()), int((~label & fixed).sum())
         dominant = background_only if to_background >= to_foreground else foreground_only
+        as_trained = {}
+        if directions is not None:
+            chosen = directions[case.case_id]["direction"]
+            trained = {"background": background_only, "foreground": foreground_only}.get(chosen, label)
+            corrected_case = float(chosen in ("background", "foreground"))
+            as_trained = {"dice_as_trained": dice(trained, clean), "corrected_as_trained": corrected_case}
         rows[case.group].append({"dice_noisy": dice(label, clean), "dice_corrected": dice(fixed, clean),
                                  "dice_background_only": dice(background_only, clean),
                                  "dice_foreground_only": dice(foreground_only, clean),
                                  "dice_dominant_direction": dice(dominant, clean),
                                  "dominant_is_background": float(to_background >= to_foreground),
+                                 **as_trained,
                             "changed": float((fixed != label).mean()),
                             "changes_toward_clean": float((fixed == clean)[fixed != label].mean())
                             if (fixed != label).any() else float("nan")})  # fmt: skip
@@ -86,7 +97,10 @@ def main() -> None:
                   f"edits to background {100 * q['dice_background_only']:.1f}, only those to foreground "
                   f"{100 * q['dice_foreground_only']:.1f}, only the case's more frequent direction "
                   f"{100 * q['dice_dominant_direction']:.1f} (background in {100 * q['dominant_is_background']:.0f} % "
-                  "of the cases)")
+                  "of the cases)"
+                  + (f"; as trained (direction=case): {100 * q['dice_as_trained']:.1f}, "
+                     f"{100 * q['corrected_as_trained']:.0f} % of the cases corrected"
+                     if "dice_as_trained" in q else ""))
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2) + "\n")
 
