@@ -90,3 +90,19 @@ def test_direction_case_removes_planted_over_segmentation_and_leaves_clean_label
     second = make()
     second.fit(resume=True)
     assert second.directions == first.directions
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-0.1", "wide"])
+def test_an_imbalance_that_is_not_a_finite_number_is_refused(value):
+    from svldrl.baselines import TeacherCorrectionTrainer
+
+    cfg = merge(CPU, {**SMALL, "method": "teacher-correction",
+                      "method_options": {"direction": "case", "imbalance": value}})  # fmt: skip
+    with pytest.raises(ValueError, match="imbalance"):
+        TeacherCorrectionTrainer.check_config(cfg)
+
+
+def test_edit_counts_are_to_background_then_to_foreground():
+    label, fixed = classes([1, 1, 1, 0]), classes([0, 0, 1, 1])  # two voxels -> background, one -> foreground
+    assert edit_counts(label, fixed, "classes") == (2, 1)
+    assert edit_counts(label[:, 1:], fixed[:, 1:], "regions") == (2, 1)

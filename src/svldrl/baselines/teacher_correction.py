@@ -112,7 +112,7 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
                 value = float(options.imbalance)
             except ValueError:
                 value = -1.0
-            if value < 0:
+            if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"method_options.imbalance must be 'auto' or a number >= 0, got {options.imbalance!r}")
         if not 0.5 <= options.confidence < 1.0:
             raise ValueError(f"method_options.confidence must be in [0.5, 1), got {options.confidence}")
@@ -136,6 +136,8 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
         counts = case_edit_counts(self, self.teacher, self.options.confidence)
         threshold = imbalance_threshold(counts, self.trusted_ids, self.options.imbalance)
         self.directions = case_directions(counts, self.trusted_ids, threshold)
+        if self.flagged is not None:  # gate=case as well: a case the gate leaves out is never corrected
+            self.directions = {c: d if c in self.flagged else NONE for c, d in self.directions.items()}
         corrupted = set(self.noise_manifest.corrupted_ids) if self.noise_manifest is not None else None
         cases = {case_id: {"to_background": b, "to_foreground": f, "imbalance": round(imbalance(b, f), 4),
                            "direction": self.directions.get(case_id, "trusted"),
