@@ -26,7 +26,7 @@ than its edits of any trusted case (``imbalance=auto``); the others keep their l
 (``teacher_directions.json`` records each case's counts and direction). Why: case-level label noise
 is systematic (SFDA over-segments: 90-93 % of its wrong voxels are false positives), while the
 teacher's own errors on a clean label go both ways; applied both ways the teacher rewrote the clean
-LA labels (Dice to clean 100 -> 78-87) as much as it fixed the corrupted ones
+LA labels (Dice to clean 100 -> 87 and 78, seeds 0 and 1) as much as it fixed the corrupted ones
 (``baselines/teacher_edits.py``, docs/results.md "Session 11").
 
 With ``teacher_run`` the teacher is a finished run's network (usually ``trusted-only`` of the same
