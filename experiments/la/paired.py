@@ -19,7 +19,8 @@ its 95 % t interval and an exact Wilcoxon test over the seeds (one number per se
         baseline__mt-0.5__seed0__threads2 --exact      # two replicates of one run: the null
 
 The source is a runs folder (each run's metrics.json) or the ``cases.csv`` that ``svldrl compare``
-writes next to its tables, which is committed and so outlives the run folders.
+writes next to its tables, which is committed and so outlives the run folders. ``--metric hd95``
+(or ``iou``, ``asd``) compares that score instead of Dice (HD95 and ASD in mm: lower is better).
 """
 
 from __future__ import annotations
@@ -33,23 +34,27 @@ import numpy as np
 from scipy.stats import t as student_t
 from scipy.stats import wilcoxon
 
+METRICS = {"dice": ("Dice points", 100.0), "iou": ("IoU points", 100.0), "hd95": ("mm of HD95", 1.0),
+           "asd": ("mm of ASD", 1.0)}
+"""Each score: how a difference is named, and the factor from stored values to those units."""
 
-def per_case_dice(run_dir: Path) -> dict[str, float]:
-    """Case id -> mean Dice over the foreground classes, from the run's metrics.json."""
+
+def per_case_dice(run_dir: Path, metric: str = "dice") -> dict[str, float]:
+    """Case id -> mean Dice (or ``metric``) over the foreground classes, from the run's metrics.json."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {case: float(values["mean"]["dice"]) for case, values in metrics["per_case"].items()}
+    return {case: float(values["mean"][metric]) for case, values in metrics["per_case"].items()}
 
 
-def load_runs(source: Path) -> dict[str, dict[str, float]]:
-    """Run name -> (case id -> mean Dice), from a runs folder or from a compare ``cases.csv``."""
+def load_runs(source: Path, metric: str = "dice") -> dict[str, dict[str, float]]:
+    """Run name -> (case id -> mean Dice or ``metric``), from a runs folder or from a compare ``cases.csv``."""
     if source.is_file():
         runs: dict[str, dict[str, float]] = {}
         with source.open(newline="") as fh:
             for row in csv.DictReader(fh):
                 if row["class"] == "mean":
-                    runs.setdefault(row["run"], {})[row["case_id"]] = float(row["dice"])
+                    runs.setdefault(row["run"], {})[row["case_id"]] = float(row[metric])
         return runs
-    return {m.parent.name: per_case_dice(m.parent) for m in sorted(source.glob("*/metrics.json"))}
+    return {m.parent.name: per_case_dice(m.parent, metric) for m in sorted(source.glob("*/metrics.json"))}
 
 
 def run_pairs(
@@ -69,15 +74,16 @@ def run_pairs(
 
 
 def paired(
-    runs: dict[str, dict[str, float]], a: str, b: str, noise: str | None, noise_b: str | None = None
+    runs: dict[str, dict[str, float]], a: str, b: str, noise: str | None, noise_b: str | None = None,
+    scale: float = 100.0,
 ) -> dict[str, float]:
-    """Differences b - a in Dice points over every seed both runs finished."""
+    """Differences b - a (times ``scale``: Dice points by default) over every seed both runs finished."""
     diffs, per_seed = [], []
     for name_a, name_b in run_pairs(runs, a, b, noise, noise_b):
         da, db = runs[name_a], runs[name_b]
         if sorted(da) != sorted(db):
             raise SystemExit(f"{name_a} and {name_b} were scored on different cases")
-        d = [100 * (db[c] - da[c]) for c in sorted(da)]
+        d = [scale * (db[c] - da[c]) for c in sorted(da)]
         diffs += d
         per_seed.append(float(np.mean(d)))
     if not diffs:
@@ -123,12 +129,15 @@ def main() -> None:
     parser.add_argument("--noise", default="mt-0.5", help="noise part of the run names: clean, mt-0.5, sfda-0.5, ...")
     parser.add_argument("--noise-b", help="b's noise part if not --noise's (e.g. clean baseline vs mt-0.5 runs)")
     parser.add_argument("--exact", action="store_true", help="a and b are whole run names (two replicates, say)")
+    parser.add_argument("--metric", choices=sorted(METRICS), default="dice", help="the score compared (default dice)")
     args = parser.parse_args()
-    r = paired(load_runs(args.source), args.a, args.b, None if args.exact else args.noise, args.noise_b)
+    unit, scale = METRICS[args.metric]
+    r = paired(load_runs(args.source, args.metric), args.a, args.b, None if args.exact else args.noise, args.noise_b,
+               scale)
     seeds = ", ".join(f"{d:+.2f}" for d in r["per_seed"])
     what = "exact" if args.exact else (f"{args.noise} vs {args.noise_b}" if args.noise_b else args.noise)
     print(
-        f"{args.b} - {args.a} ({what}): {r['mean_diff']:+.2f} Dice points over {r['pairs']} (seed, case) pairs "
+        f"{args.b} - {args.a} ({what}): {r['mean_diff']:+.2f} {unit} over {r['pairs']} (seed, case) pairs "
         f"[per seed: {seeds}]; {args.b} higher on {r['b_better']}/{r['pairs']}; "
         f"case-level Wilcoxon p = {r['p_wilcoxon']:.2g} (ignores run-to-run variation)"
     )
