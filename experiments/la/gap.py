@@ -26,15 +26,15 @@ import numpy as np
 from scipy.stats import t as student_t
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired import load_runs  # noqa: E402
+from paired import load_sources  # noqa: E402
 
 RUN = re.compile(r"^(?P<method>.+)__(?P<noise>[^_]+(?:-[0-9.]+)?)__seed(?P<seed>\d+)$")
 
 
-def run_means(source: Path) -> dict[tuple[str, str], dict[int, float]]:
+def run_means(sources: list[Path]) -> dict[tuple[str, str], dict[int, float]]:
     """(method slug, noise part) -> seed -> mean Dice over the run's held-out cases, in points."""
     out: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-    for name, cases in load_runs(source).items():
+    for name, cases in load_sources(sources).items():
         match = RUN.match(name)
         if match:
             out[(match["method"], match["noise"])][int(match["seed"])] = 100.0 * float(np.mean(list(cases.values())))
@@ -64,10 +64,12 @@ def gap_share(method: np.ndarray, noisy: np.ndarray, clean: np.ndarray, draws: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="a compare cases.csv, or a runs folder (runs/la2018)")
+    parser.add_argument("--also", type=Path, action="append", default=[], metavar="SOURCE",
+                        help="another cases.csv or runs folder whose runs join the first's (repeatable)")
     parser.add_argument("--noise", default="mt-0.5", help="noise part of the run names, e.g. mt-0.5, sfda-0.5")
     parser.add_argument("--baseline", default="baseline", help="run-name prefix of the reference method")
     args = parser.parse_args()
-    means = run_means(args.source)
+    means = run_means([args.source, *args.also])
     clean, noisy = means.get((args.baseline, "clean"), {}), means.get((args.baseline, args.noise), {})
     if not clean or not noisy:
         raise SystemExit(f"need {args.baseline}__clean and {args.baseline}__{args.noise} runs in {args.source}")

@@ -15,6 +15,8 @@ its 95 % t interval and an exact Wilcoxon test over the seeds (one number per se
 
     python experiments/la/paired.py runs/la2018 baseline svl-drl --noise mt-0.5
     python experiments/la/paired.py docs/results/la-table1/cases.csv baseline clcs --noise mt-0.5
+    python experiments/la/paired.py docs/results/la-reference/cases.csv trusted-only-6 teacher-correction-... \
+        --noise sfda-0.5 --also docs/results/la-teacher-direction-long/cases.csv   # rows of several grids
     python experiments/la/paired.py runs/replicates baseline__mt-0.5__seed0__threads1 \
         baseline__mt-0.5__seed0__threads2 --exact      # two replicates of one run: the null
 
@@ -55,6 +57,26 @@ def load_runs(source: Path, metric: str = "dice") -> dict[str, dict[str, float]]
                     runs.setdefault(row["run"], {})[row["case_id"]] = float(row[metric])
         return runs
     return {m.parent.name: per_case_dice(m.parent, metric) for m in sorted(source.glob("*/metrics.json"))}
+
+
+def load_sources(sources: list[Path], metric: str = "dice") -> dict[str, dict[str, float]]:
+    """The runs of several sources together (``--also``), refusing a run two sources score differently.
+
+    Why: a row grown over sessions has its seeds in several grids' ``cases.csv`` (seeds 0-4 in one
+    file, 5-9 in another), and the reference rows in a third. A run name that two sources share must
+    carry the same per-case scores (a grid's reference rows copied beside its own); if they differ,
+    the two are different runs under one name, and pairing either would be a silent choice.
+    """
+    runs: dict[str, dict[str, float]] = {}
+    origin: dict[str, Path] = {}
+    for source in sources:
+        if not source.exists():
+            raise SystemExit(f"{source}: no such runs folder or cases.csv")
+        for name, cases in load_runs(source, metric).items():
+            if name in runs and runs[name] != cases:
+                raise SystemExit(f"{name}: scored differently in {origin[name]} and {source}; pass only one of them")
+            runs[name], origin[name] = cases, origin.get(name, source)
+    return runs
 
 
 def run_pairs(
@@ -124,6 +146,8 @@ def run_level(per_seed: list[float]) -> dict[str, float] | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="runs folder (runs/la2018) or a compare cases.csv")
+    parser.add_argument("--also", type=Path, action="append", default=[], metavar="SOURCE",
+                        help="another runs folder or cases.csv whose runs join the first's (repeatable)")
     parser.add_argument("a", help="run-name prefix of the reference method, e.g. baseline")
     parser.add_argument("b", help="run-name prefix of the compared method, e.g. svl-drl")
     parser.add_argument("--noise", default="mt-0.5", help="noise part of the run names: clean, mt-0.5, sfda-0.5, ...")
@@ -132,8 +156,8 @@ def main() -> None:
     parser.add_argument("--metric", choices=sorted(METRICS), default="dice", help="the score compared (default dice)")
     args = parser.parse_args()
     unit, scale = METRICS[args.metric]
-    r = paired(load_runs(args.source, args.metric), args.a, args.b, None if args.exact else args.noise, args.noise_b,
-               scale)
+    scores = load_sources([args.source, *args.also], args.metric)
+    r = paired(scores, args.a, args.b, None if args.exact else args.noise, args.noise_b, scale)
     seeds = ", ".join(f"{d:+.2f}" for d in r["per_seed"])
     what = "exact" if args.exact else (f"{args.noise} vs {args.noise_b}" if args.noise_b else args.noise)
     print(

@@ -80,3 +80,31 @@ def test_gap_share_of_a_method_halfway_between_the_reference_rows(tmp_path):
     assert "+0.50 (+0.50 to +0.50)" in method
     noisy = next(line for line in out.splitlines() if line.startswith("| baseline (mt-0.5)"))
     assert "+0.00 (+0.00 to +0.00)" in noisy.split("|")[-2]
+
+
+def _write_cases(path: Path, runs: dict[str, dict[str, float]]) -> Path:
+    import csv
+
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["run", "case_id", "class", "dice"])
+        writer.writeheader()
+        for run, cases in runs.items():
+            writer.writerows({"run": run, "case_id": c, "class": "mean", "dice": v} for c, v in cases.items())
+    return path
+
+
+def test_sources_join_and_a_run_scored_twice_must_agree(paired_module, tmp_path):
+    """--also: a row whose seeds sit in two grids' cases.csv pairs over all of them; a clash refuses."""
+    runs = _runs([1.0, 2.0, 3.0, 4.0])
+    first = {k: v for k, v in runs.items() if k.startswith("baseline") or k.endswith(("seed0", "seed1"))}
+    second = {k: v for k, v in runs.items() if k.endswith(("seed2", "seed3"))}  # shares the baseline of seeds 2-3
+    a, b = _write_cases(tmp_path / "a.csv", first), _write_cases(tmp_path / "b.csv", second)
+    joined = paired_module.load_sources([a, b])
+    assert paired_module.paired(joined, "baseline", "method", "mt-0.5")["per_seed"] == pytest.approx([1, 2, 3, 4])
+    assert len(paired_module.paired(paired_module.load_sources([a]), "baseline", "method", "mt-0.5")["per_seed"]) == 2
+    clash = dict(second)
+    clash["baseline__mt-0.5__seed2"] = {c: v + 0.01 for c, v in clash["baseline__mt-0.5__seed2"].items()}
+    with pytest.raises(SystemExit, match="baseline__mt-0.5__seed2: scored differently"):
+        paired_module.load_sources([a, _write_cases(tmp_path / "c.csv", clash)])
+    with pytest.raises(SystemExit, match="no such runs folder"):
+        paired_module.load_sources([a, tmp_path / "missing.csv"])
