@@ -240,6 +240,25 @@ def test_compare_list_and_index_train_one_run_at_a_time(phantoms: Path, tmp_path
     assert "MT-Noise 50%" in (tmp_path / "results" / "table.md").read_text()
 
 
+def test_compare_noise_only_makes_the_labels_the_runs_then_read(phantoms: Path, tmp_path: Path) -> None:
+    """--noise-only before a job array: one noise folder per noise setting, no run; each run reads its own."""
+    exp = tiny_experiment(tmp_path, phantoms, "[baseline, co-teaching]", "[0, 1]")
+    made = [line.split("\t") for line in invoke("compare", exp, "--noise-only").splitlines()]
+    assert [state for state, _ in made] == ["made", "made"]  # seeds 0 and 1 of MT 50 %; both methods share them
+    assert sorted(Path(folder).name.split("-")[2] for _, folder in made) == ["seed0", "seed1"]
+    assert not list((tmp_path / "runs").rglob("metrics.json"))
+    again = [line.split("\t") for line in invoke("compare", exp, "--noise-only").splitlines()]
+    assert again == [["exists", folder] for _, folder in made]
+    rows = [line.split("\t") for line in invoke("compare", exp, "--list").splitlines()]
+    index = next(r[0] for r in rows if r[3].endswith("co-teaching-oracle__mt-0.5__seed1"))
+    assert invoke("compare", exp, "--noise-only", "--index", index).split("\t")[0] == "exists"  # that run's alone
+    assert invoke("compare", exp, "--noise-only", "--index", "0") == ""  # a clean run needs no noise
+    invoke("compare", exp, "-q", "--index", index)
+    used = json.loads((Path(rows[int(index)][3]) / "noisy_labels.json").read_text())["path"]
+    seed1 = next(Path(f).resolve() for _, f in made if "-seed1-" in f)
+    assert Path(used).parent.resolve() == seed1  # the run read the labels made before it, not labels of its own
+
+
 def test_the_sbatch_array_script_trains_its_task(phantoms: Path, tmp_path: Path) -> None:
     """docs/cluster/svldrl-array.sbatch as a SLURM array task runs it (bash, task id in the environment)."""
     venv = Path(sys.prefix)

@@ -138,13 +138,23 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
         self.directions = case_directions(counts, self.trusted_ids, threshold)
         if self.flagged is not None:  # gate=case as well: a case the gate leaves out is never corrected
             self.directions = {c: d if c in self.flagged else NONE for c, d in self.directions.items()}
-        corrupted = set(self.noise_manifest.corrupted_ids) if self.noise_manifest is not None else None
         cases = {case_id: {"to_background": b, "to_foreground": f, "imbalance": round(imbalance(b, f), 4),
-                           "direction": self.directions.get(case_id, "trusted"),
-                           **({"corrupted": case_id in corrupted} if corrupted is not None else {})}
+                           "direction": self.directions.get(case_id, "trusted"), **self.noise_diagnostics(case_id)}
                  for case_id, (b, f) in sorted(counts.items())}  # fmt: skip
         report = {"imbalance": self.options.imbalance, "threshold": threshold, "cases": cases}
         atomic_write_text(json.dumps(report, indent=2) + "\n", self.run_dir / DIRECTION_FILE)
+
+    def noise_diagnostics(self, case_id: str) -> dict[str, Any]:
+        """What the noise did to a case (corrupted; MT's dilation or erosion), for the report only.
+
+        Read after the directions are chosen and never by them: it lets ``direction_report.py``
+        count whether a corrupted case was corrected in the direction its noise calls for.
+        """
+        if self.noise_manifest is None:
+            return {}
+        corrupted = case_id in set(self.noise_manifest.corrupted_ids)
+        operation = self.noise_manifest.case(case_id).operation if corrupted else None
+        return {"corrupted": corrupted, **({"operation": operation} if operation else {})}
 
     def corrects(self, case_id: str) -> bool:
         """Whether this case's labels are corrected: a non-trusted case (flagged by the gate, when gated)."""

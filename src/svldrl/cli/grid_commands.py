@@ -38,6 +38,14 @@ def compare(
             "$SLURM_ARRAY_TASK_ID in a job array; write no tables (then --tables-only).",
         ),
     ] = None,
+    noise_only: Annotated[
+        bool,
+        typer.Option(
+            "--noise-only",
+            help="Make the frozen noisy labels every noisy run needs (SFDA: its source models), train nothing: "
+            "before a job array, so that no job makes or waits for another's noise. With --index: that run's only.",
+        ),
+    ] = False,
     runs_root: Annotated[
         Path | None,
         typer.Option(
@@ -70,22 +78,24 @@ def compare(
         clean_baseline: true
 
     On a cluster, a job array trains one run per job (docs/cluster.md): `--list` numbers the runs,
-    `--index $SLURM_ARRAY_TASK_ID` trains one, and `--tables-only` writes the tables at the end.
+    `--index $SLURM_ARRAY_TASK_ID` trains one, and `--tables-only` writes the tables at the end;
+    `--noise-only` makes the grid's noisy labels once, before the array.
 
     Example: `svldrl compare experiments/phantoms/mt50.yaml`
     Example: `SVLDRL_RUNS=/scratch/runs svldrl compare experiments/la/table1.yaml --jobs 2`
     Example: `svldrl compare experiments/la/reference.yaml --list`
     """
-    from svldrl.experiments.compare import grid_states, run_experiment, train_index
+    from svldrl.experiments.compare import grid_states, prepare_noise, run_experiment, train_index
 
     require_exists(experiment)
     chosen = [
         name
         for name, given in (
             ("--list", list_runs),
-            ("--index", index is not None),
+            ("--index", index is not None and not noise_only),
             ("--tables-only", tables_only),
             ("--jobs", jobs > 1),
+            ("--noise-only", noise_only),
         )
         if given
     ]
@@ -95,6 +105,10 @@ def compare(
     if list_runs:
         for i, state, run, run_dir in grid_states(experiment, runs_root):
             typer.echo(f"{i}\t{state}\t{run.variant.label} | {run.group} | seed {run.seed}\t{run_dir}")
+        return
+    if noise_only:
+        for cache, made in prepare_noise(experiment, runs_root, index):
+            typer.echo(f"{'made' if made else 'exists'}\t{cache}")
         return
     if index is not None:
         train_index(experiment, index, progress=not quiet, runs_root=runs_root)

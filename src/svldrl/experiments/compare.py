@@ -144,6 +144,41 @@ def train_index(path: Path, index: int, *, progress: bool = True, runs_root: Pat
     return run_dir
 
 
+def prepare_noise(path: Path, runs_root: Path | None = None, index: int | None = None) -> list[tuple[Path, bool]]:
+    """Make the frozen noisy labels of every noisy run of the grid (or of run ``index``), training nothing.
+
+    Returns (noise folder, made now) per distinct noise setting.
+
+    Why: on a cluster every job of an array would otherwise make (or wait, under the cache's file
+    lock, for another job to make) its noise first, and SFDA noise trains a source model. Made once
+    before the array, each job reads them. The labels are those ``train`` makes for the same run
+    (same split, same listed trusted cases kept clean, same cache key), so the runs find them.
+    """
+    from svldrl.data import load_dataset
+    from svldrl.experiments.noisy_labels import noise_key, training_labels
+    from svldrl.experiments.pipeline import check_run_config, make_split
+    from svldrl.experiments.trusted import listed_trusted_ids
+    from svldrl.noise.manifest import MANIFEST_NAME
+
+    exp = load_experiment(path, runs_root)
+    dataset = load_dataset(exp.data)
+    cache_root = exp.runs_root / dataset.name / "_noise"
+    runs = grid(exp)
+    if index is not None and not 0 <= index < len(runs):
+        raise ValueError(f"{exp.source}: --index {index} is outside the grid's runs 0..{len(runs) - 1}")
+    done: dict[Path, bool] = {}
+    for run in runs if index is None else [runs[index]]:
+        if run.cfg.noise.kind == "none":
+            continue
+        check_run_config(run.cfg)
+        split, protected = make_split(dataset, run.cfg), listed_trusted_ids(run.cfg)
+        cache = cache_root / noise_key(run.cfg, split, protected)
+        if cache not in done:
+            done[cache] = not (cache / MANIFEST_NAME).exists()
+            training_labels(dataset, split.train, run.cfg, split, cache_root, protected)
+    return list(done.items())
+
+
 def _train_in_workers(path: Path, jobs: int, runs_root: Path | None = None) -> None:
     """``jobs`` processes each running ``train_pending``; the first error is raised once all have stopped."""
     import multiprocessing
