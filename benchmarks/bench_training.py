@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--backbone", default="unet", choices=["unet", "swin-unetr"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[48, 64])
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 3, 5])
-    parser.add_argument("--estimators", nargs="+", default=["full", "sampled"], choices=["full", "sampled"])
+    parser.add_argument("--estimators", nargs="+", default=["full", "sampled"], choices=["full", "sampled", "single"])
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--floor", action="store_true", help="also time the no-gradient episode alone (the floor)")

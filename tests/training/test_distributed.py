@@ -93,7 +93,7 @@ def test_a_rank_other_than_0_leaves_the_run_folder_alone(tmp_path: Path, tiny_co
     assert not (tmp_path / "log.csv").exists() and not (tmp_path / "checkpoints").exists()
 
 
-@pytest.mark.parametrize("estimator", ["full", "sampled"])
+@pytest.mark.parametrize("estimator", ["full", "sampled", "single"])
 def test_the_replay_computes_what_the_interleaved_rollout_computes(tmp_path: Path, estimator: str):
     """SVL-DRL under DDP acts without gradient and replays the planned states in one pass: same outputs."""
     cfg = merge(CPU, {"method": "svl-drl", "data": {"patch_size": [32, 32, 32]}, "model": {"channels": [4, 8]},

@@ -11,7 +11,7 @@ from monai.losses import DiceLoss
 
 from svldrl.config import StageConfig
 from svldrl.rl import anatomical_penalty, apply_actions, sample_actions, soft_dice
-from svldrl.training import Stage, gradient_plan, sampled_plan, stage_loss
+from svldrl.training import Stage, gradient_plan, sampled_plan, single_plan, stage_loss
 
 # 10 epochs with the default fractions: Warmup 0-4, Transition 5-6, Full RL 7-9.
 EPOCH = {Stage.WARMUP: 0, Stage.TRANSITION: 5, Stage.FULL_RL: 7}
@@ -88,6 +88,52 @@ def test_sampled_plan_is_unbiased_for_the_full_plan(k, seg_states):
             expected_rl[t] += w / k
     assert expected_seg == pytest.approx({t: full.seg_weights.get(t, 0.0) for t in expected_seg})
     assert expected_rl == pytest.approx(full.rl_weights)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_single_plan_is_unbiased_for_the_full_plan_with_one_state(k):
+    full = gradient_plan(k, "full", "all", torch.Generator())
+    expected_seg = {t: 0.0 for t in range(k + 1)}
+    expected_rl = {t: 0.0 for t in range(k)}
+    for n in range(k + 1):  # the draw is uniform on 0..K
+        plan = single_plan(k, n)
+        assert plan.grad_states == {n}  # the point of the estimator: one state, one backward pass
+        for t, w in plan.seg_weights.items():
+            expected_seg[t] += w / (k + 1)
+        for t, w in plan.rl_weights.items():
+            expected_rl[t] += w / (k + 1)
+    assert expected_seg == pytest.approx(full.seg_weights)
+    assert expected_rl == pytest.approx(full.rl_weights)
+    draws = {next(iter(gradient_plan(k, "single", "all", torch.Generator().manual_seed(s)).seg_weights))
+             for s in range(60)}  # fmt: skip
+    assert draws == set(range(k + 1))
+
+
+@pytest.mark.parametrize("n, trains_rl", [(0, True), (3, False)])
+def test_single_estimator_step(tiny_config, phantoms16, make_trainer, tmp_path, monkeypatch, n, trains_rl):
+    """A draw of s(0..K-1) trains every decoder; a draw of s(K) only the segmentation path, and logs no RL loss."""
+    import svldrl.training.svldrl as svldrl_module
+
+    cfg = tiny_config({"rl": {"episode_length": 3}, "stages": {"alpha": 0.3, "beta": 0.1},
+                       "method_options": {"gradient_estimator": "single"}})  # fmt: skip
+    monkeypatch.setattr(svldrl_module, "gradient_plan", lambda k, *args: single_plan(k, n))
+    trainer = make_trainer(cfg, phantoms16, tmp_path)
+    s = trainer.train_step(batch_of(trainer), EPOCH[Stage.FULL_RL])
+    assert has_grad(trainer.net.seg_parameters())
+    for params in (trainer.net.value_parameters(), trainer.net.policy_parameters()):
+        assert has_grad(params) if trains_rl else no_grad(params)
+    if trains_rl:
+        assert s["loss"] == pytest.approx(0.6 * s["loss_dice"] + 0.3 * s["loss_value"] + 0.1 * s["loss_policy"],
+                                          rel=1e-5, abs=1e-8)  # fmt: skip
+    else:
+        assert s["loss"] == pytest.approx(0.6 * s["loss_dice"], rel=1e-6)
+        assert all(s[key] != s[key] for key in ("loss_value", "loss_policy", "value_mean", "advantage_std"))  # NaN
+
+
+def test_single_estimator_needs_the_dice_loss_on_every_state(tiny_config, phantoms16, make_trainer, tmp_path):
+    cfg = tiny_config({"rl": {"seg_loss_states": "last"}, "method_options": {"gradient_estimator": "single"}})
+    with pytest.raises(ValueError, match="single needs rl.seg_loss_states=all"):
+        make_trainer(cfg, phantoms16, tmp_path)
 
 
 def test_full_plan_weights():

@@ -14,6 +14,7 @@ from svldrl.training.svldrl import (
     episode_rewards,
     gradient_plan,
     sampled_plan,
+    single_plan,
     stage_loss,
 )
 from svldrl.training.trainer import Trainer, build_seg_loss
@@ -36,6 +37,7 @@ __all__ = [
     "read_log",
     "resolve_device",
     "sampled_plan",
+    "single_plan",
     "seed_everything",
     "stage_loss",
 ]

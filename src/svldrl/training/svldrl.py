@@ -16,6 +16,12 @@ Two gradient estimators of the same loss (``method_options["gradient_estimator"]
   s(n) and so costs no extra pass. Both are unbiased estimates of the full-form losses (with
   ``seg_loss_states="last"``: Dice on s(K), step m ~ U{0..K-1}). Fewer backward passes, same
   expected gradient, more variance; see benchmarks/bench_training.py for the cost.
+- ``"single"`` (issue 17): one state carries all the gradient: n ~ U{0..K}, Dice loss
+  ``L(s(n))`` and, when n < K, the value/policy losses of the step from s(n) weighted (K+1)/K.
+  Also unbiased for the full form (each Dice state has weight 1/(K+1) in expectation, each step
+  1/K), with one backward pass a step: its cost is the gradient-free episode plus one baseline
+  backward, the least any estimator of this loss can cost, at the price of more variance (the
+  image s(0) itself carries the Dice loss only one step in K+1). Needs ``seg_loss_states="all"``.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from svldrl.training.methods import METHODS
 from svldrl.training.stages import Stage, StageSchedule
 from svldrl.training.trainer import Trainer
 
-GRADIENT_ESTIMATORS = ("full", "sampled")
+GRADIENT_ESTIMATORS = ("full", "sampled", "single")
 METHOD_OPTIONS = {"gradient_estimator": "full"}
 """Options of this method in ``cfg.method_options`` and their defaults."""
 
@@ -92,6 +98,8 @@ def gradient_plan(k: int, estimator: str, seg_loss_states: str, generator: torch
     if estimator == "full":
         seg = {t: 1.0 / (k + 1) for t in range(k + 1)} if seg_loss_states == "all" else {k: 1.0}
         return GradientPlan(seg, {t: 1.0 / k for t in range(k)})
+    if estimator == "single":
+        return single_plan(k, int(torch.randint(0, k + 1, (1,), generator=generator, device=generator.device)))
     draw = int(torch.randint(0, k, (1,), generator=generator, device=generator.device))
     return sampled_plan(k, draw, seg_loss_states)
 
@@ -107,6 +115,16 @@ def sampled_plan(k: int, draw: int, seg_loss_states: str) -> GradientPlan:
         n = draw + 1
         return GradientPlan({0: 1.0 / (k + 1), n: k / (k + 1)}, {n % k: 1.0})
     return GradientPlan({k: 1.0}, {draw: 1.0})
+
+
+def single_plan(k: int, n: int) -> GradientPlan:
+    """The "single" estimator's plan for a uniform ``n`` in 0..K: every loss term at the one state s(n).
+
+    Dice on s(n) with weight 1 (1/(K+1) in expectation, as the full form's mean over K+1 states);
+    value/policy on the step from s(n) with weight (K+1)/K when n < K (1/K in expectation), none
+    when n = K, the state no action is taken from.
+    """
+    return GradientPlan({n: 1.0}, {n: (k + 1) / k} if n < k else {})
 
 
 def episode_rewards(probs: list[torch.Tensor], target: torch.Tensor, cfg: TrainConfig) -> RewardParts:
@@ -213,11 +231,14 @@ class SVLDRLTrainer(Trainer):
         # 4. Losses. Dice over the planned states (method.md: mean over s(0..K); "last": s(K)).
         l_dice = sum(w * self.compute_loss(rollout.seg_logits[t], label) for t, w in plan.seg_weights.items())
         # Eq. 3: value loss (R(t) - V(s(t)))^2, mean over voxels and steps.
-        l_value = sum(w * value_loss(returns[t : t + 1], rollout.values[t][None]) for t, w in plan.rl_weights.items())
+        # (An empty sum, the "single" estimator's draw of s(K), is a zero tensor: no step trained.)
+        zero = l_dice.new_zeros(())
+        l_value = sum((w * value_loss(returns[t : t + 1], rollout.values[t][None]) for t, w in plan.rl_weights.items()),
+                      zero)  # fmt: skip
         l_policy = None
         if stage is Stage.FULL_RL:
             # Eqs. 5-6: A = R - V (detached), -log pi(a|s) A minus the entropy bonus.
-            l_policy = sum(w * self.policy_term(rollout, returns, t) for t, w in plan.rl_weights.items())
+            l_policy = sum((w * self.policy_term(rollout, returns, t) for t, w in plan.rl_weights.items()), zero)
         # Eq. 4 (Transition) or Eq. 7 (Full RL). In Transition the policy logits are used detached
         # (for sampling only), so no gradient reaches the policy decoder.
         loss = stage_loss(stage, self.cfg.stages, l_dice, l_value, l_policy)
@@ -324,24 +345,36 @@ class SVLDRLTrainer(Trainer):
         returns: torch.Tensor,
         plan: GradientPlan,
     ) -> dict[str, float]:
-        """What the log records of an RL step (means over the batch, voxels and steps)."""
+        """What the log records of an RL step (means over the batch, voxels and steps).
+
+        A step that trained no value or policy term (the "single" estimator's draw of s(K)) logs NaN
+        for them, which the epoch's means skip (``ScalarMeans``).
+        """
         actions = torch.stack(rollout.actions)  # (K, B, h, w, d)
+        if not plan.rl_weights:
+            nan = float("nan")
+            rl_scalars = {"loss_value": nan, "value_mean": nan, "advantage_std": nan}
+            l_policy = None if l_policy is None else torch.tensor(nan)
+        else:
+            rl_scalars = {
+                "loss_value": l_value.item(),
+                "value_mean": sum(w * rollout.values[t].detach().mean() for t, w in plan.rl_weights.items()).item(),
+                # raw (un-normalised) A = R - V over the batch's voxel agents: the policy gradient's scale
+                "advantage_std": torch.cat(
+                    [(returns[t] - rollout.values[t].detach()).flatten() for t in plan.rl_weights]
+                ).std(unbiased=False).item(),
+            }
         scalars = {
             "loss": loss.item(),
             "loss_dice": l_dice.item(),
-            "loss_value": l_value.item(),
             "reward": rewards.total.mean().item(),
             "reward_dice_gain": rewards.dice_gain.mean().item(),
             "reward_penalty_change": rewards.penalty_change.mean().item(),
             "action_keep": (actions == KEEP).float().mean().item(),
             "action_enhance": (actions == ENHANCE).float().mean().item(),
             "action_weaken": (actions == WEAKEN).float().mean().item(),
-            "value_mean": sum(w * rollout.values[t].detach().mean() for t, w in plan.rl_weights.items()).item(),
             "policy_entropy": torch.stack(rollout.entropy).mean().item(),
-            # raw (un-normalised) A = R - V over the batch's voxel agents: the policy gradient's scale
-            "advantage_std": torch.cat(
-                [(returns[t] - rollout.values[t].detach()).flatten() for t in plan.rl_weights]
-            ).std(unbiased=False).item(),
+            **rl_scalars,
         }
         if l_policy is not None:
             scalars["loss_policy"] = l_policy.item()
@@ -361,6 +394,9 @@ def _method_options(cfg: TrainConfig) -> dict[str, Any]:
             f"method_options.gradient_estimator must be one of {GRADIENT_ESTIMATORS}, "
             f"got {options['gradient_estimator']!r}"
         )
+    if options["gradient_estimator"] == "single" and cfg.rl.seg_loss_states != "all":
+        raise ValueError("method_options.gradient_estimator=single needs rl.seg_loss_states=all (its one state "
+                         "carries the Dice loss); use 'sampled' with 'last'")
     return options
 
 
