@@ -17,6 +17,7 @@ functions that made them (``tiny.case_image``, ``tiny.case_label``...) to recomp
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,6 +28,15 @@ import numpy as np
 import pytest
 
 from svldrl.data import Case, make_phantoms, write_phantom_dataset
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One torch thread per pytest-xdist worker (and per process a test starts): with two workers on
+    # two cores, two threads each would oversubscribe the cores, and small 3D convolutions then run
+    # many times slower (benchmarks/README.md).
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 LA2018 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "la2018"
 TINY_SHAPE = (20, 18, 16)

@@ -31,10 +31,12 @@ from paired import load_sources  # noqa: E402
 RUN = re.compile(r"^(?P<method>.+)__(?P<noise>[^_]+(?:-[0-9.]+)?)__seed(?P<seed>\d+)$")
 
 
-def run_means(sources: list[Path]) -> dict[tuple[str, str], dict[int, float]]:
+def run_means(
+    sources: list[Path], prefixes: tuple[str, ...] | None = None
+) -> dict[tuple[str, str], dict[int, float]]:
     """(method slug, noise part) -> seed -> mean Dice over the run's held-out cases, in points."""
     out: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-    for name, cases in load_sources(sources).items():
+    for name, cases in load_sources(sources, prefixes=prefixes).items():
         match = RUN.match(name)
         if match:
             out[(match["method"], match["noise"])][int(match["seed"])] = 100.0 * float(np.mean(list(cases.values())))
@@ -68,8 +70,11 @@ def main() -> None:
                         help="another cases.csv or runs folder whose runs join the first's (repeatable)")
     parser.add_argument("--noise", default="mt-0.5", help="noise part of the run names, e.g. mt-0.5, sfda-0.5")
     parser.add_argument("--baseline", default="baseline", help="run-name prefix of the reference method")
+    parser.add_argument("--method", action="append", default=None, metavar="PREFIX",
+                        help="only this method's rows (run-name prefix; repeatable); default: every method")
     args = parser.parse_args()
-    means = run_means([args.source, *args.also])
+    prefixes = None if args.method is None else tuple(f"{m}__" for m in (args.baseline, *args.method))
+    means = run_means([args.source, *args.also], prefixes)
     clean, noisy = means.get((args.baseline, "clean"), {}), means.get((args.baseline, args.noise), {})
     if not clean or not noisy:
         raise SystemExit(f"need {args.baseline}__clean and {args.baseline}__{args.noise} runs in {args.source}")

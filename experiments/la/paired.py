@@ -59,13 +59,17 @@ def load_runs(source: Path, metric: str = "dice") -> dict[str, dict[str, float]]
     return {m.parent.name: per_case_dice(m.parent, metric) for m in sorted(source.glob("*/metrics.json"))}
 
 
-def load_sources(sources: list[Path], metric: str = "dice") -> dict[str, dict[str, float]]:
+def load_sources(
+    sources: list[Path], metric: str = "dice", prefixes: tuple[str, ...] | None = None
+) -> dict[str, dict[str, float]]:
     """The runs of several sources together (``--also``), refusing a run two sources score differently.
 
     Why: a row grown over sessions has its seeds in several grids' ``cases.csv`` (seeds 0-4 in one
     file, 5-9 in another), and the reference rows in a third. A run name that two sources share must
     carry the same per-case scores (a grid's reference rows copied beside its own); if they differ,
-    the two are different runs under one name, and pairing either would be a silent choice.
+    the two are different runs under one name (a retrained teacher, say), and pairing either would
+    be a silent choice. ``prefixes``: only runs whose names start with one of them are read (the
+    methods compared), so a clash elsewhere in the files does not stop a comparison it cannot touch.
     """
     runs: dict[str, dict[str, float]] = {}
     origin: dict[str, Path] = {}
@@ -73,6 +77,8 @@ def load_sources(sources: list[Path], metric: str = "dice") -> dict[str, dict[st
         if not source.exists():
             raise SystemExit(f"{source}: no such runs folder or cases.csv")
         for name, cases in load_runs(source, metric).items():
+            if prefixes is not None and not name.startswith(prefixes):
+                continue
             if name in runs and runs[name] != cases:
                 raise SystemExit(f"{name}: scored differently in {origin[name]} and {source}; pass only one of them")
             runs[name], origin[name] = cases, origin.get(name, source)
@@ -156,7 +162,8 @@ def main() -> None:
     parser.add_argument("--metric", choices=sorted(METRICS), default="dice", help="the score compared (default dice)")
     args = parser.parse_args()
     unit, scale = METRICS[args.metric]
-    scores = load_sources([args.source, *args.also], args.metric)
+    wanted = (args.a, args.b) if args.exact else (f"{args.a}__", f"{args.b}__")
+    scores = load_sources([args.source, *args.also], args.metric, wanted)
     r = paired(scores, args.a, args.b, None if args.exact else args.noise, args.noise_b, scale)
     seeds = ", ".join(f"{d:+.2f}" for d in r["per_seed"])
     what = "exact" if args.exact else (f"{args.noise} vs {args.noise_b}" if args.noise_b else args.noise)

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from scipy import ndimage
@@ -64,29 +65,50 @@ def dilated(case, voxels: int):
     return case.with_label(ndimage.binary_dilation(case.label > 0, iterations=voxels).astype(case.label.dtype))
 
 
-@pytest.mark.slow
-def test_direction_case_removes_planted_over_segmentation_and_leaves_clean_labels(tmp_path: Path):
-    from svldrl.baselines import TeacherCorrectionTrainer
+def clean_label_teacher(cases, labels):
+    """A stand-in for the teacher's whole-volume prediction: 0.9 on each case's clean class, soft elsewhere.
+
+    Why not a trained teacher: which planted case a 30-epoch phantom network flags changed with the
+    CPU's floating-point kernels (AVX-512 against AVX2), so the test measured the machine. The
+    direction rule is what is under test; the LA runs measure real teachers.
+    """
+    clean = {case.image.tobytes(): case.label for case in cases}
+
+    def predict(net, image, patch_size, **kwargs):
+        onehot = labels.target_channels(clean[np.asarray(image).tobytes()]).astype(np.float32)
+        return 0.9 * onehot + 0.1 * (1.0 - onehot) / max(1, onehot.shape[0] - 1)
+
+    return predict
+
+
+def test_direction_case_removes_planted_over_segmentation_and_leaves_clean_labels(tmp_path: Path, monkeypatch):
+    from svldrl.baselines import TeacherCorrectionTrainer, teacher_edits
     from svldrl.baselines.teacher_correction import DIRECTION_FILE
 
     cases = make_phantoms(7, 32, seed=1)
     train = [cases[6], *cases[:4], dilated(cases[4], 3), dilated(cases[5], 3)]
-    cfg = merge(CPU, {**SMALL, "method": "teacher-correction",
+    cfg = merge(CPU, {**SMALL, "method": "teacher-correction", "optim": {"epochs": 4, "iters_per_epoch": 1},
                       "method_options": {"filter_at": 0.5, "direction": "case"}})  # fmt: skip
     trusted = [c.case_id for c in (cases[6], *cases[:2])]
+    monkeypatch.setattr(teacher_edits, "predict_probabilities", clean_label_teacher(cases, PHANTOM_LABELS))
 
     def make() -> TeacherCorrectionTrainer:
         return TeacherCorrectionTrainer(cfg, train, [], PHANTOM_LABELS, tmp_path, progress=False, trusted_ids=trusted)
 
     first = make()
-    first.fit(stop_after=32)
+    first.fit(stop_after=3)  # the teacher is frozen and the directions chosen at the end of epoch 2 of 4
     report = json.loads((tmp_path / DIRECTION_FILE).read_text())
     assert first.directions == {c: r["direction"] for c, r in report["cases"].items() if c not in trusted}
-    assert first.directions[cases[4].case_id] == first.directions[cases[5].case_id] == BACKGROUND
-    assert BACKGROUND not in (first.directions[cases[2].case_id], first.directions[cases[3].case_id])
+    assert first.directions == {cases[2].case_id: NONE, cases[3].case_id: NONE,
+                                cases[4].case_id: BACKGROUND, cases[5].case_id: BACKGROUND}  # fmt: skip
+    assert report["cases"][cases[4].case_id]["to_foreground"] == 0 < report["cases"][cases[4].case_id]["to_background"]
     assert not first.corrects(cases[0].case_id)  # trusted: never
-    for clean in cases[2:4]:
-        assert first.corrects(clean.case_id) == (first.directions[clean.case_id] != NONE)
+    assert [first.corrects(c.case_id) for c in cases[2:6]] == [False, False, True, True]
+
+    def no_teacher_pass(*args, **kwargs):
+        raise AssertionError("a resumed run reads its directions from the checkpoint")
+
+    monkeypatch.setattr(teacher_edits, "predict_probabilities", no_teacher_pass)
     second = make()
     second.fit(resume=True)
     assert second.directions == first.directions

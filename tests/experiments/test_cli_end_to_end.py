@@ -325,13 +325,13 @@ def test_killed_run_resumes_and_finishes(phantoms: Path, tmp_path: Path) -> None
         "--out",
         str(out),
         "--set",
-        "optim.epochs=40",
+        "optim.epochs=12",
         "--set",
         "optim.iters_per_epoch=1",
         "--set",
         "data.patch_size=32",
         "--set",
-        "val_every=40",
+        "val_every=12",
         "--set",
         "data.test_fraction=0.2",
         "-q",
@@ -352,7 +352,7 @@ def test_killed_run_resumes_and_finishes(phantoms: Path, tmp_path: Path) -> None
     assert result.exit_code != 0 and "--resume" in str(result.exception)
     invoke("train", phantoms, "--method", "baseline", "--out", out, "--resume", *args[9:])
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs"] == 40
+    assert metrics["epochs"] == 12
 
 
 @pytest.mark.slow

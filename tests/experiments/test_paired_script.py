@@ -106,5 +106,7 @@ def test_sources_join_and_a_run_scored_twice_must_agree(paired_module, tmp_path)
     clash["baseline__mt-0.5__seed2"] = {c: v + 0.01 for c, v in clash["baseline__mt-0.5__seed2"].items()}
     with pytest.raises(SystemExit, match="baseline__mt-0.5__seed2: scored differently"):
         paired_module.load_sources([a, _write_cases(tmp_path / "c.csv", clash)])
+    only = paired_module.load_sources([a, _write_cases(tmp_path / "c.csv", clash)], prefixes=("method__",))
+    assert sorted(only) == [f"method__mt-0.5__seed{s}" for s in range(4)]  # the clash is outside the compared runs
     with pytest.raises(SystemExit, match="no such runs folder"):
         paired_module.load_sources([a, tmp_path / "missing.csv"])
