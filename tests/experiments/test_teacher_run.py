@@ -53,12 +53,16 @@ def test_the_teacher_run_is_adopted_from_the_first_step_and_kept_in_the_checkpoi
     assert json.loads((out / "metrics.json").read_text())["summary"] == metrics["summary"]
 
 
-def test_a_teacher_trained_with_other_noise_is_refused(teacher, tmp_path):
+def test_a_teacher_trained_with_other_noise_is_refused_unless_it_saw_only_trusted_cases(teacher, tmp_path):
     data, teacher_run = teacher
-    other = [a if a != "mt" else "morphological" for a in TINY]
-    teacher = f"method_options.teacher_run={teacher_run}"
-    message = refused("train", data, "--method", "case-filter", "--set", "data.trusted_count=2", "--set", teacher,
-                      "--out", tmp_path / "s", *other)  # fmt: skip
+    other = [a if a != "mt" else "sfda" for a in TINY] + ["--set", "noise.sfda_epochs=1"]
+    # trusted-only never saw a noisy label: the teacher of an SFDA run, trained under MT, is the same training
+    invoke("train", data, "--method", "case-filter", "--set", "data.trusted_count=2",
+           "--set", f"method_options.teacher_run={teacher_run}", "--out", tmp_path / "s", *other)  # fmt: skip
+    noisy = tmp_path / "noisy-teacher"  # a baseline trained on MT labels: refused as the teacher of an SFDA run
+    invoke("train", data, "--method", "baseline", "--set", "data.trusted_count=2", "--out", noisy, *TINY)
+    message = refused("train", data, "--method", "case-filter", "--set", "data.trusted_count=2",
+                      "--set", f"method_options.teacher_run={noisy}", "--out", tmp_path / "t", *other)  # fmt: skip
     assert "the teacher trained with other noise settings than this run" in message
 
 

@@ -73,7 +73,8 @@ def check_teacher_run_finished(run: str | Path) -> None:
 
 
 def check_teacher_run(run: Path, trainer: Any) -> None:
-    """The teacher must have trained on this run's split, with its trusted cases, labels and input channels.
+    """The teacher must have trained on this run's split, with its trusted cases, labels and input channels,
+    and (unless it trained on the trusted cases alone) under this run's noise.
 
     Why: a teacher that saw another split may have trained on this run's validation or test cases,
     and one with other trusted cases saw clean labels this run does not have; both would make the
@@ -97,7 +98,10 @@ def check_teacher_run(run: Path, trainer: Any) -> None:
     if labels_from_dict(payload["labels"]) != trainer.labels or int(payload["in_channels"]) != trainer.in_channels:
         raise ValueError(f"{run}: the teacher's labels or input channels differ from this run's")
     teacher_noise, noise = payload["config"].get("noise", {}), to_dict(trainer.cfg.noise)
-    if {k: teacher_noise.get(k) for k in noise} != noise:
+    # A trusted-only teacher trained on the trusted cases' clean labels alone (the same cases, checked
+    # above), so the noise of its run never reached it: its MT and SFDA runs of a seed are one training.
+    only_trusted = payload["config"].get("method") == "trusted-only"
+    if not only_trusted and {k: teacher_noise.get(k) for k in noise} != noise:
         kind, ratio, seed = (teacher_noise.get(k) for k in ("kind", "ratio", "seed"))
         raise ValueError(f"{run / 'config.yaml'}: the teacher trained with other noise settings than this run "
                          f"({kind} {ratio} seed {seed}); it may have seen labels this run does not have")
