@@ -57,3 +57,18 @@ def test_a_bf16_step_runs_under_autocast_and_keeps_losses_and_rewards_in_float32
         with autocast("bf16", trainer.device):
             rollout = trainer.rollout(image, gradient_plan(1, "full", "all", torch.Generator()), train_policy=True)
         assert rollout.seg_logits[0].dtype == torch.bfloat16 and rollout.probs[0].dtype == torch.float32
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_warned_about(tmp_path: Path):
+    """An AVX2 CPU emulates bf16 (35-45x slower than fp32, benchmarks/README.md): the run says so."""
+    from svldrl.training.precision import cpu_flags, warn_if_emulated
+
+    cpu = torch.device("cpu")
+    with pytest.warns(UserWarning, match="emulated"):
+        assert "use --precision fp32" in warn_if_emulated("bf16", cpu, {"avx2", "fma"})
+    assert warn_if_emulated("bf16", cpu, {"avx2", "avx512f", "avx512_bf16"}) is None  # native
+    assert warn_if_emulated("fp32", cpu, {"avx2"}) is None
+    assert warn_if_emulated("bf16", cpu, set()) is None  # nothing known about the CPU: no guess
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16\n")
+    assert cpu_flags(info) == {"fpu", "avx2", "amx_bf16"} and cpu_flags(tmp_path / "missing") == set()

@@ -12,7 +12,9 @@ from float32 copies.
 
 from __future__ import annotations
 
+import warnings
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 
 import torch
 
@@ -32,6 +34,37 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "fp16" and device.type != "cuda":
         raise ValueError(f"precision fp16 needs a CUDA device (this run's is {device}); use bf16 or fp32")
     return precision
+
+
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+"""CPU flags (``/proc/cpuinfo``) with which oneDNN runs bf16 natively; without them it is emulated."""
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags (empty where ``/proc/cpuinfo`` cannot be read: not Linux)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return set()
+    return set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+
+
+def warn_if_emulated(precision: str, device: torch.device, flags: set[str] | None = None) -> str | None:
+    """Warn (and return the message) when bf16 is asked of a Linux CPU without native bf16 instructions.
+
+    Why: on an AVX2 CPU (AMD EPYC, session 12) a bf16 baseline step took 35-45x as long as fp32
+    (benchmarks/README.md), where on an AVX512-BF16 CPU it was 2x faster; a run that would take an
+    hour would take a day or two, with nothing to say why.
+    """
+    if precision != "bf16" or device.type != "cpu":
+        return None
+    flags = cpu_flags() if flags is None else flags
+    if not flags or any(f in flags for f in NATIVE_BF16_FLAGS):
+        return None  # native bf16, or nothing known about the CPU
+    message = ("precision bf16 on this CPU is emulated (no AVX512-BF16 or AMX in /proc/cpuinfo): measured 35-45x "
+               "slower than fp32 on such a CPU (benchmarks/README.md); use --precision fp32")
+    warnings.warn(message, stacklevel=2)
+    return message
 
 
 def autocast(precision: str, device: torch.device) -> AbstractContextManager:

@@ -157,6 +157,7 @@ class Trainer:
         self.seg_loss = build_seg_loss(labels, cfg.optim.loss)
         self.precision = precision.resolve_precision(cfg.precision, self.device)
         """fp32, bf16 or fp16: the autocast of every training step (``cfg.precision`` resolved on the device)."""
+        precision.warn_if_emulated(self.precision, self.device)
         self.scaler = precision.grad_scaler(self.precision, self.device)
         self.rank_batch_size = self.dist.rank_batch(cfg.optim.batch_size)
         """Patches per step on this process: the global ``optim.batch_size`` split over the ranks."""
