@@ -6,6 +6,9 @@ layout without packages), so every test module can import this file by its bare 
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import ModuleType
+
 from typer.testing import CliRunner
 
 from svldrl.cli import app
@@ -25,3 +28,15 @@ def refused(*args: object) -> str:
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code != 0, result.output
     return str(result.exception) if result.exception is not None else result.output
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """An experiments/ script imported as a module (registered in sys.modules: dataclasses look it up)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

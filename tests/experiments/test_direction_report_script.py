@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from cli_helpers import load_script
 from svldrl.noise.manifest import CaseNoise, NoiseManifest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "la" / "direction_report.py"
@@ -16,10 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "la" / "direction
 
 @pytest.fixture(scope="module")
 def report_module():
-    spec = importlib.util.spec_from_file_location("la_direction_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "la_direction_report")
 
 
 def manifest(seed: int) -> NoiseManifest:

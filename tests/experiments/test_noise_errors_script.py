@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from cli_helpers import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "la" / "noise_errors.py"
 
 
 @pytest.fixture(scope="module")
 def noise_errors():
-    spec = importlib.util.spec_from_file_location("la_noise_errors", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "la_noise_errors")
 
 
 def test_a_dilated_label_is_all_false_positives_and_an_ideal_erosion_undoes_it(noise_errors):

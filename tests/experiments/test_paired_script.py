@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from cli_helpers import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "la" / "paired.py"
 
 
 @pytest.fixture(scope="module")
 def paired_module():
-    spec = importlib.util.spec_from_file_location("la_paired", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "la_paired")
 
 
 def _runs(per_seed_shift: list[float]) -> dict[str, dict[str, float]]:
