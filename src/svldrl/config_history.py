@@ -41,6 +41,10 @@ DEFAULT_CHANGES: tuple[DefaultChange, ...] = (
                   "issue 16: the affinity head trains in the warmup, as the reference's first stage"),
     DefaultChange(3, ("adele", "rsf-assisted:adele"), "start_rule", "shifted", "reference",
                   "issue 16: when a class starts correction, as the reference's label_update_epoch and if_update"),
+    DefaultChange(4, ("adele", "rsf-assisted:adele"), "correction_scales", None, (1.0,),
+                  "issue 16: the correction predicts at one scale, as the 3D reference (9.4x less work)"),
+    DefaultChange(4, ("adele", "rsf-assisted:adele"), "flips", True, False,
+                  "issue 16: no flipped prediction in the correction, as the 3D reference"),
 )
 """Every change of a method option's default, oldest first.
 

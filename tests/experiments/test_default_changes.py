@@ -63,7 +63,8 @@ def test_each_recorded_change_ends_at_todays_default() -> None:
     latest = {(m, c.option): c for c in sorted(DEFAULT_CHANGES, key=lambda c: c.version) for m in c.methods}
     for (method, option), change in latest.items():
         today = now[method][option]
-        assert today == change.new, f"{method}.{option}: today {today!r}, recorded {change.new!r}"
+        recorded = json.loads(json.dumps(change.new))  # as method_defaults() reads it (tuples as lists)
+        assert today == recorded, f"{method}.{option}: today {today!r}, recorded {change.new!r}"
         assert change.old != change.new
     assert all(1 <= c.version <= DEFAULTS_VERSION for c in DEFAULT_CHANGES)
 
@@ -84,7 +85,8 @@ def saved_run(tmp_path: Path, method: str, method_options: dict, version: int | 
 
 
 @pytest.mark.parametrize(("method", "old"), [
-    ("mtcl", {"ema_decay": 0.99}), ("adele", {"curve_unit": "epoch", "start_rule": "shifted"}),
+    ("mtcl", {"ema_decay": 0.99}),
+    ("adele", {"curve_unit": "epoch", "start_rule": "shifted", "correction_scales": None, "flips": True}),
     ("jcas", {"transition_lr_factor": 10.0, "coarse_factor": 8, "affinity_warmup": False}),
 ])  # fmt: skip
 def test_an_old_run_means_its_old_default(tmp_path: Path, method: str, old: dict[str, Any]) -> None:
@@ -121,7 +123,8 @@ def test_rsf_takes_the_change_of_its_base(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     adele = saved_run(tmp_path / "a", "rsf-assisted", {}, version=None)
     mtcl = saved_run(tmp_path / "b", "rsf-assisted", {"base": "mtcl"}, version=None)
-    assert load_config(adele / "config.yaml").method_options == {"curve_unit": "epoch", "start_rule": "shifted"}
+    assert load_config(adele / "config.yaml").method_options == {
+        "curve_unit": "epoch", "start_rule": "shifted", "correction_scales": None, "flips": True}
     assert load_config(mtcl / "config.yaml").method_options == {"base": "mtcl", "ema_decay": 0.99}
 
 
@@ -139,3 +142,7 @@ if __name__ == "__main__":  # write the snapshot after recording a change in DEF
 def test_a_run_between_two_changes_means_the_defaults_of_its_version(tmp_path: Path) -> None:
     run = saved_run(tmp_path, "jcas", {}, version=1)  # after the learning-rate change, before the grid's
     assert load_config(run / "config.yaml").method_options == {"coarse_factor": 8, "affinity_warmup": False}
+    adele = tmp_path / "adele"
+    adele.mkdir()
+    run = saved_run(adele, "adele", {}, version=3)  # after the start rule, before the single-scale correction
+    assert load_config(run / "config.yaml").method_options == {"correction_scales": None, "flips": True}

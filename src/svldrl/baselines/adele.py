@@ -7,7 +7,9 @@ commit 7985167 and earlier) the training IoU of each class against the CURRENT l
 fitted with ``a (1 - exp(-x^b / c))`` (scipy ``curve_fit``, the reference's bounds, start and
 weights); the class's correction starts at the first epoch where the fitted curve's slope has
 changed by more than r = 0.9 relative to its slope at epoch 1, and stays on. Correction replaces a
-voxel's label by the model's prediction, averaged over scales 0.7, 1.0, 1.5 and flips, where it is
+voxel's label by the model's whole-volume prediction at scale 1 (the 3D reference's single-scale
+prediction; defaults v4; before, averaged over scales 0.7, 1.0, 1.5 and flips as the VOC script,
+``correction_scales=null, flips=true``, 9.4x the work), where it is
 confident (> 0.7) and both the old and the new class are background or classes being corrected
 (the reference's ``merge_labels_with_skip``, class constraint included). It runs when a class
 starts and every ``correct_every`` points after (the 3D SegTHOR script's ``correct_freq``, 10 passes).
@@ -68,8 +70,15 @@ class ADELEOptions:
     r: float = option(0.9, "a class starts correction when its fitted slope changed by more than r (relative)")
     tau_fg: float = option(0.7, "confidence a foreground prediction needs to replace a label")
     tau_bg: float = option(0.7, "confidence a background prediction needs to replace a label")
-    scales: tuple[float, ...] = option((0.7, 1.0, 1.5), "input scales of the consistency term and of the correction")
-    flips: bool = option(True, "also average the correction's prediction over a flip of the last axis")
+    scales: tuple[float, ...] = option((0.7, 1.0, 1.5), "input scales of the multi-scale consistency term")
+    correction_scales: tuple[float, ...] | None = option(
+        (1.0,),
+        "input scales whose whole-volume predictions are averaged for the correction ((1.0,): the 3D reference's "
+        "single-scale prediction; None: the consistency's scales, the VOC script's multi-scale form, before v4)",
+    )
+    flips: bool = option(
+        False, "also average the correction's prediction over a flip of the last axis (VOC script; before v4: on)"
+    )
     consistency_weight: float = option(1.0, "weight of the multi-scale consistency term (jsd_lambda)")
     correct_every: int = option(
         10,
@@ -92,6 +101,9 @@ class ADELEOptions:
     def __post_init__(self) -> None:
         if 1.0 not in self.scales or min(self.scales) <= 0:
             raise ValueError(f"method_options.scales must be positive and include 1.0, got {self.scales}")
+        if self.correction_scales is not None and (not self.correction_scales or min(self.correction_scales) <= 0):
+            raise ValueError(f"method_options.correction_scales must be positive scales or null, "
+                             f"got {self.correction_scales}")
         if not 0.0 < self.r < 1.0:
             raise ValueError(f"method_options.r must be in (0, 1), got {self.r}")
         if not (0.0 <= self.tau_fg < 1.0 and 0.0 <= self.tau_bg < 1.0):
@@ -342,12 +354,24 @@ class ADELETrainer(BaselineTrainer):
             cases.append(case.with_label(label_from_groups(new, self.labels.mode)))
         self.set_training_labels(cases)
 
+    @property
+    def correction_scales(self) -> tuple[float, ...]:
+        """Scales of the correction's prediction (``correction_scales``; None: the consistency's ``scales``)."""
+        chosen = self.options.correction_scales
+        return tuple(self.options.scales if chosen is None else chosen)
+
     def multiscale_probs(self, image: np.ndarray) -> np.ndarray:
-        """(G, n, H, W, D) whole-volume prediction averaged over the scales (and flips of the last axis)."""
+        """(G, n, H, W, D) whole-volume prediction averaged over the correction's scales (and flips).
+
+        Why one scale by default (defaults v4): the 3D reference (SegTHOR, ``brat/train_segthor.py``)
+        corrects from its single-scale prediction of the training pass; the three scales and flips
+        are its 2D VOC script's. They cost sum(s^3) x 2 = 9.4 whole-volume predictions per case, which
+        made a correction pass 5-8 minutes on LA and ADELE 12-16x a baseline epoch (docs/results.md).
+        """
         x = torch.as_tensor(image, dtype=torch.float32, device=self.device)[None]  # (1, C, H, W, D)
         size = tuple(x.shape[2:])
         total, count = None, 0
-        for scale in self.options.scales:
+        for scale in self.correction_scales:
             scaled = x if scale == 1.0 else F.interpolate(
                 x, size=tuple(max(1, round(s * scale)) for s in size), mode="trilinear", align_corners=True)
             for flip in (False, True) if self.options.flips else (False,):
