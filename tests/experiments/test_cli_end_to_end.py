@@ -106,6 +106,8 @@ def test_train_writes_a_complete_run_folder(trained_run: Path) -> None:
     mean = metrics["summary"]["mean"]["mean"]
     assert 0.0 <= mean["dice"] <= 1.0 and 0.0 <= mean["iou"] <= mean["dice"] + 1e-9
     assert mean["hd95"] >= 0.0 and mean["asd"] >= 0.0
+    params = metrics["parameters"]  # the deployed model: encoder and segmentation decoder
+    assert params["inference"] == params["segmentation"] < params["total"]
     env = json.loads((trained_run / "env.json").read_text())
     assert env["packages"]["torch"] and env["device"] == "cpu"
     assert env["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
@@ -174,6 +176,8 @@ def test_compare_runs_grid_skips_finished_and_writes_tables(phantoms: Path, tmp_
     assert "Baseline" in table and "clean" in table and "MT-Noise 50%" in table
     assert (tmp_path / "results" / "table.tex").exists() and (tmp_path / "results" / "table.csv").exists()
     assert "w/o WS" in (tmp_path / "results" / "ablation.md").read_text()
+    cost = (tmp_path / "results" / "cost.md").read_text()
+    assert "parameters at inference" in cost and "| - |" not in cost  # every run records its count
     stamps = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("metrics.json")}
     assert len(stamps) == 3
     with (tmp_path / "results" / "cases.csv").open(newline="") as fh:
@@ -369,3 +373,18 @@ def test_the_demo_trains_both_methods_and_writes_its_report(tmp_path: Path) -> N
     assert (tmp_path / "report.md").exists() and (tmp_path / "training_curves.png").exists()
     config = (tmp_path / "runs" / "svl-drl" / "config.yaml").read_text()
     assert "heads: light" in config and "gradient_estimator: sampled" in config  # the demo's faster settings
+
+
+def test_methods_lists_descriptions_and_model_sizes() -> None:
+    assert "pixeldrl-mg" in invoke("methods") and "[oracle]" in invoke("methods")
+
+    def sizes(*extra: str) -> dict[str, list[int]]:
+        lines = invoke("methods", "--parameters", *extra).splitlines()[1:]
+        return {line.split()[0]: [int(v.replace(",", "")) for v in line.split()[1:]] for line in lines}
+
+    cpu = sizes()
+    # PixelDRL-MG's mask input channel adds one 3^3 kernel to each of the cpu U-Net's 16 first filters, nothing else
+    assert cpu["pixeldrl-mg"][0] - cpu["baseline"][0] == 16 * 3**3
+    assert cpu["svl-drl"][0] == cpu["baseline"][0]  # the value and policy decoders are not run at inference
+    light = sizes("--set", "model.heads=light")
+    assert light["svl-drl"][1] == cpu["svl-drl"][1] and light["svl-drl"][2] < cpu["svl-drl"][2] / 5

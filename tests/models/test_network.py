@@ -203,3 +203,24 @@ def test_light_heads_train_the_segmentation_decoder_with_the_rl_losses(x):
 
         ThreeHeadNet(torch.nn.Identity(), lambda c: torch.nn.Identity(), 2, backbone="unet", patch_multiple=8,
                      heads="tiny")
+
+
+def test_parameter_counts_split_the_network_and_count_what_inference_runs():
+    from svldrl.models import MaskStateNet, parameter_counts
+
+    net = build_network(ModelConfig(channels=CHANNELS), 2, 3)
+    counts = parameter_counts(net)
+    assert counts["segmentation"] + counts["value"] + counts["policy"] == counts["total"]
+    assert counts["inference"] == counts["segmentation"] == sum(p.numel() for p in net.seg_parameters())
+    # full heads: the policy decoder is the seg decoder's twin (3 outputs each here), so seg = encoder + policy
+    assert counts["segmentation"] - counts["policy"] == sum(p.numel() for p in net.encoder.parameters())
+    assert parameter_counts(net, refine=True)["inference"] == counts["segmentation"] + counts["policy"]
+    # a mask-state model (PixelDRL-MG): one more input channel, and its policy runs at inference when it refines
+    masked = MaskStateNet(build_network(ModelConfig(channels=CHANNELS), 3, 3), 2, 1, "classes")
+    plain = parameter_counts(masked)
+    assert plain["segmentation"] > counts["segmentation"] and plain["inference"] == plain["segmentation"]
+    masked.refine_steps = 2
+    assert parameter_counts(masked)["inference"] == plain["segmentation"] + plain["policy"]
+    light = parameter_counts(build_network(ModelConfig(channels=CHANNELS, heads="light"), 2, 3))
+    assert light["segmentation"] == counts["segmentation"] and light["policy"] < 0.2 * counts["policy"]
+    assert parameter_counts(torch.nn.Linear(4, 2)) == {"total": 10, "inference": 10}

@@ -105,9 +105,23 @@ def train(
 
 
 @app.command()
-def methods() -> None:
-    """List the training methods, with oracle and reconstruction notes."""
+def methods(
+    parameters: Annotated[
+        bool,
+        typer.Option("--parameters", help="Instead: each method's parameter count (1-channel image, binary label)."),
+    ] = False,
+    preset: Annotated[str, typer.Option("--preset", help="With --parameters: 'cpu' or 'paper'.")] = "cpu",
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="With --parameters: override one key, e.g. model.heads=light.")
+    ] = None,
+) -> None:
+    """List the training methods, with oracle and reconstruction notes (or their model sizes)."""
     load_methods()
+    if parameters:
+        from svldrl.experiments.methods import parameter_table
+
+        typer.echo(parameter_table(preset, list(set_ or [])))
+        return
     typer.echo(_method_help())
 
 

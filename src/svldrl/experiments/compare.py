@@ -358,14 +358,26 @@ def _cases_csv(done: list[tuple[GridRun, dict]], exp: Experiment, dataset_name: 
 
 
 def _cost_table(done: list[tuple[GridRun, dict]], path: Path) -> Path:
-    """Training time per epoch by method (mean over that method's runs)."""
+    """Training time per epoch by method (mean over that method's runs) and the model's parameters.
+
+    Parameters are those ``svldrl predict`` runs (``metrics.json``'s ``parameters.inference``; runs
+    made before it was recorded show "-"), since a method's claim of a smaller model is about the
+    deployed one; the RL heads a method trains on top are in each run's record.
+    """
     import numpy as np
 
     per: dict[str, list[float]] = {}
+    params: dict[str, set[int]] = {}
     for run, metrics in done:
         if "seconds_per_epoch" in metrics:
             per.setdefault(run.variant.label, []).append(metrics["seconds_per_epoch"])
-    lines = ["| method | s / epoch | runs |", "|---|---|---|"]
-    lines += [f"| {label} | {np.mean(v):.2f} (±{np.std(v):.2f}) | {len(v)} |" for label, v in per.items()]
+        if "parameters" in metrics:
+            params.setdefault(run.variant.label, set()).add(int(metrics["parameters"]["inference"]))
+    lines = ["| method | s / epoch | runs | parameters at inference |", "|---|---|---|---|"]
+    lines += [
+        f"| {label} | {np.mean(v):.2f} (±{np.std(v):.2f}) | {len(v)} | "
+        f"{' / '.join(f'{n:,}' for n in sorted(params.get(label, ()))) or '-'} |"
+        for label, v in per.items()
+    ]
     write_text(path, "\n".join(lines) + "\n")
     return path

@@ -27,6 +27,32 @@ def method_info(name: str, method_options: dict[str, Any] | None = None, trusted
     }
 
 
+def parameter_table(preset: str = "cpu", overrides: list[str] | None = None, in_channels: int = 1) -> str:
+    """Each method's model size in a configuration: what inference runs, and the RL heads beside it.
+
+    Why: a method's claim of a smaller or larger model (PixelDRL-MG's "fewer parameters", the
+    cost of SVL-DRL's three decoders) is checked on the module ``svldrl predict`` loads
+    (``inference_network``), built for ``in_channels`` image channels and a binary label as LA's.
+    Networks a method trains only on the side (Co-Teaching's peer, JCAS's affinity head and
+    matrices, a mean teacher) are not in it; ``value + policy`` are counted whether or not the
+    method trains them (the baselines build and ignore them).
+    """
+    from svldrl.config import resolve_config
+    from svldrl.data import LabelSpec
+    from svldrl.models import parameter_counts
+    from svldrl.training import METHODS
+
+    lines = [f"{'method':18s} {'at inference':>14s} {'segmentation':>14s} {'value + policy':>15s}"]
+    for name in METHODS.names():
+        cfg = resolve_config(preset, None, overrides, method=name)
+        net = METHODS.get(name).inference_network(cfg, in_channels, LabelSpec())
+        counts = parameter_counts(net, refine=cfg.rl.refine_steps > 0)
+        heads = counts.get("value", 0) + counts.get("policy", 0)
+        segmentation = counts.get("segmentation", counts["total"])
+        lines.append(f"{name:18s} {counts['inference']:>14,d} {segmentation:>14,d} {heads:>15,d}")
+    return "\n".join(lines)
+
+
 DISPLAY_NAMES = {
     "baseline": "Baseline",
     "svl-drl": "SVL-DRL",

@@ -39,6 +39,7 @@ from svldrl.experiments.trusted import (
     resolve_trusted,
 )
 from svldrl.metrics import evaluate_case, summarise
+from svldrl.models import parameter_counts
 from svldrl.noise import MANIFEST_NAME
 
 SPLIT_FILE = "split.json"
@@ -253,6 +254,7 @@ def _score_run(trainer: Any, dataset: Any, cfg: TrainConfig, run_dir: Path, trai
         "epochs": trainer.epoch,
         "train_seconds_this_session": round(train_seconds, 1),
         "seconds_per_epoch": mean_epoch_seconds(run_dir),
+        "parameters": parameter_counts(net, refine=cfg.rl.refine_steps > 0),
         "config": to_dict(cfg),
         "trusted_cases": sorted(trainer.trusted_ids),
         **scores,

@@ -2,7 +2,7 @@
 
 from svldrl.models.backbones import BACKBONES, Backbone, build_network, check_patch_size
 from svldrl.models.mask_state import MaskStateNet, mask_channels
-from svldrl.models.network import HEADS, N_ACTIONS, NetOutput, ThreeHeadNet, frozen_copy
+from svldrl.models.network import HEADS, N_ACTIONS, NetOutput, ThreeHeadNet, frozen_copy, parameter_counts
 from svldrl.models.swin_unetr import (
     LoadReport,
     SwinUNETRDecoder,
@@ -31,4 +31,5 @@ __all__ = [
     "check_patch_size",
     "load_swin_unetr_weights",
     "mask_channels",
+    "parameter_counts",
 ]

@@ -176,6 +176,31 @@ class LightHead(nn.Module):
         return self.out(self.block(features))
 
 
+def parameter_counts(net: nn.Module, refine: bool = False) -> dict[str, int]:
+    """Parameters of a trained model by part, for run records and cost tables.
+
+    Why by part: every method builds the three-decoder network, but a deployed model runs only the
+    encoder and the segmentation decoder (``segmentation``), plus the policy head where it refines
+    masks or images at inference (``refine``, or a ``MaskStateNet`` with ``refine_steps``); ``value``
+    and ``policy`` are what the RL methods train on top, ``total`` everything in the module.
+    ``inference`` is what ``svldrl predict`` runs. A module that is not a ``ThreeHeadNet`` (or a
+    ``MaskStateNet`` around one) gets ``total`` and ``inference`` only, both its whole count.
+    """
+    inner = getattr(net, "net", net)
+    total = sum(p.numel() for p in net.parameters())
+    if not isinstance(inner, ThreeHeadNet):
+        return {"total": total, "inference": total}
+    counts = {
+        "segmentation": sum(p.numel() for p in inner.seg_parameters()),
+        "value": sum(p.numel() for p in inner.value_parameters()),
+        "policy": sum(p.numel() for p in inner.policy_parameters()),
+        "total": total,
+    }
+    refines = refine or getattr(net, "refine_steps", 0) > 0
+    counts["inference"] = counts["segmentation"] + (counts["policy"] if refines else 0)
+    return counts
+
+
 def frozen_copy(net: nn.Module) -> nn.Module:
     """A copy of ``net`` that never trains (eval mode, no gradients): a fixed teacher."""
     teacher = copy.deepcopy(net).eval()
