@@ -45,6 +45,10 @@ DEFAULT_CHANGES: tuple[DefaultChange, ...] = (
                   "issue 16: the correction predicts at one scale, as the 3D reference (9.4x less work)"),
     DefaultChange(4, ("adele", "rsf-assisted:adele"), "flips", True, False,
                   "issue 16: no flipped prediction in the correction, as the 3D reference"),
+    DefaultChange(5, ("adele", "rsf-assisted:adele"), "curve_source", "patches", "volumes",
+                  "issue 16: the IoU curve from the whole-volume predictions the correction uses, as the reference"),
+    DefaultChange(5, ("adele", "rsf-assisted:adele"), "skip_flat_start", False, True,
+                  "issue 16: the reference's if_update drops the leading points that rise by less than 0.1"),
 )
 """Every change of a method option's default, oldest first.
 

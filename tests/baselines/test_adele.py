@@ -17,6 +17,7 @@ from svldrl.baselines.adele import (
     fit_iou_curve,
     iou_counts,
     iou_curve,
+    leading_flat_points,
     multiscale_consistency,
     scaled_size,
     should_start_correction,
@@ -74,6 +75,24 @@ def test_the_reference_rule_waits_out_a_fast_first_rise():
     assert first_start(knee, "reference") == 13 and knee[12] > 0.84
     saturating = 0.93 * (1 - np.exp(-x / 4))
     assert first_start(saturating, "reference") == first_start(saturating, "shifted") == 11
+
+
+LA_SEED0_CURVE = [0.402, 0.439, 0.499, 0.485, 0.689, 0.69, 0.709, 0.724, 0.729, 0.73, 0.782, 0.801, 0.79, 0.824]
+"""Training IoU points (patches) of the LA ADELE run of table1_long.yaml, MT 50 %, seed 0 (adele.json)."""
+
+
+def test_the_reference_drops_a_flat_start_before_it_fits():
+    """Defaults v5: the reference's if_update drops the leading points that rise by less than 0.1 (three here)
+    and shifts the start by their count. On this LA curve the reference's own if_update (Kangningthu/ADELE
+    @ 7195bd0, SegThor/brat/label_correction.py, run on these numbers with n_epoch 20) first fires at
+    0-based point 5; without the drop the rule fired at point 3, the run's first correction (epoch 31)."""
+    history = np.array(LA_SEED0_CURVE)
+    first = {skip: next(k for k in range(3, 15) if should_start_correction(history[: k + 1], 20, 0.9, 3, "reference",
+                                                                           skip_flat_start=skip))
+             for skip in (False, True)}  # fmt: skip
+    assert first == {False: 3, True: 5}
+    assert leading_flat_points(history[:6]) == 3 and leading_flat_points(np.array([0.1, 0.5, 0.55])) == 0
+    assert leading_flat_points(np.array([0.1, np.nan, 0.5])) == 0  # a NaN stops the count
 
 
 def test_correction_replaces_only_confident_voxels_of_classes_being_corrected():
@@ -142,7 +161,8 @@ def test_trainer_correction_writes_the_rule_into_the_training_labels(tmp_path: P
 
 
 def test_epoch_end_starts_a_class_when_its_curve_flattens_and_corrects_on_schedule(tmp_path: Path):
-    options = {"scales": [1.0], "flips": False, "correct_every": 5, "start_rule": "shifted"}  # the by-hand rule
+    options = {"scales": [1.0], "flips": False, "correct_every": 5, "start_rule": "shifted",  # the by-hand rule
+               "curve_source": "patches"}
     trainer = tiny_trainer(tmp_path, options)
     curve = iou_curve(np.arange(1, 11, dtype=float), 0.8, 1.0, 2.5)  # 10 epochs: start epoch 7 (see above)
     for epoch in range(10):
@@ -164,7 +184,8 @@ def test_one_iou_point_per_pass_over_the_training_cases(tmp_path: Path):
     counts span its epochs and survive a checkpoint taken between them."""
     cfg = merge(CPU, {"method": "adele", "data": {"patch_size": [16, 16, 16], "samples_per_volume": 1},
                       "model": {"channels": [4, 8]}, "optim": {"epochs": 40, "iters_per_epoch": 2},
-                      "num_threads": 1, "method_options": {"scales": [1.0], "flips": False}})  # fmt: skip
+                      "num_threads": 1, "method_options": {"scales": [1.0], "flips": False,
+                                                           "curve_source": "patches"}})  # fmt: skip
     cases = make_phantoms(16, 16, seed=3)
     trainer = ADELETrainer(cfg, cases, [], PHANTOM_LABELS, tmp_path, progress=False)
     assert trainer.epochs_per_point == 4 and trainer.points_in_run == 10
@@ -201,6 +222,21 @@ def test_the_correction_predicts_at_one_scale_by_default_as_the_3d_reference(tmp
         counting.volume_probs = counted
         counting.multiscale_probs(case.image)
         assert len(calls) == views, options
+
+
+def test_curve_points_come_from_whole_volume_predictions_by_default(tmp_path: Path):
+    """Defaults v5: a point is the IoU of the correction's whole-volume prediction of every training case
+    against its current label (the patch counts are dropped); curve_source=patches keeps the old form."""
+    trainer = tiny_trainer(tmp_path, {})
+    trainer.add_iou_counts(np.array([[1.0, 1.0]]), np.array([[4.0, 4.0]]))  # patch counts: IoU 0.25
+    case = trainer.train_cases[0]
+    pred = predict_probabilities(trainer.net, case.image, (16, 16, 16), overlap=trainer.cfg.sw_overlap).argmax(0)
+    expected = [((pred == c) & (case.label == c)).sum() / ((pred == c) | (case.label == c)).sum() for c in (0, 1)]
+    np.testing.assert_allclose(trainer.close_iou_point()[0], expected)
+    assert trainer._inter.sum() == 0 and not np.isclose(expected[1], 0.25)
+    patches = tiny_trainer(tmp_path, {"curve_source": "patches"})
+    patches.add_iou_counts(np.array([[1.0, 1.0]]), np.array([[4.0, 4.0]]))
+    np.testing.assert_allclose(patches.close_iou_point(), [[0.25, 0.25]])
 
 
 def test_scales_must_include_one(tmp_path: Path):

@@ -86,7 +86,8 @@ def saved_run(tmp_path: Path, method: str, method_options: dict, version: int | 
 
 @pytest.mark.parametrize(("method", "old"), [
     ("mtcl", {"ema_decay": 0.99}),
-    ("adele", {"curve_unit": "epoch", "start_rule": "shifted", "correction_scales": None, "flips": True}),
+    ("adele", {"curve_unit": "epoch", "start_rule": "shifted", "correction_scales": None, "flips": True,
+               "curve_source": "patches", "skip_flat_start": False}),
     ("jcas", {"transition_lr_factor": 10.0, "coarse_factor": 8, "affinity_warmup": False}),
 ])  # fmt: skip
 def test_an_old_run_means_its_old_default(tmp_path: Path, method: str, old: dict[str, Any]) -> None:
@@ -124,7 +125,8 @@ def test_rsf_takes_the_change_of_its_base(tmp_path: Path) -> None:
     adele = saved_run(tmp_path / "a", "rsf-assisted", {}, version=None)
     mtcl = saved_run(tmp_path / "b", "rsf-assisted", {"base": "mtcl"}, version=None)
     assert load_config(adele / "config.yaml").method_options == {
-        "curve_unit": "epoch", "start_rule": "shifted", "correction_scales": None, "flips": True}
+        "curve_unit": "epoch", "start_rule": "shifted", "correction_scales": None, "flips": True,
+        "curve_source": "patches", "skip_flat_start": False}
     assert load_config(mtcl / "config.yaml").method_options == {"base": "mtcl", "ema_decay": 0.99}
 
 
@@ -145,4 +147,9 @@ def test_a_run_between_two_changes_means_the_defaults_of_its_version(tmp_path: P
     adele = tmp_path / "adele"
     adele.mkdir()
     run = saved_run(adele, "adele", {}, version=3)  # after the start rule, before the single-scale correction
-    assert load_config(run / "config.yaml").method_options == {"correction_scales": None, "flips": True}
+    assert load_config(run / "config.yaml").method_options == {"correction_scales": None, "flips": True,
+                                                                 "curve_source": "patches", "skip_flat_start": False}
+    v4 = tmp_path / "adele-v4"
+    v4.mkdir()
+    run = saved_run(v4, "adele", {}, version=4)  # the first rows of table1_long.yaml: patch curve, no flat-start drop
+    assert load_config(run / "config.yaml").method_options == {"curve_source": "patches", "skip_flat_start": False}

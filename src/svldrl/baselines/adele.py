@@ -5,7 +5,13 @@ at its own time. After every pass over the training cases (``curve_unit=pass``, 
 unit; ``epoch``, one point per ``optim.iters_per_epoch`` steps, made the tables before issue 16,
 commit 7985167 and earlier) the training IoU of each class against the CURRENT labels is
 fitted with ``a (1 - exp(-x^b / c))`` (scipy ``curve_fit``, the reference's bounds, start and
-weights); the class's correction starts at the first epoch where the fitted curve's slope has
+weights). A point is the IoU of the whole-volume predictions of all training cases against their
+current labels (``curve_source=volumes``, defaults v5): the reference's curve and its corrections come
+from the same predictions of its whole training images (SegTHOR slices, uncropped), while our
+training patches oversample the foreground, so a patch IoU (``patches``, before v5) flattens while the
+whole-volume prediction still over-segments (LA, MT 50 %, epoch 32: patch IoU 0.69, whole-volume
+prediction 1.16-1.24x the clean volume; a correction then inflated the labels, docs/results.md).
+The class's correction starts at the first epoch where the fitted curve's slope has
 changed by more than r = 0.9 relative to its slope at epoch 1, and stays on. Correction replaces a
 voxel's label by the model's whole-volume prediction at scale 1 (the 3D reference's single-scale
 prediction; defaults v4; before, averaged over scales 0.7, 1.0, 1.5 and flips as the VOC script,
@@ -14,7 +20,9 @@ confident (> 0.7) and both the old and the new class are background or classes b
 (the reference's ``merge_labels_with_skip``, class constraint included). It runs when a class
 starts and every ``correct_every`` points after (the 3D SegTHOR script's ``correct_freq``, 10 passes).
 When a class starts (``start_rule=reference``, the reference's ``label_update_epoch`` and
-``if_update``): the n points so far sit at ``linspace(0, n, n)`` (point 0 at x = 0, where the curve
+``if_update``): the leading points whose rise to the next is under 0.1 are dropped and the start
+shifted by their count (``skip_flat_start``, the reference's ``start_iter``; defaults v5, left out
+before), the n points so far sit at ``linspace(0, n, n)`` (point 0 at x = 0, where the curve
 is 0 whatever its parameters), the slope rule counts epochs 1..N-1 of the run's N points, and the
 class starts once the 0-based index of the newest point reaches that count. ``start_rule=shifted``
 (the tables before defaults version 3) put point k at x = k + 1, counted epochs 1..N and compared
@@ -59,6 +67,9 @@ from svldrl.training.checkpoint import atomic_write_text
 HISTORY_FILE = "adele.json"
 CURVE_UNITS = ("pass", "epoch")
 START_RULES = ("reference", "shifted")
+CURVE_SOURCES = ("volumes", "patches")
+FLAT_RISE = 0.1
+"""The reference's ``if_update`` drops leading points whose rise to the next is below this."""
 MIXTURE_CLAMP = 1e-3
 """The reference clamps the mixture to [1e-3, 1 - 1e-3] before its log."""
 
@@ -92,6 +103,17 @@ class ADELEOptions:
         "data) or per 'epoch' of optim.iters_per_epoch steps (tables before issue 16); correct_every counts points",
     )
     dice_weight: float = option(1.0, "weight of a Dice term at scale 1 (0 = the reference's CE only)")
+    curve_source: str = option(
+        "volumes",
+        "'volumes': a point is the IoU of the whole-volume predictions of the training cases (the reference's "
+        "curve comes from the predictions it corrects with; defaults v5) or 'patches': pooled over the training "
+        "patches of the point (before v5)",
+    )
+    skip_flat_start: bool = option(
+        True,
+        "start_rule=reference: drop the leading points whose rise to the next is < 0.1 and shift the start by "
+        "their count (the reference's if_update, start_iter; before v5: not done)",
+    )
     start_rule: str = option(
         "reference",
         "'reference' (points at linspace(0, n, n), horizon 1..N-1, start once the newest point's 0-based index "
@@ -112,6 +134,8 @@ class ADELEOptions:
             raise ValueError("method_options.correct_every must be >= 1 and min_points >= 3 (three parameters)")
         if self.curve_unit not in CURVE_UNITS:
             raise ValueError(f"method_options.curve_unit must be one of {CURVE_UNITS}, got {self.curve_unit!r}")
+        if self.curve_source not in CURVE_SOURCES:
+            raise ValueError(f"method_options.curve_source must be one of {CURVE_SOURCES}, got {self.curve_source!r}")
         if self.start_rule not in START_RULES:
             raise ValueError(f"method_options.start_rule must be one of {START_RULES}, got {self.start_rule!r}")
         if self.consistency_weight < 0 or self.dice_weight < 0:
@@ -155,19 +179,35 @@ def correction_start_epoch(
     return int(np.sum(change <= r)) + 1
 
 
+def leading_flat_points(iou: np.ndarray, rise: float = FLAT_RISE) -> int:
+    """How many leading points the reference's ``if_update`` drops: while the next point rises by less than
+    ``rise`` (a NaN stops the count, as its comparison is false there)."""
+    count = 0
+    for k in range(len(iou) - 1):
+        if not iou[k + 1] - iou[k] < rise:
+            break
+        count = k + 1
+    return count
+
+
 def should_start_correction(
-    history: Sequence[float], n_epochs: int, r: float, min_points: int = 3, rule: str = "reference"
+    history: Sequence[float], n_epochs: int, r: float, min_points: int = 3, rule: str = "reference",
+    skip_flat_start: bool = False,
 ) -> bool:
     """Whether a class with this per-point IoU history should be corrected from now on (``rule``: see the
-    module docstring; ``reference`` is the reference's ``if_update``).
+    module docstring; ``reference`` with ``skip_flat_start`` is the reference's ``if_update``).
 
     Points without the class (NaN IoU) are left out of the fit, at their places on the x axis; a fit
-    that does not converge says no.
+    that does not converge, or fewer than ``min_points`` points after the dropped flat start, says no
+    (the reference fits whatever is left, down to one point).
     """
     iou = np.asarray(history, dtype=np.float64)
     n = len(iou)
     reference = rule == "reference"
-    x = np.linspace(0.0, n, n) if reference else np.arange(1, n + 1, dtype=np.float64)
+    skipped = leading_flat_points(iou) if reference and skip_flat_start else 0
+    iou = iou[skipped:]
+    kept = len(iou)
+    x = np.linspace(0.0, kept, kept) if reference else np.arange(1, kept + 1, dtype=np.float64)
     seen = np.isfinite(iou)
     if seen.sum() < min_points:
         return False
@@ -177,7 +217,7 @@ def should_start_correction(
         return False
     if a <= 0 or b <= 0 or c <= 0:
         return False
-    start = correction_start_epoch(a, b, c, n_epochs, r, horizon_inclusive=not reference)
+    start = skipped + correction_start_epoch(a, b, c, n_epochs, r, horizon_inclusive=not reference)
     return (n - 1 if reference else n) >= start
 
 
@@ -327,14 +367,13 @@ class ADELETrainer(BaselineTrainer):
         """Close an IoU point when due; start classes whose curve flattened; correct the labels when due."""
         if (epoch + 1) % self.epochs_per_point:
             return  # the point's pass is not complete yet: keep counting
-        iou = np.divide(self._inter, self._union, out=np.full_like(self._inter, np.nan), where=self._union > 0)
-        self.iou_history.append(iou)
-        self._inter[:], self._union[:] = 0.0, 0.0
+        self.iou_history.append(self.close_iou_point())
         history = np.stack(self.iou_history)  # (points, G, n)
         started_now = False
         for g, c in zip(*np.nonzero(self.start_epoch < 0), strict=True):
             if c > 0 and should_start_correction(history[:, g, c], self.points_in_run, self.options.r,
-                                                 self.options.min_points, self.options.start_rule):
+                                                 self.options.min_points, self.options.start_rule,
+                                                 self.options.skip_flat_start):
                 self.start_epoch[g, c] = epoch
                 started_now = True
         due = len(self.iou_history) % self.options.correct_every == 0
@@ -342,6 +381,32 @@ class ADELETrainer(BaselineTrainer):
             self.correct_training_labels()
             self.corrections.append(epoch)
         self.write_history()
+
+    def close_iou_point(self) -> np.ndarray:
+        """(G, n) IoU of the point now closing (NaN where a class is absent from labels and prediction).
+
+        ``curve_source=volumes``: the whole-volume predictions of the training cases against their current
+        labels (one prediction pass over the training cases a point; the patch counts are dropped);
+        ``patches``: the counts accumulated over the point's training steps.
+        """
+        if self.options.curve_source == "volumes":
+            inter, union = self.volume_iou_counts()
+        else:
+            inter, union = self._inter.copy(), self._union.copy()
+        self._inter[:], self._union[:] = 0.0, 0.0
+        return np.divide(inter, union, out=np.full_like(inter, np.nan), where=union > 0)
+
+    def volume_iou_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(intersection, union), each (G, n), of the correction's prediction of every training volume,
+        pooled over the cases (the reference pools its training IoU over the pass)."""
+        inter, union = np.zeros_like(self._inter), np.zeros_like(self._union)
+        for case in self.train_cases:
+            pred = torch.from_numpy(self.multiscale_probs(case.image).argmax(axis=1))[None]  # (1, G, H, W, D)
+            target = torch.from_numpy(label_groups(case.label, self.labels.mode).astype(np.int64))[None]
+            i, u = iou_counts(pred, target, inter.shape[1])
+            inter += i
+            union += u
+        return inter, union
 
     def correct_training_labels(self) -> None:
         """Replace confident voxels of the classes under correction in every training label; new sampler."""
