@@ -91,6 +91,16 @@ def test_the_reference_drops_a_flat_start_before_it_fits():
                                                                            skip_flat_start=skip))
              for skip in (False, True)}  # fmt: skip
     assert first == {False: 3, True: 5}
+    # the drop shifts the start by the dropped count: three slow steps before a curve whose first step is
+    # fast start it three points later than that curve alone (which is not cut) starts
+    kept = 0.19 + 0.7 * iou_curve(np.arange(0, 27, dtype=float), 1.0, 1.0, 3.0)  # 0.19, then +0.20, ...
+    curve = np.concatenate([[0.10, 0.13, 0.16], kept])
+    alone = next(k for k in range(27) if should_start_correction(kept[: k + 1], 30, 0.9, 3, "reference",
+                                                                   skip_flat_start=True))
+    shifted = next(k for k in range(30) if should_start_correction(curve[: k + 1], 30, 0.9, 3, "reference",
+                                                                      skip_flat_start=True))
+    assert leading_flat_points(curve[:8]) == 3 and leading_flat_points(kept) == 0
+    assert alone > 3 and shifted == alone + 3
     assert leading_flat_points(history[:6]) == 3 and leading_flat_points(np.array([0.1, 0.5, 0.55])) == 0
     assert leading_flat_points(np.array([0.1, np.nan, 0.5])) == 0  # a NaN stops the count
 
@@ -237,6 +247,32 @@ def test_curve_points_come_from_whole_volume_predictions_by_default(tmp_path: Pa
     patches = tiny_trainer(tmp_path, {"curve_source": "patches"})
     patches.add_iou_counts(np.array([[1.0, 1.0]]), np.array([[4.0, 4.0]]))
     np.testing.assert_allclose(patches.close_iou_point(), [[0.25, 0.25]])
+
+
+def test_epoch_end_with_todays_defaults_drops_the_flat_start(tmp_path: Path):
+    """Defaults v5 through the trainer: fed seed 0's LA curve one point an epoch (20-point run), the class
+    starts at point 5, as the reference's if_update, not at point 3 (v4)."""
+    cfg = merge(CPU, {"method": "adele", "data": {"patch_size": [16, 16, 16]}, "model": {"channels": [4, 8]},
+                      "optim": {"epochs": 20}, "num_threads": 1, "method_options": {"curve_unit": "epoch"}})
+    trainer = ADELETrainer(cfg, make_phantoms(1, 16, seed=3), [], PHANTOM_LABELS, tmp_path, progress=False)
+    points = iter(LA_SEED0_CURVE)
+    trainer.close_iou_point = lambda: np.array([[1.0, next(points)]])
+    for epoch in range(6):
+        trainer.on_epoch_end(epoch)
+    assert trainer.points_in_run == 20 and trainer.start_epoch.tolist() == [[-1, 5]] and trainer.corrections == [5]
+
+
+def test_the_volume_curve_pools_the_counts_of_all_training_cases(tmp_path: Path):
+    cfg = merge(CPU, {"method": "adele", "data": {"patch_size": [16, 16, 16]}, "model": {"channels": [4, 8]},
+                      "num_threads": 1})
+    trainer = ADELETrainer(cfg, make_phantoms(3, 16, seed=5), [], PHANTOM_LABELS, tmp_path, progress=False)
+    inter, union = np.zeros(2), np.zeros(2)
+    for case in trainer.train_cases:
+        pred = predict_probabilities(trainer.net, case.image, (16, 16, 16), overlap=trainer.cfg.sw_overlap).argmax(0)
+        for c in (0, 1):
+            inter[c] += ((pred == c) & (case.label == c)).sum()
+            union[c] += ((pred == c) | (case.label == c)).sum()
+    np.testing.assert_allclose(trainer.close_iou_point()[0], inter / union)
 
 
 def test_scales_must_include_one(tmp_path: Path):

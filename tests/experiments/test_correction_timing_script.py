@@ -11,6 +11,7 @@ import numpy as np
 from cli_helpers import load_script
 from svldrl.config import CPU, merge
 from svldrl.data import make_phantoms
+from svldrl.inference import predict_probabilities
 from svldrl.models import build_network
 
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "la" / "correction_timing.py"
@@ -30,4 +31,8 @@ def test_report_pools_iou_and_leaves_labels_alone_when_nothing_is_confident():
     # an untrained network is never that confident: the corrected labels are the noisy ones
     corrected = dict(re.findall(r"(\w+): pred [\d.]+ vol [\d.]+ corrected ([\d.]+)", line))
     assert float(corrected["corrupted"]) == 0.0 and float(corrected["untouched"]) == 100.0
-    assert line.startswith("whole-volume IoU to noisy ")
+    inter = union = 0
+    for case in cases:  # the IoU is pooled over the cases, against the noisy labels
+        pred = predict_probabilities(torch_net, case.image, (16, 16, 16), overlap=cfg.sw_overlap).argmax(0) > 0
+        inter, union = inter + (pred & case.noisy).sum(), union + (pred | case.noisy).sum()
+    assert line.startswith(f"whole-volume IoU to noisy {inter / union:.3f};")

@@ -11,6 +11,9 @@ from the same predictions of its whole training images (SegTHOR slices, uncroppe
 training patches oversample the foreground, so a patch IoU (``patches``, before v5) flattens while the
 whole-volume prediction still over-segments (LA, MT 50 %, epoch 32: patch IoU 0.69, whole-volume
 prediction 1.16-1.24x the clean volume; a correction then inflated the labels, docs/results.md).
+The reference's predictions are those of its training pass (train mode, taken before each step);
+ours are a sliding-window pass in eval mode after the point's last epoch, as a 3D patch never covers
+a whole volume.
 The class's correction starts at the first epoch where the fitted curve's slope has
 changed by more than r = 0.9 relative to its slope at epoch 1, and stays on. Correction replaces a
 voxel's label by the model's whole-volume prediction at scale 1 (the 3D reference's single-scale
@@ -198,8 +201,13 @@ def should_start_correction(
     module docstring; ``reference`` with ``skip_flat_start`` is the reference's ``if_update``).
 
     Points without the class (NaN IoU) are left out of the fit, at their places on the x axis; a fit
-    that does not converge, or fewer than ``min_points`` points after the dropped flat start, says no
-    (the reference fits whatever is left, down to one point).
+    that does not converge, or fewer than ``min_points`` points after the dropped flat start, says no.
+    The reference fits whatever is left, down to one point, but cannot fire with fewer than three
+    either: the slope change at epoch 1 is 0, so its start count is at least 2 and the newest point's
+    index must reach it; the guard changes nothing at ``min_points=3``. A fit that ends on a bound
+    (a, b or c = 0) says no here, where the reference divides 0 by 0, counts a start of 1 and fires.
+    With ``skip_flat_start`` a curve that rises by less than 0.1 at every step keeps one point and
+    never starts, as in the reference; the 0.1 is per point, so it is stricter the more points a run has.
     """
     iou = np.asarray(history, dtype=np.float64)
     n = len(iou)
