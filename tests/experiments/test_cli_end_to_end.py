@@ -242,6 +242,10 @@ def test_compare_list_and_index_train_one_run_at_a_time(phantoms: Path, tmp_path
     assert result.exit_code != 0 and "cannot be combined" in result.output
     invoke("compare", exp, "-q", "--tables-only")
     assert "MT-Noise 50%" in (tmp_path / "results" / "table.md").read_text()
+    exp.write_text(exp.read_text().replace("optim.epochs=2", "optim.epochs=3"))  # the file edited after run 2 finished
+    assert [r[1] for r in listed()] == ["pending", "pending", "conflict", "pending"]
+    result = runner.invoke(app, ["compare", str(exp), "-q", "--index", "2"])
+    assert result.exit_code != 0 and "other settings (optim.epochs" in str(result.exception)
 
 
 def test_compare_noise_only_makes_the_labels_the_runs_then_read(phantoms: Path, tmp_path: Path) -> None:

@@ -19,9 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from svldrl._io import atomic_write, write_text
+from svldrl.config import TrainConfig
 from svldrl.experiments.grid import Experiment, GridRun, grid, load_experiment, waits_for
 from svldrl.experiments.methods import method_info
-from svldrl.experiments.runs import METRICS_FILE, RunExistsError, check_existing_run, claim_run, is_claimed
+from svldrl.experiments.runs import (
+    METRICS_FILE,
+    RunExistsError,
+    check_existing_run,
+    claim_run,
+    holds_other_settings,
+    is_claimed,
+)
 from svldrl.experiments.tables import Table, TableRow, rows_from_runs
 from svldrl.metrics import METRICS
 
@@ -94,23 +102,30 @@ def train_pending(
 
 
 def grid_states(path: Path, runs_root: Path | None = None) -> list[tuple[int, str, GridRun, Path]]:
-    """Every run of the grid with its index and state: ``pending``, ``running`` or ``finished``.
+    """Every run of the grid with its index and state: ``pending``, ``running``, ``finished`` or ``conflict``.
 
     The index is the run's place in the grid's fixed order (noise rows, methods, seeds), the
     number a cluster job array passes to ``--index``. ``running``: another process holds the
-    run's lock now; an interrupted run nobody holds is ``pending`` (it resumes).
+    run's lock now; an interrupted run nobody holds is ``pending`` (it resumes). ``conflict``: the
+    folder holds a run made with other settings, which ``--index`` and ``--tables-only`` refuse;
+    why: a listing that called it ``finished`` would send a job array past a run that no table
+    will accept (an edited experiment file, two files sharing a runs folder).
     """
     from svldrl.data import load_dataset
 
     exp = load_experiment(path, runs_root)
     runs = grid(exp)
     dataset_name = load_dataset(exp.data).name
-    out = []
-    for index, run in enumerate(runs):
-        run_dir = run.run_dir(exp, dataset_name)
-        state = "finished" if (run_dir / METRICS_FILE).exists() else ("running" if is_claimed(run_dir) else "pending")
-        out.append((index, state, run, run_dir))
-    return out
+    return [(index, _grid_state(run.run_dir(exp, dataset_name), run.cfg), run, run.run_dir(exp, dataset_name))
+            for index, run in enumerate(runs)]
+
+
+def _grid_state(run_dir: Path, cfg: TrainConfig) -> str:
+    if holds_other_settings(run_dir, cfg):
+        return "conflict"
+    if (run_dir / METRICS_FILE).exists():
+        return "finished"
+    return "running" if is_claimed(run_dir) else "pending"
 
 
 def train_index(path: Path, index: int, *, progress: bool = True, runs_root: Path | None = None) -> Path:

@@ -211,15 +211,24 @@ def check_existing_run(run_dir: Path, cfg: TrainConfig) -> None:
     other settings would otherwise put a foreign run's numbers into a table, or stop a long grid
     hours in; checking every folder first fails at once and names the file.
     """
-    if run_state(run_dir) in (RunState.NEW, RunState.UNSTARTED):  # nothing a table or a resume would use
+    if not holds_other_settings(run_dir, cfg):
         return
     saved = load_config(run_dir / CONFIG_FILE)
-    if not same_settings(saved, cfg):
-        state = "finished" if (run_dir / METRICS_FILE).exists() else "unfinished"
-        raise RunExistsError(
-            f"{run_dir / CONFIG_FILE}: a {state} run with other settings ({', '.join(differing_keys(saved, cfg)[:6])}) "
-            "has this folder; give the experiment another runs_root, or delete the run to train it with these settings"
-        )
+    state = "finished" if (run_dir / METRICS_FILE).exists() else "unfinished"
+    raise RunExistsError(
+        f"{run_dir / CONFIG_FILE}: a {state} run with other settings ({', '.join(differing_keys(saved, cfg)[:6])}) "
+        "has this folder; give the experiment another runs_root, or delete the run to train it with these settings"
+    )
+
+
+def holds_other_settings(run_dir: Path, cfg: TrainConfig) -> bool:
+    """True if ``run_dir`` holds a run (finished, or with a checkpoint to resume) made with settings other than ``cfg``.
+
+    A folder with no saved epoch holds nothing a table or a resume would use, so it never conflicts.
+    """
+    if run_state(run_dir) in (RunState.NEW, RunState.UNSTARTED):
+        return False
+    return not same_settings(load_config(run_dir / CONFIG_FILE), cfg)
 
 
 @contextmanager
