@@ -1,17 +1,26 @@
 """Our LA Table 1 or Table 5 rows next to the paper's (LA, Dice % and HD95 mm), for docs/results.md.
 
 The paper's numbers are copied from the paper (SwinUNETR, 96^3 patches, 0.625 mm, 1000 epochs);
-ours come from the finished run folders (mean ± std over the seeds found). A row whose runs are
-not finished yet says so instead of a number.
+ours come from finished runs (mean ± std over the seeds found, one value per run: the mean over its
+held-out cases). A row whose runs are not finished yet says so instead of a number.
 
     python experiments/la/versus_paper.py runs/la2018              # Table 1
     python experiments/la/versus_paper.py runs/la2018 --table 5    # Table 5 (ablations)
+    python experiments/la/versus_paper.py docs/results/la-table1-long/cases.csv \
+        docs/results/la-reference/cases.csv --table long --seeds 0 1 2 3 4   # the long Table 1 (issue 16)
+
+A source is a runs folder (each run's metrics.json) or a ``cases.csv`` that ``svldrl compare``
+writes beside its tables; the csv is committed, so a table made from it outlives the run folders.
+Several sources are read together (the long table takes its baseline, trusted-only and clean rows
+from experiments/la/reference.yaml's grid); a run found in two sources counts once.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -55,19 +64,60 @@ TABLE5: Rows = {
     ("mt-0.5", "svl-drl-w-o-frl", "SVL-DRL w/o FRL"): (89.28, 5.42),
     ("mt-0.5", "svl-drl", "SVL-DRL"): (90.64, 3.80),
 }
-TABLES = {"1": TABLE1, "5": TABLE5}
+TABLE1_LONG: Rows = {
+    (noise, prefix, label): paper
+    for noise in ("mt-0.5", "sfda-0.5")
+    for prefix, label, paper in [
+        ("baseline", "Baseline", TABLE1[(noise, "baseline", "Baseline")]),
+        ("baseline-dice-ce", "Baseline (Dice+CE, ours)", None),
+        ("trusted-only-6", "Trusted only 6 (ours)", None),
+        ("loss-correction", "Loss Correction", TABLE1[(noise, "loss-correction", "Loss Correction")]),
+        ("co-teaching", "Co-Teaching (trusted rates)", TABLE1[(noise, "co-teaching-oracle", "Co-Teaching (oracle)")]),
+        ("mtcl-trusted-clean-stream", "MTCL (trusted clean stream)", TABLE1[(noise, "mtcl-oracle", "MTCL (oracle)")]),
+        ("adele", "ADELE", TABLE1[(noise, "adele", "ADELE")]),
+        ("adele-v4-patch-curve", "ADELE v4 (patch curve, superseded)", TABLE1[(noise, "adele", "ADELE")]),
+        ("jcas", "JCAS", TABLE1[(noise, "jcas", "JCAS")]),
+        ("rsf-assisted-adele", "RSF-Assisted (ADELE)", TABLE1[(noise, "rsf-assisted-adele", "RSF-Assisted (ADELE)")]),
+        ("clcs", "CLCS", TABLE1[(noise, "clcs", "CLCS")]),
+        ("svl-drl", "SVL-DRL", TABLE1[(noise, "svl-drl", "SVL-DRL")]),
+    ]
+}
+TABLE1_LONG = {("clean", "baseline", "Baseline"): TABLE1[("clean", "baseline", "Baseline")], **TABLE1_LONG}
+TABLES = {"1": TABLE1, "5": TABLE5, "long": TABLE1_LONG}
 NOISE_NAMES = {"clean": "clean", "mt-0.5": "MT 50 %", "sfda-0.5": "SFDA 50 %"}
 
 
-def our_scores(root: Path, prefix: str, noise: str) -> tuple[list[float], list[float]]:
-    """Dice (%) and HD95 (mm) of every finished seed of one method and noise."""
-    dice, hd95 = [], []
-    for run in sorted(root.glob(f"{prefix}__{noise}__seed*")):
-        if (run / "metrics.json").exists():
-            mean = json.loads((run / "metrics.json").read_text())["summary"]["mean"]["mean"]
-            dice.append(100 * mean["dice"])
-            hd95.append(mean["hd95"])
-    return dice, hd95
+def our_scores(
+    sources: list[Path], prefix: str, noise: str, seeds: list[int] | None = None
+) -> tuple[list[float], list[float]]:
+    """Dice (%) and HD95 (mm) of every finished seed (of ``seeds``, if given) of one method and noise."""
+    runs: dict[str, tuple[float, float]] = {}
+    for source in sources:
+        for name, scores in (_csv_runs(source) if source.is_file() else _folder_runs(source)).items():
+            match = re.fullmatch(rf"{re.escape(prefix)}__{re.escape(noise)}__seed(\d+)", name)
+            if match and (seeds is None or int(match.group(1)) in seeds):
+                runs.setdefault(name, scores)
+    return [runs[r][0] for r in sorted(runs)], [runs[r][1] for r in sorted(runs)]
+
+
+def _folder_runs(root: Path) -> dict[str, tuple[float, float]]:
+    """Run name -> (Dice %, HD95 mm) from each finished run's metrics.json summary."""
+    out = {}
+    for metrics in sorted(root.glob("*/metrics.json")):
+        mean = json.loads(metrics.read_text())["summary"]["mean"]["mean"]
+        out[metrics.parent.name] = (100 * mean["dice"], mean["hd95"])
+    return out
+
+
+def _csv_runs(path: Path) -> dict[str, tuple[float, float]]:
+    """Run name -> (Dice %, HD95 mm): the mean over the run's cases of a compare ``cases.csv``."""
+    cases: dict[str, list[tuple[float, float]]] = {}
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["class"] == "mean":
+                cases.setdefault(row["run"], []).append((float(row["dice"]), float(row["hd95"])))
+    return {run: (100 * float(np.mean([d for d, _ in scores])), float(np.mean([h for _, h in scores])))
+            for run, scores in cases.items()}
 
 
 def fmt(values: list[float]) -> str:
@@ -78,13 +128,15 @@ def fmt(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path, help="runs folder, e.g. runs/la2018")
+    parser.add_argument("sources", type=Path, nargs="+", help="runs folders (runs/la2018) or compare cases.csv files")
     parser.add_argument("--table", choices=sorted(TABLES), default="1", help="the paper's table to set ours beside")
+    parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds (the long table's grid has 0-4, "
+                        "reference.yaml's rows 0-9)")
     args = parser.parse_args()
     print("| noise | method | Dice [%] ours | Dice [%] paper | HD95 [mm] ours | HD95 [mm] paper |")
     print("|---|---|---|---|---|---|")
     for (noise, prefix, label), paper in TABLES[args.table].items():
-        dice, hd95 = our_scores(args.root, prefix, noise)
+        dice, hd95 = our_scores(args.sources, prefix, noise, args.seeds)
         p_dice, p_hd = ("-", "-") if paper is None else (f"{paper[0]:.2f}", f"{paper[1]:.2f}")
         print(f"| {NOISE_NAMES[noise]} | {label} | {fmt(dice)} | {p_dice} | {fmt(hd95)} | {p_hd} |")
 

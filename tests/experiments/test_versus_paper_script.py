@@ -1,0 +1,51 @@
+"""experiments/la/versus_paper.py reads our rows from committed cases.csv files, as paired.py does."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import load_script
+
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "la" / "versus_paper.py"
+FIELDS = ["run", "label", "method", "noise", "ratio", "seed", "case_id", "class", "dice", "iou", "hd95", "asd"]
+
+
+def _write_cases(path: Path, runs: dict[str, list[tuple[float, float]]]) -> Path:
+    """A compare cases.csv: per run, (Dice, HD95) of each case, as a foreground row and a mean row."""
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, FIELDS)
+        writer.writeheader()
+        for run, cases in runs.items():
+            for i, (dice, hd95) in enumerate(cases):
+                for cls in ("left atrium", "mean"):
+                    writer.writerow({"run": run, "case_id": f"c{i}", "class": cls, "dice": dice, "hd95": hd95})
+    return path
+
+
+def test_rows_come_from_cases_csv_with_a_seed_filter_and_exact_prefixes(tmp_path: Path) -> None:
+    module = load_script(SCRIPT, "la_versus_paper")
+    long_table = _write_cases(tmp_path / "long.csv", {
+        "adele__mt-0.5__seed0": [(0.80, 10.0), (0.90, 6.0)],
+        "adele__mt-0.5__seed7": [(0.50, 30.0)],  # outside --seeds
+        "adele-v4-patch-curve__mt-0.5__seed0": [(0.10, 90.0)],  # another row whose name starts with "adele"
+    })
+    reference = _write_cases(tmp_path / "reference.csv", {
+        "adele__mt-0.5__seed0": [(0.0, 0.0)],  # a run already read from the first source counts once
+        "adele__mt-0.5__seed1": [(0.70, 12.0)],
+    })
+    dice, hd95 = module.our_scores([long_table, reference], "adele", "mt-0.5", seeds=[0, 1, 2, 3, 4])
+    assert dice == pytest.approx([85.0, 70.0]) and hd95 == pytest.approx([8.0, 12.0])
+    assert module.our_scores([long_table], "adele", "mt-0.5")[0] == pytest.approx([85.0, 50.0])
+    assert module.our_scores([long_table], "adele", "sfda-0.5") == ([], [])
+
+
+def test_the_long_table_sets_every_method_beside_the_paper_under_both_noises() -> None:
+    module = load_script(SCRIPT, "la_versus_paper_rows")
+    rows = module.TABLES["long"]
+    for noise in ("mt-0.5", "sfda-0.5"):
+        assert rows[(noise, "jcas", "JCAS")] == module.TABLE1[(noise, "jcas", "JCAS")]
+        assert rows[(noise, "baseline-dice-ce", "Baseline (Dice+CE, ours)")] is None
+    assert sum(1 for noise, _, _ in rows if noise == "mt-0.5") == 12
