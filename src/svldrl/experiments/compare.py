@@ -116,11 +116,15 @@ def grid_states(path: Path, runs_root: Path | None = None) -> list[tuple[int, st
     exp = load_experiment(path, runs_root)
     runs = grid(exp)
     dataset_name = load_dataset(exp.data).name
-    return [(index, _grid_state(run.run_dir(exp, dataset_name), run.cfg), run, run.run_dir(exp, dataset_name))
-            for index, run in enumerate(runs)]
+    out = []
+    for index, run in enumerate(runs):
+        folder = run.run_dir(exp, dataset_name)
+        out.append((index, _grid_state(folder, run.cfg), run, folder))
+    return out
 
 
 def _grid_state(run_dir: Path, cfg: TrainConfig) -> str:
+    """A run's ``--list`` state; ``conflict`` first, since such a folder is neither resumable nor tabulated."""
     if holds_other_settings(run_dir, cfg):
         return "conflict"
     if (run_dir / METRICS_FILE).exists():
