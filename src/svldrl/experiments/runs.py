@@ -214,9 +214,9 @@ def check_existing_run(run_dir: Path, cfg: TrainConfig) -> None:
     if not holds_other_settings(run_dir, cfg):
         return
     saved = load_config(run_dir / CONFIG_FILE)
-    state = "finished" if (run_dir / METRICS_FILE).exists() else "unfinished"
+    state = "a finished" if (run_dir / METRICS_FILE).exists() else "an unfinished"
     raise RunExistsError(
-        f"{run_dir / CONFIG_FILE}: a {state} run with other settings ({', '.join(differing_keys(saved, cfg)[:6])}) "
+        f"{run_dir / CONFIG_FILE}: {state} run with other settings ({', '.join(differing_keys(saved, cfg)[:6])}) "
         "has this folder; give the experiment another runs_root, or delete the run to train it with these settings"
     )
 
