@@ -9,6 +9,12 @@ kind alone would reach (every false positive set to background, or every false n
 foreground). Everything is on the original grid, as the manifests and ``volumes.py`` are.
 
     python experiments/la/noise_errors.py ../shared/data/la2018 runs/la2018/_noise/sfda-0.5-seed0-* [...]
+    python experiments/la/noise_errors.py ../shared/data/la2018 runs/la2018/_noise/mt-0.5-seed0-* --rates
+
+``--rates`` prints instead the voxel transition rates over every case of the folder (corrupted or
+not): P(noisy background | clean foreground) and P(noisy foreground | clean background), the
+off-diagonals of the transition matrix Loss Correction and JCAS estimate. These are whole-volume
+rates; training patches oversample the foreground and its border, so rates within patches differ.
 """
 
 from __future__ import annotations
@@ -64,6 +70,18 @@ def corrupted_case_errors(noise_dir: Path, data: Path) -> list[CaseErrors]:
     ]
 
 
+def voxel_transition_rates(noise_dir: Path, data: Path) -> tuple[float, float]:
+    """(P(noisy bg | clean fg), P(noisy fg | clean bg)) pooled over the voxels of every case of the folder."""
+    noisy = np.load(noise_dir / "labels.npz")
+    dataset = load_dataset(data)
+    fg = fg_to_bg = bg = bg_to_fg = 0
+    for case_id in noisy.files:
+        clean, label = dataset.get(case_id).label > 0, noisy[case_id] > 0
+        fg, fg_to_bg = fg + int(clean.sum()), fg_to_bg + int((clean & ~label).sum())
+        bg, bg_to_fg = bg + int((~clean).sum()), bg_to_fg + int((~clean & label).sum())
+    return fg_to_bg / max(fg, 1), bg_to_fg / max(bg, 1)
+
+
 def summary(errors: list[CaseErrors]) -> str:
     """One line: means over the corrupted cases, and the range of the false-positive share."""
     share = np.array([e.false_positive_share() for e in errors])
@@ -81,9 +99,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="the LA folder the noise was simulated on")
     parser.add_argument("noise_dirs", type=Path, nargs="+", help="_noise/<key> folders of a runs root")
+    parser.add_argument("--rates", action="store_true", help="voxel transition rates over all cases instead")
     args = parser.parse_args()
     for noise_dir in args.noise_dirs:
-        print(f"{noise_dir.name}: {summary(corrupted_case_errors(noise_dir, args.data))}", flush=True)
+        if args.rates:
+            fg_to_bg, bg_to_fg = voxel_transition_rates(noise_dir, args.data)
+            print(f"{noise_dir.name}: P(noisy bg | clean fg) {fg_to_bg:.3f}, P(noisy fg | clean bg) {bg_to_fg:.4f}")
+        else:
+            print(f"{noise_dir.name}: {summary(corrupted_case_errors(noise_dir, args.data))}", flush=True)
 
 
 if __name__ == "__main__":

@@ -39,3 +39,21 @@ def test_a_shifted_label_needs_both_actions(noise_errors):
     assert e.false_positive_share() == 0.5
     assert e.dice_after_removing_false_positives() == pytest.approx(2 * 32 / (2 * 32 + 32))
     assert e.dice_after_adding_false_negatives() == pytest.approx(2 * 64 / (2 * 64 + 32))
+
+
+def test_voxel_transition_rates_pool_every_case_of_the_folder(noise_errors, tmp_path, monkeypatch):
+    """A dilated case and an untouched one: the rates are hand-counted voxels over both."""
+    from types import SimpleNamespace
+
+    clean = np.zeros((10, 10, 10), np.uint8)
+    clean[3:7, 3:7, 3:7] = 1  # 64 foreground voxels, 936 background
+    dilated = np.zeros_like(clean)
+    dilated[2:8, 2:8, 2:8] = 1  # 152 background voxels labelled foreground
+    eroded = np.zeros_like(clean)
+    eroded[4:6, 4:6, 4:6] = 1  # 56 foreground voxels labelled background
+    np.savez(tmp_path / "labels.npz", a=dilated, b=clean, c=eroded)
+    monkeypatch.setattr(noise_errors, "load_dataset", lambda data: SimpleNamespace(
+        get=lambda case_id: SimpleNamespace(label=clean)))
+    fg_to_bg, bg_to_fg = noise_errors.voxel_transition_rates(tmp_path, tmp_path)
+    assert fg_to_bg == pytest.approx(56 / (3 * 64))
+    assert bg_to_fg == pytest.approx(152 / (3 * 936))
