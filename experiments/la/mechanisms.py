@@ -1,0 +1,59 @@
+"""Each run's mechanism state at the end of training, read from its log.csv (issue 16, point 3).
+
+Why: a method's Dice alone cannot say whether its mechanism worked. Every trainer logs its own
+state per epoch (JCAS's transition off-diagonals, MTCL's flipped fraction, Co-Teaching's kept
+fraction per class, CLCS's selected fraction, SVL-DRL's reward and policy entropy); this prints the
+last epoch's values of those columns for a set of runs, one line per run, so that a row of a table
+can be checked against what its mechanism did. ADELE's correction epochs come from its adele.json,
+Loss Correction's estimated matrix from transition_matrix.json.
+
+    python experiments/la/mechanisms.py /work/runs/la2018 'jcas__mt-0.5__seed*' 'co-teaching__mt-0.5__seed*'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from svldrl.training import read_log
+
+GENERIC = {"epoch", "stage", "lr", "epoch_time"}
+"""Columns every trainer writes; the rest of a log's columns (but losses and validation) are its mechanism."""
+
+
+def mechanism_columns(header: list[str]) -> list[str]:
+    """The columns of a log that describe the method's mechanism rather than its losses or validation."""
+    return [c for c in header if c not in GENERIC and not c.startswith(("loss", "val_"))]
+
+
+def final_state(run_dir: Path) -> dict[str, str]:
+    """Column -> formatted value at the last logged epoch (empty cells skipped), plus the run's json state."""
+    rows = read_log(run_dir)
+    state = {"epochs": str(len(rows))}
+    for column in mechanism_columns(list(rows[0])) if rows else []:
+        if rows[-1][column] != "":
+            state[column] = f"{float(rows[-1][column]):.4g}"
+    adele = run_dir / "adele.json"
+    if adele.exists():
+        state["corrections"] = str(json.loads(adele.read_text())["corrections"])
+    transition = run_dir / "transition_matrix.json"
+    if transition.exists():
+        matrices = json.loads(transition.read_text())["T"]
+        state["T"] = str([[[round(v, 4) for v in row] for row in m] for m in matrices])
+    return state
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, help="a runs folder, e.g. runs/la2018")
+    parser.add_argument("patterns", nargs="+", help="run-folder name patterns, e.g. 'jcas__mt-0.5__seed*'")
+    args = parser.parse_args()
+    for pattern in args.patterns:
+        for run_dir in sorted(p.parent for p in args.root.glob(f"{pattern}/log.csv")):
+            items = ", ".join(f"{k} {v}" for k, v in final_state(run_dir).items())
+            print(f"{run_dir.name}: {items}")
+
+
+if __name__ == "__main__":
+    main()
