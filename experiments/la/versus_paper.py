@@ -18,12 +18,14 @@ from experiments/la/reference.yaml's grid); a run found in two sources counts on
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired import load_runs  # noqa: E402
 
 # (noise, run-name prefix, row label) -> the paper's (Dice %, HD95 mm); None: a row of ours only
 Rows = dict[tuple[str, str, str], tuple[float, float] | None]
@@ -90,34 +92,20 @@ NOISE_NAMES = {"clean": "clean", "mt-0.5": "MT 50 %", "sfda-0.5": "SFDA 50 %"}
 def our_scores(
     sources: list[Path], prefix: str, noise: str, seeds: list[int] | None = None
 ) -> tuple[list[float], list[float]]:
-    """Dice (%) and HD95 (mm) of every finished seed (of ``seeds``, if given) of one method and noise."""
+    """Dice (%) and HD95 (mm) of every finished seed (of ``seeds``, if given) of one method and noise.
+
+    Each run's value is the mean over its held-out cases (``paired.load_runs`` reads both source
+    kinds); a run found in an earlier source is not read again from a later one.
+    """
     runs: dict[str, tuple[float, float]] = {}
     for source in sources:
-        for name, scores in (_csv_runs(source) if source.is_file() else _folder_runs(source)).items():
+        dice, hd95 = load_runs(source, "dice"), load_runs(source, "hd95")
+        for name, cases in dice.items():
             match = re.fullmatch(rf"{re.escape(prefix)}__{re.escape(noise)}__seed(\d+)", name)
             if match and (seeds is None or int(match.group(1)) in seeds):
-                runs.setdefault(name, scores)
+                runs.setdefault(name, (100 * float(np.mean(list(cases.values()))),
+                                       float(np.mean(list(hd95[name].values())))))
     return [runs[r][0] for r in sorted(runs)], [runs[r][1] for r in sorted(runs)]
-
-
-def _folder_runs(root: Path) -> dict[str, tuple[float, float]]:
-    """Run name -> (Dice %, HD95 mm) from each finished run's metrics.json summary."""
-    out = {}
-    for metrics in sorted(root.glob("*/metrics.json")):
-        mean = json.loads(metrics.read_text())["summary"]["mean"]["mean"]
-        out[metrics.parent.name] = (100 * mean["dice"], mean["hd95"])
-    return out
-
-
-def _csv_runs(path: Path) -> dict[str, tuple[float, float]]:
-    """Run name -> (Dice %, HD95 mm): the mean over the run's cases of a compare ``cases.csv``."""
-    cases: dict[str, list[tuple[float, float]]] = {}
-    with path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row["class"] == "mean":
-                cases.setdefault(row["run"], []).append((float(row["dice"]), float(row["hd95"])))
-    return {run: (100 * float(np.mean([d for d, _ in scores])), float(np.mean([h for _, h in scores])))
-            for run, scores in cases.items()}
 
 
 def fmt(values: list[float]) -> str:
