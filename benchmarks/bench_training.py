@@ -21,6 +21,10 @@ the repeats are reported.
     python benchmarks/bench_training.py --threads 1 --quality 0 1   # estimators' Dice on noisy phantoms
     python benchmarks/bench_training.py --backbone swin-unetr --sizes 64 --ks 3 --repeats 2
     python benchmarks/bench_training.py --threads 1 --sizes 48 --ks 3 --heads full light  # model.heads
+    python benchmarks/bench_training.py --device cuda --preset paper --sizes 96 --ks 3 --precision bf16
+
+On CUDA every timed step ends with ``torch.cuda.synchronize()`` (kernels run asynchronously), and the
+step runs inside the autocast of ``--precision`` exactly as ``Trainer.fit`` runs it.
 """
 
 from __future__ import annotations
@@ -37,21 +41,26 @@ from typing import Any
 
 import torch
 
-from svldrl.config import CPU, TrainConfig, merge
+from svldrl.config import TrainConfig, get_preset, merge
 from svldrl.data import PHANTOM_LABELS, make_phantoms
 from svldrl.training import METHODS, GradientPlan, SVLDRLTrainer, Trainer, episode_rewards
+from svldrl.training.precision import autocast
 
 
 def make_config(
-    backbone: str, size: int, batch_size: int, k: int = 3, estimator: str = "full", heads: str = "full"
+    backbone: str, size: int, batch_size: int, k: int = 3, estimator: str = "full", heads: str = "full",
+    preset: str = "cpu", device: str = "cpu", precision: str = "fp32",
 ) -> TrainConfig:
-    """The cpu preset with the benchmarked backbone, heads, patch, batch and episode; every epoch is Full RL."""
+    """``preset`` with the benchmarked backbone, heads, patch, batch, episode, device and precision; every
+    epoch is Full RL."""
     model = {"backbone": backbone, "heads": heads}
     if backbone == "swin-unetr":
         model["feature_size"] = 48
     return merge(
-        CPU,
+        get_preset(preset),
         {
+            "device": device,
+            "precision": precision,
             "model": model,
             "data": {"patch_size": [size] * 3},
             "optim": {"batch_size": batch_size, "epochs": 10},
@@ -80,32 +89,42 @@ def step_timer(method: str, cfg: TrainConfig, run_dir: Path, floor: bool = False
         episode_rewards(rollout.probs, trainer.foreground(batch["label"]), trainer.cfg)
 
     def run() -> float:
+        synchronize(trainer.device)
         start = time.perf_counter()
-        if floor:
-            episode_only()
-        else:
-            trainer.train_step(batch, 0)
+        with autocast(trainer.precision, trainer.device):
+            if floor:
+                episode_only()
+            else:
+                trainer.train_step(batch, 0)
+        synchronize(trainer.device)
         return time.perf_counter() - start
 
     run()  # warm-up: allocator, oneDNN kernels
     return run
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels (CUDA runs them asynchronously; a CPU step is already done)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def bench_size(
     backbone: str, size: int, batch_size: int, ks: list[int], estimators: list[str], repeats: int, floor: bool,
-    heads: tuple[str, ...] = ("full",),
+    heads: tuple[str, ...] = ("full",), preset: str = "cpu", device: str = "cpu", precision: str = "fp32",
 ) -> dict:
     """Median step times and ratios for one backbone and patch size."""
     tmp = Path(tempfile.mkdtemp(prefix="bench_training_"))
-    timers = {"baseline": step_timer("baseline", make_config(backbone, size, batch_size), tmp / "baseline")}
+    execution = {"preset": preset, "device": device, "precision": precision}
+    timers = {"baseline": step_timer("baseline", make_config(backbone, size, batch_size, **execution), tmp / "base")}
     for k in ks:
         for estimator in estimators:
             for form in heads:
-                cfg = make_config(backbone, size, batch_size, k, estimator, form)
+                cfg = make_config(backbone, size, batch_size, k, estimator, form, **execution)
                 name = f"K={k} {estimator}" + ("" if form == "full" else f" {form} heads")
                 timers[name] = step_timer("svl-drl", cfg, tmp / f"k{k}_{estimator}_{form}")
         if floor:
-            cfg = make_config(backbone, size, batch_size, k)
+            cfg = make_config(backbone, size, batch_size, k, **execution)
             timers[f"K={k} floor"] = step_timer("svl-drl", cfg, tmp / f"k{k}_floor", floor=True)
     times: dict[str, list[float]] = {name: [] for name in timers}
     for _ in range(repeats):
@@ -115,6 +134,7 @@ def bench_size(
     medians = {name: statistics.median(values) for name, values in times.items()}
     return {
         "backbone": backbone,
+        **execution,
         "patch": size,
         "batch": batch_size,
         "repeats": repeats,
@@ -170,7 +190,8 @@ def quality(seeds: list[int], epochs: int, size: int = 32) -> list[dict[str, Any
 
 def print_table(result: dict) -> None:
     """Min (the run least disturbed by other processes) and median of the repeats, and their ratios."""
-    print(f"\n{result['backbone']} {result['patch']}^3, batch {result['batch']}, {result['repeats']} repeats")
+    where = f"{result.get('device', 'cpu')} {result.get('precision', 'fp32')}"
+    print(f"\n{result['backbone']} {result['patch']}^3, batch {result['batch']}, {where}, {result['repeats']} repeats")
     print(f"{'step':<16}{'min s':>8}{'x base':>8}{'median s':>10}{'x base':>8}")
     for name in result["min_seconds"]:
         print(
@@ -192,6 +213,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                         help="value/policy head forms to time (model.heads)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=None, help="append the results as JSON lines to this file")
+    parser.add_argument("--preset", default="cpu", choices=["cpu", "paper"], help="the configuration timed")
+    parser.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'cuda:N'")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument(
         "--quality",
         type=int,
@@ -214,7 +238,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     results = []
     for size in args.sizes:
         result = bench_size(args.backbone, size, args.batch_size, args.ks, args.estimators, args.repeats, args.floor,
-                            tuple(args.heads))
+                            tuple(args.heads), args.preset, args.device, args.precision)
         print_table(result)
         results.append(result)
         if args.out is not None:

@@ -13,8 +13,8 @@ import torch
 
 from svldrl.config import CPU, merge
 from svldrl.data import PHANTOM_LABELS, make_phantoms, write_phantom_dataset
-from svldrl.training import SVLDRLTrainer
-from svldrl.training.distributed import Distributed
+from svldrl.training import SVLDRLTrainer, resolve_device
+from svldrl.training.distributed import Distributed, rank_gpu
 from svldrl.training.svldrl import gradient_plan
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -27,6 +27,15 @@ def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_each_rank_gets_the_gpu_of_its_local_rank_and_a_rank_without_one_is_refused():
+    assert rank_gpu(torch.device("cuda"), 1, gpus=2) == 1
+    with pytest.raises(RuntimeError, match="names one GPU for every rank"):  # NCCL: "Duplicate GPU detected"
+        rank_gpu(torch.device("cuda:0"), 1, gpus=2)
+    with pytest.raises(RuntimeError, match="local rank 1 but this machine has 1 GPU.*--nproc_per_node=1"):
+        rank_gpu(torch.device("cuda"), 1, gpus=1)
+    assert resolve_device("cpu", with_index=False) == torch.device("cpu")
 
 
 def test_rank_seeds_batches_and_the_single_process_case():
@@ -62,7 +71,8 @@ def test_the_cli_under_torchrun_writes_one_run_folder_and_resumes(tmp_path: Path
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["epochs"] == 2 and json.loads((run / "env.json").read_text())["processes"] == 2
+    env = json.loads((run / "env.json").read_text())
+    assert metrics["epochs"] == 2 and env["processes"] == 2 and env["process_group_backend"] == "gloo"
     assert len((run / "log.csv").read_text().splitlines()) == 3
     assert not list(run.rglob("*.tmp*"))
     (run / "metrics.json").unlink()  # as if stopped after its last checkpoint: --resume finishes it on two ranks

@@ -140,7 +140,7 @@ def train_run(
     dataset = open_checked_dataset(data)
     check_trusted(cfg, make_split(dataset, cfg))  # a bad split or trusted id fails before the folder exists
     run_dir = out if out is not None else default_run_dir(dataset.name, cfg, runs_root)
-    with distributed.process_group(str(resolve_device(cfg.device))) as ctx:
+    with distributed.process_group(str(resolve_device(cfg.device, with_index=False))) as ctx:
         if ctx.is_main:
             trainer, resume = _prepare_run(trainer_cls, data, dataset, cfg, run_dir, runs_root, resume, overwrite,
                                            progress)  # fmt: skip
@@ -181,7 +181,8 @@ def _prepare_run(
             if cfg.num_threads is not None:
                 torch.set_num_threads(cfg.num_threads)  # before env.json records the thread count
             write_json(run_dir / "env.json", {**environment_record(device), "data": str(data.resolve()),
-                                              "processes": distributed.planned().world_size})  # fmt: skip
+                                              "processes": distributed.planned().world_size,
+                                              "process_group_backend": distributed.backend()})  # fmt: skip
             write_json(run_dir / DATA_FILE, dataset_record(dataset, data))
             split = resolve_split(dataset, cfg, run_dir)
             protected = listed_trusted_ids(cfg)  # never corrupted

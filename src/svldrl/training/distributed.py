@@ -87,6 +87,33 @@ def planned() -> Distributed:
     return Distributed(rank, world, int(os.environ.get("LOCAL_RANK", rank)))
 
 
+def rank_gpu(device: torch.device, local_rank: int, gpus: int | None = None) -> int:
+    """The GPU of a rank under torchrun: the one of its ``LOCAL_RANK``, as PyTorch's DDP examples do.
+
+    Refuses, in one line and before the group is joined, what would otherwise stop later in a long
+    trace: a device naming one GPU for every rank (NCCL 2.28.9 refuses two ranks on one GPU,
+    "Duplicate GPU detected", seen on an H200: benchmarks/README.md), or a rank with no GPU of its own
+    (CUDA's "invalid device ordinal").
+    """
+    if device.index is not None:
+        raise RuntimeError(
+            f"--device {device} names one GPU for every rank, and NCCL refuses two ranks on one GPU; use "
+            f"--device cuda (each rank takes the GPU of its LOCAL_RANK) with --nproc_per_node at most the GPU count"
+        )
+    gpus = torch.cuda.device_count() if gpus is None else gpus
+    if local_rank >= gpus:
+        raise RuntimeError(
+            f"torchrun started local rank {local_rank} but this machine has {gpus} GPU(s): use "
+            f"--nproc_per_node={max(gpus, 1)}, one process per GPU"
+        )
+    return local_rank
+
+
+def backend() -> str | None:
+    """The process group's backend (``nccl`` or ``gloo``), or None in a single process; env.json records it."""
+    return dist.get_backend() if dist.is_available() and dist.is_initialized() else None
+
+
 @contextmanager
 def process_group(device: str) -> Iterator[Distributed]:
     """Join the processes torchrun started (NCCL for CUDA devices, gloo otherwise); nothing without torchrun.
@@ -100,7 +127,7 @@ def process_group(device: str) -> Iterator[Distributed]:
         raise RuntimeError("torchrun started several processes but this torch has no torch.distributed")
     cuda = str(device).startswith("cuda")
     if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(rank_gpu(torch.device(device), int(os.environ.get("LOCAL_RANK", "0"))))
     dist.init_process_group(backend="nccl" if cuda else "gloo")
     try:
         yield current()

@@ -26,8 +26,12 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def resolve_device(name: str | torch.device) -> torch.device:
-    """``"auto"`` -> the current CUDA device if there is one, else the CPU; "cuda" gets its index."""
+def resolve_device(name: str | torch.device, with_index: bool = True) -> torch.device:
+    """``"auto"`` -> the current CUDA device if there is one, else the CPU; "cuda" gets its index.
+
+    ``with_index=False`` leaves a bare "cuda" without one: under torchrun each rank takes its own GPU
+    later (``distributed.rank_gpu``), and the current device before that is GPU 0 on every rank.
+    """
     name = str(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -37,7 +41,7 @@ def resolve_device(name: str | torch.device) -> torch.device:
         raise ValueError(f"device: cannot use {name!r} ({exc}); expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {name!r} requested but CUDA is not available on this machine")
-    if device.type == "cuda" and device.index is None:  # "cuda" -> "cuda:N", as tensors report it
+    if with_index and device.type == "cuda" and device.index is None:  # "cuda" -> "cuda:N", as tensors report it
         device = torch.device("cuda", torch.cuda.current_device())
     return device
 
