@@ -31,9 +31,9 @@ def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_each_rank_gets_the_gpu_of_its_local_rank_and_a_rank_without_one_is_refused():
     assert rank_gpu(torch.device("cuda"), 1, gpus=2) == 1
-    with pytest.raises(RuntimeError, match="names one GPU for every rank"):  # NCCL: "Duplicate GPU detected"
+    with pytest.raises(ValueError, match="names one GPU for every rank"):  # NCCL: "Duplicate GPU detected"
         rank_gpu(torch.device("cuda:0"), 1, gpus=2)
-    with pytest.raises(RuntimeError, match="local rank 1 but this machine has 1 GPU.*--nproc_per_node=1"):
+    with pytest.raises(ValueError, match="local rank 1 but this machine has 1 GPU.*--nproc_per_node=1"):
         rank_gpu(torch.device("cuda"), 1, gpus=1)
     assert resolve_device("cpu", with_index=False) == torch.device("cpu")
 

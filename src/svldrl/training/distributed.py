@@ -90,19 +90,19 @@ def planned() -> Distributed:
 def rank_gpu(device: torch.device, local_rank: int, gpus: int | None = None) -> int:
     """The GPU of a rank under torchrun: the one of its ``LOCAL_RANK``, as PyTorch's DDP examples do.
 
-    Refuses, in one line and before the group is joined, what would otherwise stop later in a long
-    trace: a device naming one GPU for every rank (NCCL 2.28.9 refuses two ranks on one GPU,
-    "Duplicate GPU detected", seen on an H200: benchmarks/README.md), or a rank with no GPU of its own
-    (CUDA's "invalid device ordinal").
+    Refuses (ValueError: the CLI's one-line error, exit 2), before the group is joined, what would
+    otherwise stop later in a long trace: a device naming one GPU for every rank (NCCL 2.28.9 refuses
+    two ranks on one GPU, "Duplicate GPU detected", seen on an H200: benchmarks/README.md), or a rank
+    with no GPU of its own (CUDA's "invalid device ordinal").
     """
     if device.index is not None:
-        raise RuntimeError(
+        raise ValueError(
             f"--device {device} names one GPU for every rank, and NCCL refuses two ranks on one GPU; use "
             f"--device cuda (each rank takes the GPU of its LOCAL_RANK) with --nproc_per_node at most the GPU count"
         )
     gpus = torch.cuda.device_count() if gpus is None else gpus
     if local_rank >= gpus:
-        raise RuntimeError(
+        raise ValueError(
             f"torchrun started local rank {local_rank} but this machine has {gpus} GPU(s): use "
             f"--nproc_per_node={max(gpus, 1)}, one process per GPU"
         )
