@@ -222,7 +222,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         nargs="*",
         default=None,
         metavar="SEED",
-        help="instead of timing: clean val Dice of each estimator on noisy phantoms, these seeds",
+        help="instead of timing: clean val Dice of each estimator on noisy phantoms, these seeds (CPU, fp32: "
+        "--device, --preset and --precision do not apply)",
     )
     parser.add_argument("--quality-epochs", type=int, default=12)
     args = parser.parse_args(argv)
@@ -239,6 +240,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for size in args.sizes:
         result = bench_size(args.backbone, size, args.batch_size, args.ks, args.estimators, args.repeats, args.floor,
                             tuple(args.heads), args.preset, args.device, args.precision)
+        result["torch"] = torch.__version__
+        result["machine"] = (torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda")
+                             else platform.processor() or platform.machine())  # fmt: skip
         print_table(result)
         results.append(result)
         if args.out is not None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One short script of GPU checks (issue 17): the `paper` preset on CUDA, mixed precision, a
-# torchrun with NCCL, the demo. Every section has its own time limit and goes on after a failure,
+# One short script of GPU checks (issue 17): the `paper` preset on CUDA, mixed precision, torchrun
+# (DDP over NCCL where the machine has two GPUs or more; one GPU allows one rank), the demo. Every section has its own time limit and goes on after a failure,
 # so one broken check costs only its own minutes; each prints "== name: ok|FAILED (rc)".
 #
 #   OUT=gpu_out bash benchmarks/gpu_checks.sh                       # on a CUDA machine, repo root

@@ -14,7 +14,7 @@ import torch
 from svldrl.config import CPU, merge
 from svldrl.data import PHANTOM_LABELS, make_phantoms, write_phantom_dataset
 from svldrl.training import SVLDRLTrainer, resolve_device
-from svldrl.training.distributed import Distributed, rank_gpu
+from svldrl.training.distributed import Distributed, device_for, rank_gpu
 from svldrl.training.svldrl import gradient_plan
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -36,6 +36,8 @@ def test_each_rank_gets_the_gpu_of_its_local_rank_and_a_rank_without_one_is_refu
     with pytest.raises(ValueError, match="local rank 1 but this machine has 1 GPU.*--nproc_per_node=1"):
         rank_gpu(torch.device("cuda"), 1, gpus=1)
     assert resolve_device("cpu", with_index=False) == torch.device("cpu")
+    assert device_for(torch.device("cuda"), Distributed(rank=1, world_size=2, local_rank=1)) == torch.device("cuda", 1)
+    assert device_for(torch.device("cpu"), Distributed(rank=1, world_size=2, local_rank=1)) == torch.device("cpu")
 
 
 def test_rank_seeds_batches_and_the_single_process_case():

@@ -151,9 +151,10 @@ def broadcast_from_main(value: Any) -> Any:
 
 
 def device_for(device: torch.device, ctx: Distributed) -> torch.device:
-    """A CUDA device without an index becomes this rank's GPU (``LOCAL_RANK``)."""
-    if ctx.enabled and device.type == "cuda" and device.index is None:
-        return torch.device("cuda", ctx.local_rank)
+    """A CUDA device without an index becomes this rank's GPU (``LOCAL_RANK``), or in one process the
+    current GPU (as tensors report it); a device with an index, or the CPU, stays as it is."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", ctx.local_rank if ctx.enabled else torch.cuda.current_device())
     return device
 
 

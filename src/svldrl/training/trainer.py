@@ -144,7 +144,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.in_channels = self.train_cases[0].n_channels
-        self.device = distributed.device_for(resolve_device(cfg.device), self.dist)
+        self.device = distributed.device_for(resolve_device(cfg.device, with_index=False), self.dist)
         if cfg.num_threads is not None:
             torch.set_num_threads(cfg.num_threads)
         seed_everything(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
