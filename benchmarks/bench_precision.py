@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             for method in args.methods:
                 timers = {p: step_timer(method, make_config(args.backbone, size, args.batch_size, preset=args.preset,
                                                             device=args.device, precision=p),
-                                        Path(tmp) / f"{method}{size}{p}")
+                                        Path(tmp) / f"{method}{size}{p}", warmups=3 if p == "fp16" else 1)
                           for p in precisions}  # fmt: skip
                 times: dict[str, list[float]] = {p: [] for p in timers}
                 for _ in range(args.repeats):

@@ -71,7 +71,9 @@ def make_config(
     )
 
 
-def step_timer(method: str, cfg: TrainConfig, run_dir: Path, floor: bool = False) -> Callable[[], float]:
+def step_timer(
+    method: str, cfg: TrainConfig, run_dir: Path, floor: bool = False, warmups: int = 1
+) -> Callable[[], float]:
     """A function timing one ``train_step`` of ``method`` (epoch 0) on a fixed batch, in seconds.
 
     ``floor=True`` times only what any implementation of the episode must compute: the rollout
@@ -99,7 +101,8 @@ def step_timer(method: str, cfg: TrainConfig, run_dir: Path, floor: bool = False
         synchronize(trainer.device)
         return time.perf_counter() - start
 
-    run()  # warm-up: allocator, oneDNN kernels
+    for _ in range(warmups):  # allocator, oneDNN / cuDNN kernels; fp16: GradScaler's first (skipped) steps
+        run()
     return run
 
 

@@ -45,10 +45,10 @@ echo "== environment" | tee -a "$LOG"; environment 2>&1 | tee -a "$LOG"
 
 # 1. Full-RL step cost against a baseline step, the paper's backbone and patch (issue 17 target: <= 2x at K = 3)
 section "training-ratio $BACKBONE paper $PRECISION" 150 $PY benchmarks/bench_training.py --device "$DEVICE" \
-  --preset paper --backbone "$BACKBONE" --sizes "$SIZE" --batch-size 1 --ks 3 --estimators full sampled \
-  --heads full light --repeats "$REPEATS" --precision "$PRECISION" --out "$OUT/training_ratio.jsonl"
+  --preset paper --backbone "$BACKBONE" --sizes "$SIZE" --batch-size 1 --ks 3 --estimators full sampled single \
+  --heads full light --floor --repeats "$REPEATS" --precision "$PRECISION" --out "$OUT/training_ratio.jsonl"
 section "training-ratio unet $PRECISION" 90 $PY benchmarks/bench_training.py --device "$DEVICE" --backbone unet \
-  --sizes "$SIZE" --batch-size 2 --ks 3 --estimators full sampled --heads full light --repeats "$REPEATS" \
+  --sizes "$SIZE" --batch-size 2 --ks 3 --estimators full sampled single --heads full light --floor --repeats "$REPEATS" \
   --precision "$PRECISION" --out "$OUT/training_ratio.jsonl"
 
 # 2. Mixed precision: step time of bf16 and fp16 autocast against fp32, paper preset
