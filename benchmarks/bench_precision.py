@@ -28,14 +28,12 @@ from typing import Any
 import torch
 from bench_training import make_config, step_timer
 
+from svldrl.training import precision
+
 
 def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return sorted(f for f in flags if f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx2"))
+    """The CPU flags that decide bf16's speed (read by the Trainer's own ``precision.cpu_flags``)."""
+    return sorted(precision.cpu_flags() & {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx2"})
 
 
 def device_name(device: str) -> str:
