@@ -22,10 +22,15 @@ TINY = ["--set", "data.patch_size=32", "--set", "optim.epochs=2", "--set", "opti
         "--set", "model.channels=[4,8]", "--set", "num_threads=1", "--set", "val_every=1"]  # fmt: skip
 
 
+def torchrun_command(*args: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of a two-process torchrun on this machine."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args], env
+
+
 def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """Two processes on this machine; their output is returned, not printed."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    command, env = torchrun_command(*args)
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -137,3 +142,49 @@ def test_svl_drl_trains_under_torchrun(tmp_path: Path):
     assert result.returncode == 0, result.stderr[-3000:]
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert [r.split(",")[1] for r in rows[1:]] == ["warmup", "full_rl"]
+
+
+def _rank_pids(launcher: subprocess.Popen) -> dict[int, int]:
+    """``{local rank: pid}`` of the processes torchrun started (Linux: read from /proc)."""
+    children = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split()
+    pids = {}
+    for pid in map(int, children):
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        for entry in environ:
+            if entry.startswith(b"LOCAL_RANK="):
+                pids[int(entry.split(b"=", 1)[1])] = pid
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the ranks' processes through /proc")
+@pytest.mark.parametrize("killed_rank", [0, 1])
+def test_a_killed_rank_leaves_no_half_written_file_and_the_run_resumes(tmp_path: Path, killed_rank: int):
+    """Issue 17: a kill of any rank mid-run leaves only whole files, and ``--resume`` finishes the run."""
+    import signal
+    import time
+
+    write_phantom_dataset(tmp_path / "ph", n=6, size=32, seed=1)
+    args = ["-m", "svldrl", "train", "ph", "--method", "baseline", "--out", "run", "-q", *TINY,
+            "--set", "optim.epochs=12", "--set", "val_every=0"]  # fmt: skip
+    command, env = torchrun_command(*args)
+    launcher = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "run" / "log.csv"
+    deadline = time.monotonic() + 300
+    while not (log.exists() and len(log.read_text().splitlines()) >= 3):  # two epochs done, the run going on
+        assert launcher.poll() is None and time.monotonic() < deadline, "the run ended or stalled before the kill"
+        time.sleep(0.05)
+    os.kill(_rank_pids(launcher)[killed_rank], signal.SIGKILL)
+    assert launcher.wait(timeout=300) != 0
+    run = tmp_path / "run"
+    assert not (run / "metrics.json").exists()  # stopped mid-run: no result claimed
+    checkpoint = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)  # whole, loadable
+    assert 1 <= checkpoint["epoch"] < 12
+    rows = [row.split(",") for row in log.read_text().splitlines()]
+    assert all(len(row) == len(rows[0]) for row in rows)  # no row cut short
+    result = torchrun(*args, "--resume", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not list(tmp_path.rglob("*.tmp*"))  # a temporary a kill left mid-write is swept on resume
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 12
+    epochs = [int(r.split(",")[0]) for r in log.read_text().splitlines()[1:]]
+    assert epochs == list(range(12))  # each epoch logged once, across the kill
