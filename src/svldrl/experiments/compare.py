@@ -237,12 +237,12 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
     n_seeds = len(exp.seeds)
     spread = "seeds" if n_seeds > 1 else "test cases"
     if main:
-        table = _table(main, f"{exp.name}: mean (± std over {spread}); Dice and IoU in %, HD95 and ASD in mm")
+        table = _table(main, f"{exp.name}: mean (± std over {spread}); Dice and IoU in %, HD95 and ASD in mm", n_seeds)
         written.update(_write_table(table, exp.out / "table"))
     has_ablation = any(_is_ablation(r) for r, _ in done)
     if has_ablation:
         full = [(r, m) for r, m in done if r.variant.method == "svl-drl" and not r.variant.overrides]
-        table = _table(ablation + full, f"{exp.name} ablations: mean (± std over {spread})")
+        table = _table(ablation + full, f"{exp.name} ablations: mean (± std over {spread})", n_seeds)
         written.update(_write_table(table, exp.out / "ablation"))
     if len(exp.ratios) > 1 or (exp.clean_methods and exp.ratios):
         written["noise_ratio"] = _ratio_plot(done, exp.out / "noise_ratio.png")
@@ -269,11 +269,13 @@ def _is_ablation(run: GridRun) -> bool:
     return run.variant.method == "svl-drl" and bool(run.variant.overrides)
 
 
-def _table(entries: list[tuple[GridRun, dict]], caption: str) -> Table:
+def _table(entries: list[tuple[GridRun, dict]], caption: str, n_seeds: int) -> Table:
+    """The rows of ``entries``; with several seeds each row's std is over its seeds and rows with fewer
+    finished seeds than the grid say how many."""
     metrics = [dict(m, _group=r.group, _label=r.variant.label) for r, m in entries]
-    rows: list[TableRow] = rows_from_runs(metrics, lambda m: m["_group"], lambda m: m["_label"])
+    rows: list[TableRow] = rows_from_runs(metrics, lambda m: m["_group"], lambda m: m["_label"], n_seeds > 1)
     footnotes = sorted({note for r, _ in entries if (note := method_info(r.variant.method)["footnote"])})
-    return Table(rows, caption=caption, footnotes=footnotes)
+    return Table(rows, caption=caption, footnotes=footnotes, seeds=n_seeds if n_seeds > 1 else 0)
 
 
 def _write_table(table: Table, stem: Path) -> dict[str, Path]:

@@ -30,8 +30,16 @@ class Table:
     rows: list[TableRow]
     caption: str = ""
     footnotes: list[str] = field(default_factory=list)
+    seeds: int = 0
+    """The grid's seed count when the std is over seeds: a row with fewer finished runs says how many
+    (``n=2``), and a row of one run shows no std. Why: a grid tabulated part-way (``--tables-only``)
+    would otherwise print a one-run row's spread over test cases under a caption that says seeds."""
 
     def cells(self, row: TableRow) -> list[str]:
+        if self.seeds > 1 and row.n < self.seeds:
+            if row.n == 1:
+                return [f"{row.mean[k] * scale:.2f} (n=1)" for k, _, scale in COLUMNS]
+            return [f"{row.mean[k] * scale:.2f} (±{row.std[k] * scale:.2f}, n={row.n})" for k, _, scale in COLUMNS]
         return [f"{row.mean[k] * scale:.2f} (±{row.std[k] * scale:.2f})" for k, _, scale in COLUMNS]
 
     def best(self, group: str) -> dict[str, str]:
@@ -130,11 +138,12 @@ def summary_table(summaries: Mapping[str, Mapping[str, Any]], group: str = "", c
     return Table(rows, caption=f"mean (± std over {n} {CASE_WORDS.get(cases, cases)})").to_markdown()
 
 
-def rows_from_runs(runs: Sequence[Mapping[str, Any]], group_of, label_of) -> list[TableRow]:
+def rows_from_runs(runs: Sequence[Mapping[str, Any]], group_of, label_of, over_seeds: bool = False) -> list[TableRow]:
     """Aggregate finished runs' ``metrics.json`` into rows: mean over seeds of each run's case mean.
 
-    With several seeds the std is over seeds (of the per-run means); with one seed it is over the
-    test cases of that run.
+    With several seeds the std is over seeds (of the per-run means); a row of one run has the std
+    over its test cases, unless ``over_seeds`` (a grid of several seeds): then it has none (0, n=1),
+    so that no row of a table shows a spread of another kind than its caption names.
     """
     import numpy as np
 
@@ -145,7 +154,8 @@ def rows_from_runs(runs: Sequence[Mapping[str, Any]], group_of, label_of) -> lis
     for (group, label), members in grouped.items():
         if len(members) == 1:
             summary = members[0]["summary"]
-            rows.append(TableRow(group, label, summary["mean"]["mean"], summary["std"]["mean"], 1))
+            std = {k: 0.0 for k in summary["std"]["mean"]} if over_seeds else summary["std"]["mean"]
+            rows.append(TableRow(group, label, summary["mean"]["mean"], std, 1))
             continue
         keys = [k for k, _, _ in COLUMNS]
         values = {k: np.array([m["summary"]["mean"]["mean"][k] for m in members]) for k in keys}
