@@ -18,6 +18,7 @@ from svldrl.baselines.mtcl import (
     budget_decay,
     corrected_targets,
     flip_flagged,
+    flips_of,
     sigmoid_rampup,
     teacher_decay,
 )
@@ -49,6 +50,20 @@ def test_flipped_voxels_are_exactly_those_cleanlab_flags():
     np.testing.assert_array_equal(changed, flagged)
     np.testing.assert_array_equal(corrected.argmax(dim=1).reshape(-1).numpy()[flagged], 1 - labels[flagged])
     torch.testing.assert_close(corrected.sum(dim=1), torch.ones_like(corrected[:, 0]))  # still one-hot
+
+
+def test_the_logged_flip_shares_count_the_changed_voxels_and_their_direction():
+    target, probs = noisy_binary_batch(np.random.default_rng(0))
+    corrected = corrected_targets(target, probs, "classes", "both")
+    old, new = target.argmax(dim=1), corrected.argmax(dim=1)
+    flips = flips_of(target, corrected, "classes")
+    assert flips["flipped_fraction"] == pytest.approx((old != new).float().mean().item())
+    by_hand = ((old == 1) & (new == 0)).sum().item() / (old != new).sum().item()
+    assert flips["flipped_to_background"] == pytest.approx(by_hand) and 0.0 < by_hand < 1.0
+    shrink = target.clone()
+    shrink[:, 0], shrink[:, 1] = 1.0, 0.0  # every voxel set to background
+    assert flips_of(target, shrink, "classes")["flipped_to_background"] == 1.0
+    assert math.isnan(flips_of(target, target, "classes")["flipped_to_background"])  # nothing flipped: no direction
 
 
 def test_regions_are_corrected_channel_by_channel():

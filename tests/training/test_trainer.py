@@ -128,6 +128,21 @@ def test_logger_drops_rows_written_after_the_last_checkpoint(tmp_path):
         EpochLogger(tmp_path, ["loss"]).log(0, "warmup", {"los": 1.0})
 
 
+def test_a_resume_that_logs_a_new_column_keeps_the_old_rows_and_one_that_drops_a_column_is_refused(tmp_path):
+    logger = EpochLogger(tmp_path, ["loss", "flipped_fraction"])
+    for epoch in range(3):
+        logger.log(epoch, "supervised", {"loss": 1.0, "flipped_fraction": 0.02})
+    logger.close()
+    newer = EpochLogger(tmp_path, ["loss", "flipped_fraction", "flipped_to_background"], start_epoch=2)
+    newer.log(2, "supervised", {"loss": 0.5, "flipped_fraction": 0.03, "flipped_to_background": 0.9})
+    newer.close()
+    rows = read_log(tmp_path)
+    assert [(r["epoch"], r["flipped_fraction"], r["flipped_to_background"]) for r in rows] == [
+        ("0", "0.02", ""), ("1", "0.02", ""), ("2", "0.03", "0.9")]  # fmt: skip
+    with pytest.raises(ValueError, match=r"columns \['flipped_to_background'\] are not among"):
+        EpochLogger(tmp_path, ["loss", "flipped_fraction"], start_epoch=2)
+
+
 def test_validation_is_the_dice_of_the_sliding_window_prediction(tiny_config, phantoms16, make_trainer, tmp_path):
     cfg = tiny_config()
     trainer = make_trainer(cfg, phantoms16[:1], tmp_path, phantoms16)

@@ -178,6 +178,21 @@ def corrected_targets(target: torch.Tensor, teacher_probs: torch.Tensor, mode: s
     return from_group_targets(onehot, mode)
 
 
+def flips_of(label: torch.Tensor, corrected: torch.Tensor, mode: str) -> dict[str, float]:
+    """The share of voxels (per class group) whose label confident learning changed, and of those the
+    share it set to background (class 0).
+
+    Why the direction: a flip share alone cannot tell a teacher that shrinks the foreground from one
+    that grows it; under MT noise both directions are wrong somewhere, so a one-sided share is a sign
+    (docs/results.md, "Session 18": MTCL's worst seed).
+    """
+    old, new = group_indices(label, mode), group_indices(corrected, mode)
+    changed = old != new
+    n_changed = int(changed.sum())
+    to_background = float((changed & (new == 0)).sum()) / n_changed if n_changed else float("nan")
+    return {"flipped_fraction": changed.float().mean().item(), "flipped_to_background": to_background}
+
+
 # ----------------------------------------------------------------------------- trainer
 
 
@@ -196,7 +211,8 @@ class MTCLTrainer(BaselineTrainer):
         "MTCL: clean cases are the run's trusted cases, or (oracle) those the noise manifest leaves clean; "
         "the student is evaluated (reference)."
     )
-    TRAIN_SCALARS = ("loss", "loss_sup", "loss_cons", "loss_weak", "consistency_weight", "flipped_fraction")
+    TRAIN_SCALARS = ("loss", "loss_sup", "loss_cons", "loss_weak", "consistency_weight", "flipped_fraction",
+                     "flipped_to_background")  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -264,8 +280,8 @@ class MTCLTrainer(BaselineTrainer):
         loss_sup = self.supervised(logits[clean], label[clean]) if clean.any() else zero
         loss_cons, loss_weak = zero, zero
         if (~clean).any():
-            loss_cons, loss_weak, flipped = self.noisy_case_losses(image[~clean], label[~clean], logits[~clean])
-            scalars["flipped_fraction"] = flipped
+            loss_cons, loss_weak, flips = self.noisy_case_losses(image[~clean], label[~clean], logits[~clean])
+            scalars.update(flips)
         lam = self.consistency_weight(self.global_step)
         loss = loss_sup + lam * (loss_cons + self.options.weak_weight * loss_weak)
         self.backward_and_step(loss)
@@ -277,8 +293,8 @@ class MTCLTrainer(BaselineTrainer):
 
     def noisy_case_losses(
         self, image: torch.Tensor, label: torch.Tensor, logits: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """(L_cons, L_weak, share of voxels flipped) for the noisy cases of the batch."""
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """(L_cons, L_weak, flip shares) for the noisy cases of the batch: ``flips_of``'s scalars."""
         mode = self.labels.mode
         noise = torch.randn(image.shape, generator=self.generator, device=image.device) * self.options.teacher_noise
         limit = 2.0 * self.options.teacher_noise
@@ -289,8 +305,7 @@ class MTCLTrainer(BaselineTrainer):
         loss_cons = ((seg_probabilities(logits, mode) - teacher_noisy) ** 2).mean()
         teacher_groups = self.group_log_probs(teacher_logits).exp()  # (Bn, G, n, h, w, d)
         corrected = self.correct_noisy_labels(image, label, teacher_groups)
-        changed = (group_indices(corrected, mode) != group_indices(label, mode)).float().mean().item()
-        return loss_cons, self.supervised(logits, corrected), changed
+        return loss_cons, self.supervised(logits, corrected), flips_of(label, corrected, mode)
 
     def correct_noisy_labels(
         self, image: torch.Tensor, label: torch.Tensor, teacher_groups: torch.Tensor

@@ -43,7 +43,9 @@ class EpochLogger:
     The columns are fixed when the logger is made, so every row of a run (and of runs of the same
     method) lines up; a value the epoch did not produce (RL terms during Warmup, validation metrics
     between validations) is an empty cell. A key outside the columns is an error: it is a typo or
-    a variant that forgot to declare its scalars.
+    a variant that forgot to declare its scalars. A run resumed by a newer svldrl whose method logs
+    more columns keeps its rows, the new columns empty before the resume (a column it no longer
+    logs is refused: its rows would lose what they recorded).
 
     Args:
         run_dir: the run folder.
@@ -65,8 +67,9 @@ class EpochLogger:
         if self.path.is_file() and start_epoch > 0:
             with self.path.open(newline="") as handle:
                 reader = csv.DictReader(handle)
-                if reader.fieldnames != self.columns:
-                    raise ValueError(f"{self.path}: columns {reader.fieldnames} differ from this run's {self.columns}")
+                dropped = [c for c in reader.fieldnames or [] if c not in self.columns]
+                if dropped:
+                    raise ValueError(f"{self.path}: columns {dropped} are not among this run's {self.columns}")
                 kept = [row for row in reader if int(row["epoch"]) < start_epoch]
         self._write_rows(kept)
 
