@@ -149,6 +149,18 @@ def run_level(per_seed: list[float]) -> dict[str, float] | None:
     }
 
 
+def compared_prefixes(a: str, b: str, noise: str, noise_b: str | None, exact: bool) -> tuple[str, ...]:
+    """The run-name prefixes a comparison reads: its two methods under their noise parts only.
+
+    Why the noise: two grids share the names of their reference rows (``baseline__sfda-0.5__seed0``)
+    and, trained on two machines, may score one of them differently; an MT comparison must not be
+    stopped by a clash among SFDA runs it never reads (``load_sources``).
+    """
+    if exact:
+        return (a, b)
+    return (f"{a}__{noise}__", f"{b}__{noise_b or noise}__")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="runs folder (runs/la2018) or a compare cases.csv")
@@ -162,7 +174,7 @@ def main() -> None:
     parser.add_argument("--metric", choices=sorted(METRICS), default="dice", help="the score compared (default dice)")
     args = parser.parse_args()
     unit, scale = METRICS[args.metric]
-    wanted = (args.a, args.b) if args.exact else (f"{args.a}__", f"{args.b}__")
+    wanted = compared_prefixes(args.a, args.b, args.noise, args.noise_b, args.exact)
     scores = load_sources([args.source, *args.also], args.metric, wanted)
     r = paired(scores, args.a, args.b, None if args.exact else args.noise, args.noise_b, scale)
     seeds = ", ".join(f"{d:+.2f}" for d in r["per_seed"])

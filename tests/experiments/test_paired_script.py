@@ -108,3 +108,19 @@ def test_sources_join_and_a_run_scored_twice_must_agree(paired_module, tmp_path)
     assert sorted(only) == [f"method__mt-0.5__seed{s}" for s in range(4)]  # the clash is outside the compared runs
     with pytest.raises(SystemExit, match="no such runs folder"):
         paired_module.load_sources([a, tmp_path / "missing.csv"])
+
+
+def test_a_clash_under_another_noise_does_not_stop_a_comparison(paired_module, tmp_path):
+    """Two grids share their SFDA reference rows' names but scored them on two machines: MT is unaffected."""
+    runs = _runs([1.0, 2.0, 3.0])
+    sfda = {"baseline__sfda-0.5__seed0": {"case0": 0.6}}
+    a = _write_cases(tmp_path / "a.csv", {**runs, **sfda})
+    b = _write_cases(tmp_path / "b.csv", {"baseline__sfda-0.5__seed0": {"case0": 0.7}})
+    wanted = paired_module.compared_prefixes("baseline", "method", "mt-0.5", None, exact=False)
+    joined = paired_module.load_sources([a, b], prefixes=wanted)
+    assert paired_module.paired(joined, "baseline", "method", "mt-0.5")["per_seed"] == pytest.approx([1, 2, 3])
+    sfda_wanted = paired_module.compared_prefixes("baseline", "method", "sfda-0.5", None, exact=False)
+    with pytest.raises(SystemExit, match="baseline__sfda-0.5__seed0: scored differently"):
+        paired_module.load_sources([a, b], prefixes=sfda_wanted)
+    assert paired_module.compared_prefixes("baseline", "method", "mt-0.5", "clean", exact=False) == (
+        "baseline__mt-0.5__", "method__clean__")  # fmt: skip
