@@ -12,7 +12,8 @@ held-out cases). A row whose runs are not finished yet says so instead of a numb
 A source is a runs folder (each run's metrics.json) or a ``cases.csv`` that ``svldrl compare``
 writes beside its tables; the csv is committed, so a table made from it outlives the run folders.
 Several sources are read together (the long table takes its baseline, trusted-only and clean rows
-from experiments/la/reference.yaml's grid); a run found in two sources counts once.
+from experiments/la/reference.yaml's grid); a run found in two sources counts once, and a row
+two sources score differently (two machines' SFDA runs) is taken whole from the first (``our_scores``).
 """
 
 from __future__ import annotations
@@ -95,16 +96,30 @@ def our_scores(
     """Dice (%) and HD95 (mm) of every finished seed (of ``seeds``, if given) of one method and noise.
 
     Each run's value is the mean over its held-out cases (``paired.load_runs`` reads both source
-    kinds); a run found in an earlier source is not read again from a later one.
+    kinds). The seeds of a row join across sources (seeds 0-4 in one grid, 5-9 in another), unless
+    two sources score one of its runs differently: then they are two runs under one name (the SFDA
+    reference rows of two machines, whose source models, and so labels, differ), and the row is
+    taken whole from the first source that has it, so that it never mixes the two; stderr says so.
     """
-    runs: dict[str, tuple[float, float]] = {}
+    per_source: list[dict[str, tuple[float, float]]] = []
     for source in sources:
         dice, hd95 = load_runs(source, "dice"), load_runs(source, "hd95")
+        found = {}
         for name, cases in dice.items():
             match = re.fullmatch(rf"{re.escape(prefix)}__{re.escape(noise)}__seed(\d+)", name)
             if match and (seeds is None or int(match.group(1)) in seeds):
-                runs.setdefault(name, (100 * float(np.mean(list(cases.values()))),
-                                       float(np.mean(list(hd95[name].values())))))
+                found[name] = (100 * float(np.mean(list(cases.values()))), float(np.mean(list(hd95[name].values()))))
+        per_source.append(found)
+    runs: dict[str, tuple[float, float]] = {}
+    for found in per_source:
+        if any(name in runs and runs[name] != value for name, value in found.items()):
+            first = next(i for i, f in enumerate(per_source) if f)
+            print(f"{prefix} ({noise}): scored differently in {sources[first]} and another source; "
+                  f"its row is taken from {sources[first]} alone", file=sys.stderr)
+            runs = dict(per_source[first])
+            break
+        for name, value in found.items():
+            runs.setdefault(name, value)
     return [runs[r][0] for r in sorted(runs)], [runs[r][1] for r in sorted(runs)]
 
 

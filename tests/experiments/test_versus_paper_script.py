@@ -33,11 +33,17 @@ def test_rows_come_from_cases_csv_with_a_seed_filter_and_exact_prefixes(tmp_path
         "adele-v4-patch-curve__mt-0.5__seed0": [(0.10, 90.0)],  # another row whose name starts with "adele"
     })
     reference = _write_cases(tmp_path / "reference.csv", {
-        "adele__mt-0.5__seed0": [(0.0, 0.0)],  # a run already read from the first source counts once
+        "adele__mt-0.5__seed0": [(0.80, 10.0), (0.90, 6.0)],  # the same run copied beside: counts once
         "adele__mt-0.5__seed1": [(0.70, 12.0)],
     })
     dice, hd95 = module.our_scores([long_table, reference], "adele", "mt-0.5", seeds=[0, 1, 2, 3, 4])
-    assert dice == pytest.approx([85.0, 70.0]) and hd95 == pytest.approx([8.0, 12.0])
+    assert dice == pytest.approx([85.0, 70.0]) and hd95 == pytest.approx([8.0, 12.0])  # seeds join
+    other_machine = _write_cases(tmp_path / "other.csv", {
+        "adele__mt-0.5__seed0": [(0.0, 0.0)],  # another run under the same name
+        "adele__mt-0.5__seed1": [(0.70, 12.0)],
+    })
+    dice, _ = module.our_scores([long_table, other_machine], "adele", "mt-0.5", seeds=[0, 1, 2, 3, 4])
+    assert dice == pytest.approx([85.0])  # the row whole from the first source, never mixed
     assert module.our_scores([long_table], "adele", "mt-0.5")[0] == pytest.approx([85.0, 50.0])
     assert module.our_scores([long_table], "adele", "sfda-0.5") == ([], [])
 
