@@ -101,25 +101,30 @@ def our_scores(
     reference rows of two machines, whose source models, and so labels, differ), and the row is
     taken whole from the first source that has it, so that it never mixes the two; stderr says so.
     """
-    per_source: list[dict[str, tuple[float, float]]] = []
+    per_source: list[dict[str, tuple[dict[str, float], dict[str, float]]]] = []  # run -> (Dice, HD95 per case)
     for source in sources:
         dice, hd95 = load_runs(source, "dice"), load_runs(source, "hd95")
         found = {}
         for name, cases in dice.items():
             match = re.fullmatch(rf"{re.escape(prefix)}__{re.escape(noise)}__seed(\d+)", name)
             if match and (seeds is None or int(match.group(1)) in seeds):
-                found[name] = (100 * float(np.mean(list(cases.values()))), float(np.mean(list(hd95[name].values()))))
+                found[name] = (cases, hd95[name])
         per_source.append(found)
-    runs: dict[str, tuple[float, float]] = {}
-    for found in per_source:
-        if any(name in runs and runs[name] != value for name, value in found.items()):
+    chosen: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+    origin: dict[str, Path] = {}
+    for source, found in zip(sources, per_source, strict=True):
+        clash = next((name for name, value in found.items() if name in chosen and chosen[name] != value), None)
+        if clash is not None:
             first = next(i for i, f in enumerate(per_source) if f)
-            print(f"{prefix} ({noise}): scored differently in {sources[first]} and another source; "
-                  f"its row is taken from {sources[first]} alone", file=sys.stderr)
-            runs = dict(per_source[first])
+            print(f"{clash}: scored differently in {origin[clash]} and {source}; the row {prefix} ({noise}) "
+                  f"is taken from {sources[first]} alone", file=sys.stderr)
+            chosen = dict(per_source[first])
             break
         for name, value in found.items():
-            runs.setdefault(name, value)
+            chosen.setdefault(name, value)
+            origin.setdefault(name, source)
+    runs = {name: (100 * float(np.mean(list(d.values()))), float(np.mean(list(h.values()))))
+            for name, (d, h) in chosen.items()}  # fmt: skip
     return [runs[r][0] for r in sorted(runs)], [runs[r][1] for r in sorted(runs)]
 
 

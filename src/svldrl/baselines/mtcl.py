@@ -180,7 +180,8 @@ def corrected_targets(target: torch.Tensor, teacher_probs: torch.Tensor, mode: s
 
 def flips_of(label: torch.Tensor, corrected: torch.Tensor, mode: str) -> dict[str, float]:
     """The share of voxels (per class group) whose label confident learning changed, and of those the
-    share it set to background (class 0).
+    share it set to background (class 0 of its group: with ``regions`` labels, taken out of that
+    region, pooled over the regions). Each is the batch's share; the log averages them over batches.
 
     Why the direction: a flip share alone cannot tell a teacher that shrinks the foreground from one
     that grows it; under MT noise both directions are wrong somewhere, so a one-sided share is a sign

@@ -76,9 +76,10 @@ class Table:
         out = []
         for row in self.rows:
             item: dict[str, Any] = {"noise": row.group, "method": row.method, "n": row.n}
+            no_spread = self.seeds > 1 and row.n == 1  # one run of a seeds table: no std over seeds, not 0
             for key, _, scale in COLUMNS:
                 item[f"{key}_mean"] = round(row.mean[key] * scale, 4)
-                item[f"{key}_std"] = round(row.std[key] * scale, 4)
+                item[f"{key}_std"] = "" if no_spread else round(row.std[key] * scale, 4)
             out.append(item)
         return out
 
