@@ -6,6 +6,9 @@ background, Co-Teaching's kept fraction per class, CLCS's selected fraction, SVL
 policy entropy); this prints the last epoch's values of those columns for a set of runs, one line
 per run, so that a row of a table can be checked against what its mechanism did. ADELE's correction
 epochs come from its adele.json, Loss Correction's estimated matrix from transition_matrix.json.
+CLCS's shares of all voxels are turned into the shares a reader asks for (``clcs_shares``): of the
+voxels labelled foreground (background), how many it left out of its clean set, and how many of the
+left-out voxels lie in the label's border band, against the band's share of all voxels.
 
     python experiments/la/mechanisms.py /work/runs/la2018 'jcas__mt-0.5__seed*' 'co-teaching__mt-0.5__seed*'
 """
@@ -34,6 +37,7 @@ def final_state(run_dir: Path) -> dict[str, str]:
     for column in mechanism_columns(list(rows[0])) if rows else []:
         if rows[-1][column] != "":
             state[column] = f"{float(rows[-1][column]):.4g}"
+    state.update(clcs_shares(rows[-1]) if rows else {})
     adele = run_dir / "adele.json"
     if adele.exists():
         state["corrections"] = str(json.loads(adele.read_text())["corrections"])
@@ -42,6 +46,21 @@ def final_state(run_dir: Path) -> dict[str, str]:
         matrices = json.loads(transition.read_text())["T"]
         state["T"] = str([[[round(v, 4) for v in row] for row in m] for m in matrices])
     return state
+
+
+def clcs_shares(row: dict[str, str]) -> dict[str, str]:
+    """CLCS's left-out shares from one log row (empty when the row lacks the columns, as older runs do)."""
+    keys = ("label_fg_fraction", "band_fraction", "unselected_label_fg", "unselected_label_bg", "unselected_in_band")
+    if any(row.get(k, "") == "" for k in keys):
+        return {}
+    fg, band, out_fg, out_bg, out_band = (float(row[k]) for k in keys)
+    out = out_fg + out_bg
+    shares = {
+        "left_out_of_fg_label": out_fg / fg if fg > 0 else float("nan"),
+        "left_out_of_bg_label": out_bg / (1.0 - fg) if fg < 1 else float("nan"),
+        "left_out_in_band": out_band / out if out > 0 else float("nan"),
+    }
+    return {k: f"{v:.4g}" for k, v in shares.items()}
 
 
 def main() -> None:

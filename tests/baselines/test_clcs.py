@@ -21,7 +21,9 @@ from svldrl.baselines.clcs import (
     select_clean,
     update_learning_effect,
     weight_discrepancy,
+    where_unselected,
 )
+from svldrl.baselines.common import label_boundary_band
 from svldrl.config import CPU, merge
 from svldrl.data import PHANTOM_LABELS, make_phantoms
 from svldrl.models import build_network
@@ -118,6 +120,35 @@ def test_both_names_select_clcs():
     assert CLCSTrainer.table_label() == "CLCS"
 
 
+def test_boundary_band_is_the_border_shell_of_the_label_and_not_the_patch_edge():
+    onehot = torch.zeros(1, 1, 2, 12, 12, 12)
+    onehot[0, 0, 1, 2:8, 2:8, 2:8] = 1.0  # a 6^3 cube
+    onehot[0, 0, 0] = 1.0 - onehot[0, 0, 1]
+    band = label_boundary_band(onehot, radius=1)[0, 0]
+    assert band.shape == (12, 12, 12)
+    assert band.sum().item() == 8**3 - 4**3  # the dilated 8^3 cube less the eroded 4^3 core
+    assert not band[0, 0, 0] and not band[11, 11, 11] and not band[4, 4, 4]  # far background, deep inside
+    full = torch.zeros(1, 1, 2, 6, 6, 6)
+    full[:, :, 1] = 1.0  # foreground fills the patch: its edge is no border
+    assert not label_boundary_band(full, radius=2).any()
+
+
+def test_where_unselected_splits_left_out_voxels_by_label_class_and_border_band():
+    onehot = torch.zeros(1, 1, 2, 4, 4, 4)
+    onehot[0, 0, 1, :2] = 1.0  # half the patch foreground
+    onehot[0, 0, 0] = 1.0 - onehot[0, 0, 1]
+    band = torch.zeros(1, 1, 4, 4, 4, dtype=torch.bool)
+    band[0, 0, 1:3] = True  # the two middle slices
+    clean = torch.ones(1, 1, 4, 4, 4, dtype=torch.bool)
+    clean[0, 0, 1, 0, :] = False  # 4 foreground voxels in the band left out
+    clean[0, 0, 3, 0, :2] = False  # 2 background voxels outside it
+    where = where_unselected(clean, onehot, band)
+    assert where == pytest.approx({"label_fg_fraction": 0.5, "band_fraction": 0.5, "unselected_label_fg": 4 / 64,
+                                   "unselected_label_bg": 2 / 64, "unselected_in_band": 4 / 64})
+    onehot[0, 0, :, 1] = 0.0  # padding: no class, counted nowhere
+    assert where_unselected(clean, onehot, band)["unselected_in_band"] == 0.0
+
+
 def test_one_step_with_overlapping_regions(tmp_path: Path):
     cases, labels = region_cases()
     cfg = merge(CPU, {"method": "clcs", "data": {"patch_size": [16, 16, 16]}, "model": {"channels": [4, 8]},
@@ -136,9 +167,12 @@ def test_two_epochs_on_phantoms(tmp_path: Path):
     trainer = CLCSTrainer(cfg, cases[:2], cases[2:], PHANTOM_LABELS, tmp_path, progress=False)
     result = trainer.fit()
     rows = read_log(tmp_path)
-    keys = ("loss", "loss_ce", "loss_dice", "loss_discrepancy", "clean_fraction", "threshold_mean")
+    keys = ("loss", "loss_ce", "loss_dice", "loss_discrepancy", "clean_fraction", "threshold_mean",
+            "label_fg_fraction", "band_fraction", "unselected_label_fg", "unselected_label_bg", "unselected_in_band")
     assert all(math.isfinite(float(r[k])) for r in rows for k in keys)
     assert float(rows[0]["clean_fraction"]) == 1.0 and float(rows[0]["threshold_mean"]) == 0.0  # p = 0
+    assert float(rows[0]["unselected_label_fg"]) == float(rows[0]["unselected_in_band"]) == 0.0
+    assert 0.0 < float(rows[1]["band_fraction"]) < 1.0
     assert float(rows[1]["threshold_mean"]) > 0.0  # p = 0.5
     assert 0.0 <= result["val_dice"] <= 1.0 and (trainer.effect > 0).all()
     payload = torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)

@@ -21,3 +21,12 @@ def test_final_state_keeps_the_mechanism_columns_of_the_last_epoch(tmp_path: Pat
     state = module.final_state(tmp_path)
     assert state == {"epochs": "2", "flipped_fraction": "0.0155", "kept_fraction_fg": "0.92",
                      "corrections": "[79, 159]"}
+
+
+def test_clcs_left_out_shares_are_pooled_from_the_logged_shares_of_all_voxels(tmp_path: Path) -> None:
+    module = load_script(SCRIPT, "la_mechanisms")
+    row = {"label_fg_fraction": "0.2", "band_fraction": "0.1", "unselected_label_fg": "0.05",
+           "unselected_label_bg": "0.02", "unselected_in_band": "0.035"}
+    assert module.clcs_shares(row) == {"left_out_of_fg_label": "0.25", "left_out_of_bg_label": "0.025",
+                                       "left_out_in_band": "0.5"}
+    assert module.clcs_shares({"clean_fraction": "0.9"}) == {}  # a run logged before these columns

@@ -34,6 +34,7 @@ from svldrl.baselines.common import (
     BaselineTrainer,
     group_log_probs,
     group_targets,
+    label_boundary_band,
     n_groups_classes,
     option,
     seg_probabilities,
@@ -136,6 +137,33 @@ def noise_balance_voxel_loss(
     return torch.where(clean, ce, w * ce + (1.0 - w) * rce)
 
 
+def where_unselected(clean: torch.Tensor, onehot: torch.Tensor, band: torch.Tensor) -> dict[str, float]:
+    """Where the voxels left out of the clean set lie, each as a share of all the batch's voxels.
+
+    Why: a selection that drops voxels all over the organ's interior discards signal, one that drops
+    them at the label's border may be finding the noise (both our noise models move the border).
+    Logged per step and averaged per epoch, so ratios of the epoch means are pooled shares:
+    ``unselected_label_fg / label_fg_fraction`` is the share of foreground-labelled voxels left out,
+    ``unselected_in_band / (unselected_label_fg + unselected_label_bg)`` the share of left-out
+    voxels in the border band, to be set against ``band_fraction``.
+
+    Args:
+        clean: (B, G, ...) bool clean-voxel mask (``select_clean``).
+        onehot: (B, G, n, ...) one-hot labels; voxels with no class (padding) count nowhere.
+        band: (B, G, ...) bool border band of the label (``label_boundary_band``).
+    """
+    labelled = onehot.sum(dim=2) > 0
+    foreground = onehot[:, :, 1:].sum(dim=2) > 0
+    unselected = ~clean & labelled
+    return {
+        "label_fg_fraction": foreground.float().mean().item(),
+        "band_fraction": (band & labelled).float().mean().item(),
+        "unselected_label_fg": (unselected & foreground).float().mean().item(),
+        "unselected_label_bg": (unselected & ~foreground).float().mean().item(),
+        "unselected_in_band": (unselected & band).float().mean().item(),
+    }
+
+
 def masked_dice_loss(prob: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """MONAI's Dice loss restricted to the masked voxels (masking both sides, as MONAI's ``MaskedDiceLoss``).
 
@@ -207,7 +235,11 @@ class CLCSTrainer(BaselineTrainer):
     DESCRIPTION = ("CLCS (Guo 2025), a reconstruction (no public code): two decoders, class-aware curriculum "
                    "selection of clean voxels, CE + Dice on them and a CE/reverse-CE mix on the rest")
     FOOTNOTE = "CLCS: reconstructed from the paper's description (no public code); constants are ours."
-    TRAIN_SCALARS = ("loss", "loss_ce", "loss_dice", "loss_discrepancy", "clean_fraction", "threshold_mean")
+    TRAIN_SCALARS = ("loss", "loss_ce", "loss_dice", "loss_discrepancy", "clean_fraction", "threshold_mean",
+                     "label_fg_fraction", "band_fraction", "unselected_label_fg", "unselected_label_bg",
+                     "unselected_in_band")  # fmt: skip
+    BAND_RADIUS = 2
+    """Half-width in voxels of the label border band in which the log counts left-out voxels."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -241,6 +273,7 @@ class CLCSTrainer(BaselineTrainer):
             thresholds = curriculum_thresholds(progress, self.effect, o.tau_max, o.curriculum_power)
             clean = select_clean(voted, onehot, thresholds)  # (B, G, h, w, d)
             confidence = (voted * onehot).sum(dim=2)
+            where = where_unselected(clean, onehot, label_boundary_band(onehot, self.BAND_RADIUS))
         mask = clean[:, 0:1] if mode == "classes" else clean  # (B, 1 or n_outputs, h, w, d)
         l_ce = sum(noise_balance_voxel_loss(lp, onehot, clean, confidence, o.rce_log_zero).mean() for lp in log_probs)
         l_dice = sum(masked_dice_loss(seg_probabilities(x, mode), label, mask.float()) for x in logits)
@@ -249,7 +282,7 @@ class CLCSTrainer(BaselineTrainer):
         self.backward_and_step(loss)
         return {
             "loss": loss.item(), "loss_ce": l_ce.item(), "loss_dice": l_dice.item(), "loss_discrepancy": l_dis.item(),
-            "clean_fraction": clean.float().mean().item(), "threshold_mean": thresholds.mean().item(),
+            "clean_fraction": clean.float().mean().item(), "threshold_mean": thresholds.mean().item(), **where,
         }
 
     def checkpoint_state(self) -> dict[str, Any]:

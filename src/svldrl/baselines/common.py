@@ -202,6 +202,26 @@ def from_group_targets(onehot: torch.Tensor, mode: str) -> torch.Tensor:
     return onehot[:, 0] if mode == "classes" else onehot[:, :, 1]
 
 
+def label_boundary_band(onehot: torch.Tensor, radius: int = 2) -> torch.Tensor:
+    """(B, G, h, w, d) bool: voxels within ``radius`` voxels (chessboard distance) of the label's border.
+
+    Why: label noise of the kinds we meet (a wider or tighter border, another site's model) lives
+    mostly at the border, so a mechanism that singles out voxels (selection, flips) can be checked
+    for whether it acts there. The border is where a group's foreground (any class but 0) meets its
+    background: a 3D max-pool dilation minus the matching erosion. The patch edge is not a border.
+
+    Args:
+        onehot: (B, G, n, h, w, d) one-hot labels (``group_targets``).
+        radius: half-width of the band in voxels.
+    """
+    foreground = onehot[:, :, 1:].sum(dim=2).clamp_max(1.0)  # (B, G, h, w, d)
+    flat = foreground.flatten(0, 1)[:, None]  # (B * G, 1, h, w, d)
+    size = 2 * radius + 1
+    dilated = F.max_pool3d(flat, size, stride=1, padding=radius)
+    eroded = -F.max_pool3d(-flat, size, stride=1, padding=radius)  # max-pool pads with -inf: no edge effect
+    return (dilated > eroded).view_as(foreground)
+
+
 def voxel_cross_entropy(seg_logits: torch.Tensor, target: torch.Tensor, mode: str) -> torch.Tensor:
     """(B, G, h, w, d) cross-entropy per voxel and group, no reduction (binary CE per region)."""
     return -(group_targets(target, mode) * group_log_probs(seg_logits, mode)).sum(dim=2)
