@@ -190,10 +190,21 @@ def test_compare_runs_grid_skips_finished_and_writes_tables(phantoms: Path, tmp_
     assert environment["runs"] == 3 and environment["packages"]["torch"].startswith("2.")
     invoke("compare", exp, "-q")  # everything finished: nothing retrained
     assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("metrics.json")} == stamps
-    # two of the three run folders gone: the tables made from all three are not replaced by smaller ones
+    # two of the three run folders gone (a new machine): their rows are carried from cases.csv and
+    # runs.csv, so the tables come out as they were, and compare does not train them again
+    results = {p.name: p.read_bytes() for p in (tmp_path / "results").glob("*.[cm][sd]*")}
     one_run = next(iter(stamps)).parent
-    shutil.copytree(one_run, tmp_path / "partial" / one_run.parent.name / one_run.name)
-    result = runner.invoke(app, ["compare", str(exp), "-q", "--tables-only", "--runs-root", str(tmp_path / "partial")])
+    partial = tmp_path / "partial"
+    shutil.copytree(one_run, partial / one_run.parent.name / one_run.name)
+    invoke("compare", exp, "-q", "--runs-root", partial)
+    assert sorted(p.parent.name for p in partial.rglob("metrics.json")) == [one_run.name]  # nothing retrained
+    assert {p.name: p.read_bytes() for p in (tmp_path / "results").glob("*.[cm][sd]*")} == results
+    states = [line.split("\t")[1] for line in invoke("compare", exp, "--list", "--runs-root", partial).splitlines()]
+    assert sorted(states) == ["carried", "carried", "finished"]
+    assert json.loads((tmp_path / "results" / "grid.json").read_text())["carried"] == 2
+    # without cases.csv nothing can be carried: the tables made from three runs are not replaced by one
+    (tmp_path / "results" / "cases.csv").unlink()
+    result = runner.invoke(app, ["compare", str(exp), "-q", "--tables-only", "--runs-root", str(partial)])
     assert result.exit_code != 0 and "made from 3 finished runs, but only 1" in str(result.exception)
     assert "Baseline" in (tmp_path / "results" / "table.md").read_text()
 

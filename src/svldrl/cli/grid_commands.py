@@ -25,7 +25,7 @@ def compare(
         bool,
         typer.Option(
             "--list",
-            help="Print the grid's runs, one per line: index, state (pending/running/finished), "
+            help="Print the grid's runs, one per line: index, state (pending/running/finished/carried), "
             "run, folder; train nothing.",
         ),
     ] = False,

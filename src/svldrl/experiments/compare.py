@@ -20,6 +20,15 @@ from typing import Any
 
 from svldrl._io import atomic_write, write_text
 from svldrl.config import TrainConfig
+from svldrl.experiments.carry import (
+    CASES_FILE,
+    FROZEN_COST_FILE,
+    RUN_FIELDS,
+    RUNS_FILE,
+    carried_names,
+    carried_runs,
+    run_record,
+)
 from svldrl.experiments.grid import Experiment, GridRun, grid, load_experiment, waits_for
 from svldrl.experiments.methods import method_info
 from svldrl.experiments.runs import (
@@ -77,10 +86,11 @@ def train_pending(
     exp = load_experiment(path, runs_root)
     runs = grid(exp)
     dataset_name = load_dataset(exp.data).name
+    carried = carried_names(exp.out)  # finished where their folders are gone: not trained again (carry.py)
     trained, waiting = 0, []
     for i, run in enumerate(runs):  # i: the run's index, as --list and --index number it
         run_dir = run.run_dir(exp, dataset_name)
-        if (run_dir / METRICS_FILE).exists():
+        if (run_dir / METRICS_FILE).exists() or (run_dir.name in carried and not run_dir.exists()):
             continue
         if waits_for(run.cfg):  # its teacher run is not finished (perhaps training in another worker)
             waiting.append(i)
@@ -102,7 +112,8 @@ def train_pending(
 
 
 def grid_states(path: Path, runs_root: Path | None = None) -> list[tuple[int, str, GridRun, Path]]:
-    """Every run of the grid with its index and state: ``pending``, ``running``, ``finished`` or ``conflict``.
+    """Every run of the grid with its index and state: ``pending``, ``running``, ``finished``, ``conflict``
+    or ``carried`` (finished, its folder gone, its scores in the committed ``cases.csv``: see carry.py).
 
     The index is the run's place in the grid's fixed order (noise rows, methods, seeds), the
     number a cluster job array passes to ``--index``. ``running``: another process holds the
@@ -116,10 +127,12 @@ def grid_states(path: Path, runs_root: Path | None = None) -> list[tuple[int, st
     exp = load_experiment(path, runs_root)
     runs = grid(exp)
     dataset_name = load_dataset(exp.data).name
+    carried = carried_names(exp.out)
     out = []
     for index, run in enumerate(runs):
         folder = run.run_dir(exp, dataset_name)
-        out.append((index, _grid_state(folder, run.cfg), run, folder))
+        state = "carried" if folder.name in carried and not folder.exists() else _grid_state(folder, run.cfg)
+        out.append((index, state, run, folder))
     return out
 
 
@@ -217,14 +230,13 @@ def _train_in_workers(path: Path, jobs: int, runs_root: Path | None = None) -> N
 
 
 def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, seconds: float) -> dict[str, Path]:
-    done = []
-    for run in runs:
-        metrics_path = run.run_dir(exp, dataset_name) / METRICS_FILE
-        if metrics_path.exists():
-            done.append((run, json.loads(metrics_path.read_text())))
+    """The tables of every finished run: those with a folder, and those carried from ``cases.csv``
+    (``carry.py``: finished earlier, on a machine or disk whose run folders are gone)."""
+    done = finished_runs(exp, runs, dataset_name)
     if not done:
         raise ValueError(f"{exp.source}: no finished runs to tabulate yet")
     _refuse_to_shrink(exp, len(done))
+    earlier_environments = _freeze_records_before_runs_csv(exp.out, done)
     written: dict[str, Path] = {}
     # Table 5's rows are the configured variants of svl-drl; a configured variant of any other method
     # (e.g. "Trusted only 6", a baseline with another loss) is a row of the main table
@@ -247,21 +259,67 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
     if len(exp.ratios) > 1 or (exp.clean_methods and exp.ratios):
         written["noise_ratio"] = _ratio_plot(done, exp.out / "noise_ratio.png")
     written["cost"] = _cost_table(done, exp.out / "cost.md")
-    written["cases"] = _cases_csv(done, exp, dataset_name, exp.out / "cases.csv")
-    write_text(
-        exp.out / "grid.json",
-        json.dumps(
-            {
-                "experiment": str(exp.source),
-                "finished": len(done),
-                "total": len(runs),
-                "seconds_this_call": round(seconds, 1),
-                "environments": _environments(exp, dataset_name, [r for r, _ in done]),
-            },
-            indent=2,
-        ),
-    )
+    written["cases"] = _cases_csv(done, exp, dataset_name, exp.out / CASES_FILE)
+    written["runs"] = _runs_csv(done, exp, dataset_name, exp.out / RUNS_FILE)
+    record: dict[str, Any] = {
+        "experiment": str(exp.source),
+        "finished": len(done),
+        "carried": sum(1 for _, m in done if m.get("carried")),
+        "total": len(runs),
+        "seconds_this_call": round(seconds, 1),
+        "environments": _environments(done),
+    }
+    if earlier_environments is not None:
+        record["environments_before_runs_csv"] = earlier_environments
+    write_text(exp.out / "grid.json", json.dumps(record, indent=2))
     return written
+
+
+def finished_runs(exp: Experiment, runs: list[GridRun], dataset_name: str) -> list[tuple[GridRun, dict]]:
+    """Each finished run with its metrics record, in grid order: read from its folder where it has one,
+    else carried from the results folder's ``cases.csv`` / ``runs.csv`` when they hold it."""
+    on_disk: dict[str, dict] = {}
+    for run in runs:
+        run_dir = run.run_dir(exp, dataset_name)
+        if (run_dir / METRICS_FILE).exists():
+            metrics = json.loads((run_dir / METRICS_FILE).read_text())
+            on_disk[run_dir.name] = {**metrics, "environment": _run_environment(run_dir)}
+    names = [run.run_dir(exp, dataset_name).name for run in runs]
+    carried = carried_runs(exp.out, [n for n in names if n not in on_disk])
+    return [
+        (run, on_disk.get(name) or carried[name])
+        for run, name in zip(runs, names, strict=True)
+        if name in on_disk or name in carried
+    ]
+
+
+def _run_environment(run_dir: Path) -> dict[str, Any] | None:
+    """What of a run's ``env.json`` says where it was trained: packages, machine, device, commit."""
+    path = run_dir / "env.json"
+    if not path.exists():
+        return None
+    env = json.loads(path.read_text())
+    return {k: env.get(k) for k in (*ENVIRONMENT_KEYS, "git_commit")}
+
+
+def _freeze_records_before_runs_csv(out: Path, done: list[tuple[GridRun, dict]]) -> list | None:
+    """Keep what the results folder said of runs tabulated before ``runs.csv`` existed; returns their
+    environments (from the earlier ``grid.json``), or None when no such run is among ``done``.
+
+    Those runs have no per-run cost or environment record; once their folders are gone the only
+    account left is the cost table and ``grid.json`` written then, so the first call that finds
+    such runs copies the cost table to ``cost_before_runs_csv.md`` and the environments forward.
+    """
+    if not any(m.get("carried") and "environment" not in m for _, m in done):
+        return None
+    grid_json = out / "grid.json"
+    earlier = json.loads(grid_json.read_text()) if grid_json.exists() else {}
+    frozen_cost = out / FROZEN_COST_FILE
+    if not (out / RUNS_FILE).exists():  # the first call since runs.csv was introduced
+        if (out / "cost.md").exists() and not frozen_cost.exists():
+            write_text(frozen_cost, (out / "cost.md").read_text())
+        return earlier.get("environments", [])
+    return earlier.get("environments_before_runs_csv", [])
 
 
 def _is_ablation(run: GridRun) -> bool:
@@ -334,17 +392,22 @@ def _refuse_to_shrink(exp: Experiment, finished: int) -> None:
         )
 
 
-def _environments(exp: Experiment, dataset_name: str, runs: list[GridRun]) -> list[dict[str, Any]]:
-    """The distinct package versions and machines the finished runs were trained with, and which runs.
+ENVIRONMENT_KEYS = ("packages", "machine", "torch_cpu_capability", "cpu_count", "device")
+
+
+def _environments(done: list[tuple[GridRun, dict]]) -> list[dict[str, Any]]:
+    """The distinct package versions and machines the finished runs were trained with, and how many.
 
     Training at this scale is not bit-reproducible across library builds (docs/results.md), so a
-    table that mixes runs from two environments should say so; this is where it can be seen.
+    table that mixes runs from two environments should say so; this is where it can be seen. Runs
+    carried from before ``runs.csv`` have no record here (``environments_before_runs_csv`` has them).
     """
     groups: dict[str, dict[str, Any]] = {}
-    for run in runs:
-        path = run.run_dir(exp, dataset_name) / "env.json"
-        env = json.loads(path.read_text()) if path.exists() else {}
-        setting = {k: env.get(k) for k in ("packages", "machine", "torch_cpu_capability", "cpu_count", "device")}
+    for _, metrics in done:
+        if metrics.get("carried") and "environment" not in metrics:
+            continue
+        env = metrics.get("environment") or {}
+        setting = {k: env.get(k) for k in ENVIRONMENT_KEYS}
         group = groups.setdefault(json.dumps(setting, sort_keys=True), {**setting, "git_commits": set(), "runs": 0})
         group["git_commits"].add(str(env.get("git_commit")))
         group["runs"] += 1
@@ -378,6 +441,17 @@ def _cases_csv(done: list[tuple[GridRun, dict]], exp: Experiment, dataset_name: 
     return path
 
 
+def _runs_csv(done: list[tuple[GridRun, dict]], exp: Experiment, dataset_name: str, path: Path) -> Path:
+    """One row per finished run: its cost, model size and environment, so that they outlive its folder."""
+    rows = []
+    for run, metrics in done:
+        coordinates = {"label": run.variant.label, "method": run.variant.method, "noise": run.noise,
+                       "ratio": run.ratio, "seed": run.seed}
+        rows.append(run_record(run.run_dir(exp, dataset_name).name, coordinates, metrics, None))
+    _write_csv(path, rows, ["run", "label", "method", "noise", "ratio", "seed", *RUN_FIELDS])
+    return path
+
+
 def _cost_table(done: list[tuple[GridRun, dict]], path: Path) -> Path:
     """Training time per epoch by method (mean over that method's runs) and the model's parameters.
 
@@ -400,5 +474,16 @@ def _cost_table(done: list[tuple[GridRun, dict]], path: Path) -> Path:
         f"{' / '.join(f'{n:,}' for n in sorted(params.get(label, ()))) or '-'} |"
         for label, v in per.items()
     ]
+    unrecorded = sum(1 for _, m in done if m.get("carried") and "seconds_per_epoch" not in m)
+    frozen = path.parent / FROZEN_COST_FILE
+    if unrecorded and frozen.exists():
+        lines = lines if per else []
+        lines += [
+            f"{unrecorded} runs here were tabulated before each run's cost was kept (runs.csv) and their folders "
+            f"are gone, so no table above counts them; their costs are in the cost table as it stood then "
+            f"({FROZEN_COST_FILE}), over the runs of that time:",
+            "",
+            frozen.read_text().strip(),
+        ]
     write_text(path, "\n".join(lines) + "\n")
     return path

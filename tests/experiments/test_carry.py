@@ -1,0 +1,55 @@
+"""Runs carried from a results folder when their run folders are gone (experiments/carry.py)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from svldrl.experiments.carry import carried_names, carried_runs, run_record
+
+FIELDS = ["run", "label", "method", "noise", "ratio", "seed", "case_id", "class", "dice", "iou", "hd95", "asd"]
+
+
+def write_cases(out: Path, scores: dict[str, dict[str, float]]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "cases.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        writer.writeheader()
+        for run, cases in scores.items():
+            for case_id, dice in cases.items():
+                for cls in ("left atrium", "mean"):
+                    writer.writerow({"run": run, "label": "B", "method": "baseline", "noise": "mt", "ratio": 0.5,
+                                     "seed": 0, "case_id": case_id, "class": cls, "dice": dice, "iou": dice / 2,
+                                     "hd95": 10 * dice, "asd": dice})
+
+
+def test_carried_record_recomputes_the_summary_from_the_case_rows(tmp_path: Path) -> None:
+    write_cases(tmp_path, {"a__mt-0.5__seed0": {"c2": 0.8, "c1": 0.6}, "b__mt-0.5__seed0": {"c1": 0.5}})
+    carried = carried_runs(tmp_path, ["a__mt-0.5__seed0", "not-there"])
+    assert list(carried) == ["a__mt-0.5__seed0"]  # only asked-for runs that cases.csv holds
+    record = carried["a__mt-0.5__seed0"]
+    assert record["carried"] and list(record["per_case"]) == ["c1", "c2"]
+    assert record["summary"]["mean"]["mean"]["dice"] == pytest.approx(0.7)
+    assert record["summary"]["std"]["mean"]["hd95"] == pytest.approx(1.0)
+    assert "seconds_per_epoch" not in record and "environment" not in record  # no runs.csv: a legacy run
+    assert carried_names(tmp_path) == {"a__mt-0.5__seed0", "b__mt-0.5__seed0"}
+
+
+def test_runs_csv_restores_cost_size_and_environment(tmp_path: Path) -> None:
+    write_cases(tmp_path, {"a__mt-0.5__seed0": {"c1": 0.6}})
+    env = {"machine": "x86_64", "git_commit": "abc"}
+    row = run_record("a__mt-0.5__seed0", {"seed": 0}, {"seconds_per_epoch": 4.5, "parameters": {"inference": 12}}, env)
+    with (tmp_path / "runs.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerow(row)
+    record = carried_runs(tmp_path, ["a__mt-0.5__seed0"])["a__mt-0.5__seed0"]
+    assert record["seconds_per_epoch"] == 4.5 and record["parameters"] == {"inference": 12}
+    assert record["environment"] == env and json.loads(row["environment"]) == env
+
+
+def test_nothing_to_carry_without_cases_csv(tmp_path: Path) -> None:
+    assert carried_runs(tmp_path, ["a"]) == {} and carried_names(tmp_path) == set()
