@@ -53,3 +53,25 @@ def test_runs_csv_restores_cost_size_and_environment(tmp_path: Path) -> None:
 
 def test_nothing_to_carry_without_cases_csv(tmp_path: Path) -> None:
     assert carried_runs(tmp_path, ["a"]) == {} and carried_names(tmp_path) == set()
+
+
+def test_a_carried_teacher_is_trained_again_when_a_run_still_to_train_reads_it(tmp_path: Path) -> None:
+    """A run reading another's folder (teacher_run) would wait for ever on a carried teacher that has none."""
+    from types import SimpleNamespace
+
+    from svldrl.experiments.compare import _carried_not_needed
+
+    runs_root = tmp_path / "runs"
+    write_cases(tmp_path / "results", {"teacher__mt-0.5__seed0": {"c1": 0.8}, "other__mt-0.5__seed0": {"c1": 0.7}})
+
+    def run(name: str, teacher: str | None = None) -> SimpleNamespace:
+        options = {"teacher_run": str(runs_root / "d" / teacher)} if teacher else {}
+        cfg = SimpleNamespace(method_options=options)
+        return SimpleNamespace(run_dir=lambda exp, ds: runs_root / ds / name, cfg=cfg)
+
+    exp = SimpleNamespace(out=tmp_path / "results")
+    teacher, other = run("teacher__mt-0.5__seed0"), run("other__mt-0.5__seed0")
+    runs = [teacher, other, run("student__mt-0.5__seed0", "teacher__mt-0.5__seed0")]
+    assert _carried_not_needed(exp, runs, "d") == {"other__mt-0.5__seed0"}
+    write_cases(tmp_path / "results", {"teacher__mt-0.5__seed0": {"c1": 0.8}, "student__mt-0.5__seed0": {"c1": 0.9}})
+    assert _carried_not_needed(exp, runs, "d") == {"teacher__mt-0.5__seed0", "student__mt-0.5__seed0"}

@@ -86,7 +86,7 @@ def train_pending(
     exp = load_experiment(path, runs_root)
     runs = grid(exp)
     dataset_name = load_dataset(exp.data).name
-    carried = carried_names(exp.out)  # finished where their folders are gone: not trained again (carry.py)
+    carried = _carried_not_needed(exp, runs, dataset_name)  # finished, folders gone: not trained again (carry.py)
     trained, waiting = 0, []
     for i, run in enumerate(runs):  # i: the run's index, as --list and --index number it
         run_dir = run.run_dir(exp, dataset_name)
@@ -109,6 +109,22 @@ def train_pending(
         print(f"[compare] runs {', '.join(map(str, waiting))} wait for their teacher runs; run compare again once "
               "those are finished", flush=True)
     return trained
+
+
+def _carried_not_needed(exp: Experiment, runs: list[GridRun], dataset_name: str) -> set[str]:
+    """Carried runs (carry.py) that training may skip: all but the teacher runs of runs still to train.
+
+    Why: a run that reads another run's folder (``method_options.teacher_run``) waits until that
+    folder holds a finished run; a carried teacher has no folder, so it is trained again first.
+    """
+    carried = carried_names(exp.out)
+    to_train = [
+        run for run in runs
+        if not (run.run_dir(exp, dataset_name) / METRICS_FILE).exists()
+        and run.run_dir(exp, dataset_name).name not in carried
+    ]  # fmt: skip
+    teachers = {Path(t).name for run in to_train if (t := run.cfg.method_options.get("teacher_run"))}
+    return {name for name in carried if name not in teachers}
 
 
 def grid_states(path: Path, runs_root: Path | None = None) -> list[tuple[int, str, GridRun, Path]]:
