@@ -202,6 +202,24 @@ def test_compare_runs_grid_skips_finished_and_writes_tables(phantoms: Path, tmp_
     states = [line.split("\t")[1] for line in invoke("compare", exp, "--list", "--runs-root", partial).splitlines()]
     assert sorted(states) == ["carried", "carried", "finished"]
     assert json.loads((tmp_path / "results" / "grid.json").read_text())["carried"] == 2
+    carried_index = states.index("carried")  # an array over the whole grid leaves a carried run alone
+    assert "carried" in invoke("compare", exp, "-q", "--index", carried_index, "--runs-root", partial)
+    assert sorted(p.parent.name for p in partial.rglob("metrics.json")) == [one_run.name]
+    result = runner.invoke(app, ["compare", str(exp), "--retrain", "--runs-root", str(partial)])
+    assert result.exit_code != 0 and "--retrain goes with --index" in result.output
+    # tables made before runs.csv existed, then every folder gone: the cost table and environments of
+    # that time are frozen once and kept, unchanged, by every later call
+    before = json.loads((tmp_path / "results" / "grid.json").read_text())["environments"]
+    (tmp_path / "results" / "runs.csv").unlink()
+    cost_then = (tmp_path / "results" / "cost.md").read_text()
+    for _ in range(2):
+        invoke("compare", exp, "-q", "--tables-only", "--runs-root", tmp_path / "nowhere")
+        record = json.loads((tmp_path / "results" / "grid.json").read_text())
+        assert record["environments"] == [] and record["environments_before_runs_csv"] == before
+        assert (tmp_path / "results" / "cost_before_runs_csv.md").read_text() == cost_then
+        assert cost_then.strip() in (tmp_path / "results" / "cost.md").read_text()
+    for name in ("table.md", "table.csv", "cases.csv"):  # the rows themselves never changed
+        assert (tmp_path / "results" / name).read_bytes() == results[name]
     # without cases.csv nothing can be carried: the tables made from three runs are not replaced by one
     (tmp_path / "results" / "cases.csv").unlink()
     result = runner.invoke(app, ["compare", str(exp), "-q", "--tables-only", "--runs-root", str(partial)])

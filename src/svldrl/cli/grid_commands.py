@@ -38,6 +38,14 @@ def compare(
             "$SLURM_ARRAY_TASK_ID in a job array; write no tables (then --tables-only).",
         ),
     ] = None,
+    retrain: Annotated[
+        bool,
+        typer.Option(
+            "--retrain",
+            help="With --index: train the run again although it is carried (finished before, its folder gone, "
+            "its scores in the committed cases.csv); its new scores then replace the committed ones.",
+        ),
+    ] = False,
     noise_only: Annotated[
         bool,
         typer.Option(
@@ -101,6 +109,8 @@ def compare(
     ]
     if len(chosen) > 1:
         raise typer.BadParameter(f"{' and '.join(chosen)} cannot be combined; choose one")
+    if retrain and (index is None or noise_only):
+        raise typer.BadParameter("--retrain goes with --index (one run of the grid)")
     load_methods()
     if list_runs:
         for i, state, run, run_dir in grid_states(experiment, runs_root):
@@ -111,7 +121,7 @@ def compare(
             typer.echo(f"{'made' if made else 'exists'}\t{cache}")
         return
     if index is not None:
-        train_index(experiment, index, progress=not quiet, runs_root=runs_root)
+        train_index(experiment, index, progress=not quiet, runs_root=runs_root, retrain=retrain)
         return
     written = run_experiment(experiment, progress=not quiet, tables_only=tables_only, jobs=jobs, runs_root=runs_root)
     for name, path in written.items():

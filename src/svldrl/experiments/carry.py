@@ -29,7 +29,7 @@ from svldrl.metrics.evaluate import summarise
 CASES_FILE = "cases.csv"
 RUNS_FILE = "runs.csv"
 #: per-run fields of ``runs.csv`` besides the run's name and grid coordinates
-RUN_FIELDS = ("seconds_per_epoch", "parameters_inference", "git_commit", "environment")
+RUN_FIELDS = ("seconds_per_epoch", "parameters_inference", "git_commit", "environment", "before_runs_csv")
 #: the cost table as it was when ``runs.csv`` was introduced: runs tabulated before then have no
 #: per-run cost record, so their aggregate is kept verbatim rather than recomputed or dropped
 FROZEN_COST_FILE = "cost_before_runs_csv.md"
@@ -51,12 +51,14 @@ def carried_runs(out: Path, names: Iterable[str]) -> dict[str, dict[str, Any]]:
     records = {r["run"]: r for r in _read_csv(out / RUNS_FILE)}
     carried = {}
     for name, cases in per_case.items():
-        record: dict[str, Any] = {
-            "summary": summarise([cases[c] for c in sorted(cases)]).to_dict(),
-            "per_case": {c: cases[c] for c in sorted(cases)},
-            "carried": True,
-        }
-        record.update(_run_record_fields(records.get(name, {})))
+        summary = summarise([cases[c] for c in sorted(cases)]).to_dict()
+        for key in ("empty_pred", "n_empty_pred"):  # cases.csv does not keep them: claim nothing
+            summary.pop(key, None)
+        record: dict[str, Any] = {"summary": summary, "per_case": {c: cases[c] for c in sorted(cases)}, "carried": True}
+        if name in records:
+            record.update(_run_record_fields(records[name]))
+        else:  # tabulated before runs.csv existed: cost and environment only in the frozen aggregates
+            record["before_runs_csv"] = True
         carried[name] = record
     return carried
 
@@ -78,12 +80,16 @@ def run_record(name: str, coordinates: dict[str, Any], metrics: dict[str, Any], 
         "parameters_inference": "" if params is None else int(params),
         "git_commit": (env or {}).get("git_commit", ""),
         "environment": "" if env is None else json.dumps(env, sort_keys=True),
+        # a run first tabulated before runs.csv existed stays one: its row here has no cost or environment
+        "before_runs_csv": "yes" if metrics.get("before_runs_csv") else "",
     }
 
 
 def _run_record_fields(row: dict[str, str]) -> dict[str, Any]:
     """The metrics-record fields a ``runs.csv`` row restores (none for a run tabulated before it existed)."""
     fields: dict[str, Any] = {}
+    if row.get("before_runs_csv"):
+        fields["before_runs_csv"] = True
     if row.get("seconds_per_epoch"):
         seconds = float(row["seconds_per_epoch"])
         if math.isfinite(seconds):

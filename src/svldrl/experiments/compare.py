@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -121,7 +123,7 @@ def _carried_not_needed(exp: Experiment, runs: list[GridRun], dataset_name: str)
     to_train = [
         run for run in runs
         if not (run.run_dir(exp, dataset_name) / METRICS_FILE).exists()
-        and run.run_dir(exp, dataset_name).name not in carried
+        and not (run.run_dir(exp, dataset_name).name in carried and not run.run_dir(exp, dataset_name).exists())
     ]  # fmt: skip
     teachers = {Path(t).name for run in to_train if (t := run.cfg.method_options.get("teacher_run"))}
     return {name for name in carried if name not in teachers}
@@ -143,7 +145,7 @@ def grid_states(path: Path, runs_root: Path | None = None) -> list[tuple[int, st
     exp = load_experiment(path, runs_root)
     runs = grid(exp)
     dataset_name = load_dataset(exp.data).name
-    carried = carried_names(exp.out)
+    carried = _carried_not_needed(exp, runs, dataset_name)  # a carried teacher that must be retrained is pending
     out = []
     for index, run in enumerate(runs):
         folder = run.run_dir(exp, dataset_name)
@@ -161,11 +163,15 @@ def _grid_state(run_dir: Path, cfg: TrainConfig) -> str:
     return "running" if is_claimed(run_dir) else "pending"
 
 
-def train_index(path: Path, index: int, *, progress: bool = True, runs_root: Path | None = None) -> Path:
+def train_index(
+    path: Path, index: int, *, progress: bool = True, runs_root: Path | None = None, retrain: bool = False
+) -> Path:
     """Train run ``index`` of the grid alone (one job of a cluster array); returns its folder.
 
     Checks this run as ``run_experiment`` checks every run, then trains or resumes it. A finished
-    run is left as it is (a job array may be resubmitted); a run another process holds is refused.
+    run is left as it is (a job array may be resubmitted), and so is a carried one (finished, its
+    folder gone, its scores committed: carry.py) unless ``retrain``; a run another process holds is
+    refused.
     """
     from svldrl.data import load_dataset
     from svldrl.experiments.pipeline import check_run_config, make_split, train_run
@@ -181,6 +187,10 @@ def train_index(path: Path, index: int, *, progress: bool = True, runs_root: Pat
     check_run_config(run.cfg)
     check_trusted(run.cfg, make_split(dataset, run.cfg))
     check_existing_run(run_dir, run.cfg)
+    if not retrain and not run_dir.exists() and run_dir.name in _carried_not_needed(exp, runs, dataset.name):
+        print(f"[compare {index}] carried: finished before, its folder gone, its scores in {exp.out / CASES_FILE}; "
+              "left alone (--retrain trains it again)", flush=True)
+        return run_dir
     with claim_run(run_dir) as claimed:
         if not claimed:
             raise RunExistsError(f"{run_dir}: another process is training this run now")
@@ -248,7 +258,7 @@ def _train_in_workers(path: Path, jobs: int, runs_root: Path | None = None) -> N
 def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, seconds: float) -> dict[str, Path]:
     """The tables of every finished run: those with a folder, and those carried from ``cases.csv``
     (``carry.py``: finished earlier, on a machine or disk whose run folders are gone)."""
-    done = finished_runs(exp, runs, dataset_name)
+    done, replaced = finished_runs(exp, runs, dataset_name)
     if not done:
         raise ValueError(f"{exp.source}: no finished runs to tabulate yet")
     _refuse_to_shrink(exp, len(done))
@@ -276,7 +286,6 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
         written["noise_ratio"] = _ratio_plot(done, exp.out / "noise_ratio.png")
     written["cost"] = _cost_table(done, exp.out / "cost.md")
     written["cases"] = _cases_csv(done, exp, dataset_name, exp.out / CASES_FILE)
-    written["runs"] = _runs_csv(done, exp, dataset_name, exp.out / RUNS_FILE)
     record: dict[str, Any] = {
         "experiment": str(exp.source),
         "finished": len(done),
@@ -287,13 +296,25 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
     }
     if earlier_environments is not None:
         record["environments_before_runs_csv"] = earlier_environments
+        record["environments_note"] = (
+            "runs tabulated before runs.csv existed, whose folders are gone, are counted in "
+            "environments_before_runs_csv (as grid.json listed them then), not in environments"
+        )
+    if replaced:
+        record["replaced_carried_runs"] = replaced
     write_text(exp.out / "grid.json", json.dumps(record, indent=2))
+    # runs.csv last: until it exists, the next call still finds the earlier environments in grid.json
+    written["runs"] = _runs_csv(done, exp, dataset_name, exp.out / RUNS_FILE)
     return written
 
 
-def finished_runs(exp: Experiment, runs: list[GridRun], dataset_name: str) -> list[tuple[GridRun, dict]]:
+def finished_runs(
+    exp: Experiment, runs: list[GridRun], dataset_name: str
+) -> tuple[list[tuple[GridRun, dict]], list[str]]:
     """Each finished run with its metrics record, in grid order: read from its folder where it has one,
-    else carried from the results folder's ``cases.csv`` / ``runs.csv`` when they hold it."""
+    else carried from the results folder's ``cases.csv`` / ``runs.csv`` when they hold it; and the
+    runs whose folder now replaces committed rows with other scores (retrained, or trained by
+    another grid sharing the runs folder), which are said on stderr and in ``grid.json``."""
     on_disk: dict[str, dict] = {}
     for run in runs:
         run_dir = run.run_dir(exp, dataset_name)
@@ -301,12 +322,28 @@ def finished_runs(exp: Experiment, runs: list[GridRun], dataset_name: str) -> li
             metrics = json.loads((run_dir / METRICS_FILE).read_text())
             on_disk[run_dir.name] = {**metrics, "environment": _run_environment(run_dir)}
     names = [run.run_dir(exp, dataset_name).name for run in runs]
-    carried = carried_runs(exp.out, [n for n in names if n not in on_disk])
-    return [
+    carried = carried_runs(exp.out, names)
+    replaced = sorted(n for n in on_disk if n in carried and not _same_scores(on_disk[n], carried[n]))
+    for name in replaced:
+        print(f"[compare] {name}: its run folder replaces the committed rows of {exp.out / CASES_FILE}, "
+              "which have other scores (retrained?)", file=sys.stderr, flush=True)
+    done = [
         (run, on_disk.get(name) or carried[name])
         for run, name in zip(runs, names, strict=True)
         if name in on_disk or name in carried
     ]
+    return done, replaced
+
+
+def _same_scores(metrics: dict, carried: dict) -> bool:
+    """Whether a run folder's per-case scores are the committed ones (to the precision of the CSV)."""
+    mine, kept = metrics.get("per_case", {}), carried["per_case"]
+    if sorted(mine) != sorted(kept):
+        return False
+    return all(
+        math.isclose(float(mine[c][cls][m]), kept[c][cls][m], rel_tol=1e-9, abs_tol=1e-12)
+        for c in kept for cls in kept[c] for m in kept[c][cls]
+    )  # fmt: skip
 
 
 def _run_environment(run_dir: Path) -> dict[str, Any] | None:
@@ -326,7 +363,7 @@ def _freeze_records_before_runs_csv(out: Path, done: list[tuple[GridRun, dict]])
     account left is the cost table and ``grid.json`` written then, so the first call that finds
     such runs copies the cost table to ``cost_before_runs_csv.md`` and the environments forward.
     """
-    if not any(m.get("carried") and "environment" not in m for _, m in done):
+    if not any(m.get("before_runs_csv") for _, m in done):
         return None
     grid_json = out / "grid.json"
     earlier = json.loads(grid_json.read_text()) if grid_json.exists() else {}
@@ -420,7 +457,7 @@ def _environments(done: list[tuple[GridRun, dict]]) -> list[dict[str, Any]]:
     """
     groups: dict[str, dict[str, Any]] = {}
     for _, metrics in done:
-        if metrics.get("carried") and "environment" not in metrics:
+        if metrics.get("before_runs_csv"):
             continue
         env = metrics.get("environment") or {}
         setting = {k: env.get(k) for k in ENVIRONMENT_KEYS}
@@ -480,7 +517,7 @@ def _cost_table(done: list[tuple[GridRun, dict]], path: Path) -> Path:
     per: dict[str, list[float]] = {}
     params: dict[str, set[int]] = {}
     for run, metrics in done:
-        if "seconds_per_epoch" in metrics:
+        if metrics.get("seconds_per_epoch") is not None:
             per.setdefault(run.variant.label, []).append(metrics["seconds_per_epoch"])
         if "parameters" in metrics:
             params.setdefault(run.variant.label, set()).add(int(metrics["parameters"]["inference"]))
@@ -490,14 +527,14 @@ def _cost_table(done: list[tuple[GridRun, dict]], path: Path) -> Path:
         f"{' / '.join(f'{n:,}' for n in sorted(params.get(label, ()))) or '-'} |"
         for label, v in per.items()
     ]
-    unrecorded = sum(1 for _, m in done if m.get("carried") and "seconds_per_epoch" not in m)
+    unrecorded = sum(1 for _, m in done if m.get("before_runs_csv"))
     frozen = path.parent / FROZEN_COST_FILE
     if unrecorded and frozen.exists():
         lines = lines if per else []
         lines += [
             f"{unrecorded} runs here were tabulated before each run's cost was kept (runs.csv) and their folders "
-            f"are gone, so no table above counts them; their costs are in the cost table as it stood then "
-            f"({FROZEN_COST_FILE}), over the runs of that time:",
+            f"are gone, so they have no per-run cost record{' and the table above leaves them out' if per else ''}; "
+            f"their costs are in the cost table as it stood then ({FROZEN_COST_FILE}), over the runs of that time:",
             "",
             frozen.read_text().strip(),
         ]
