@@ -66,7 +66,13 @@ class JCASOptions:
         "epochs of stage 2 from its best-validation checkpoint, i.e. half of all its epochs)",
     )
     affinity_weight: float = option(1.0, "weight of the corrected affinity loss")
-    volume_weight: float = option(0.5, "weight of log|det T_c| + log|det T_a| (minimum-volume term)")
+    volume_weight: float = option(
+        0.5,
+        "weight of log|det T_c| + log|det T_a| (minimum-volume term): 0.5 as trainS2.py L302, from the first "
+        "stage-2 iteration, no schedule; VolMinNet, where the term comes from, uses 1e-4 (main.py L24). Against a "
+        "mean CE the data pull on a class's row scales with the class's voxel share and the term's does not, so on "
+        "LA's small foreground it sets T_c's foreground row (docs/results.md, 'Session 19'; jcas_volume.yaml)",
+    )
     consistency_weight: float = option(0.01, "weight of MSE(T_a implied by T_c, T_a)")
     coarse_factor: int = option(
         4,
