@@ -59,7 +59,7 @@ def test_a_carried_teacher_is_trained_again_when_a_run_still_to_train_reads_it(t
     """A run reading another's folder (teacher_run) would wait for ever on a carried teacher that has none."""
     from types import SimpleNamespace
 
-    from svldrl.experiments.compare import _carried_not_needed
+    from svldrl.experiments.carry import carried_not_needed
 
     runs_root = tmp_path / "runs"
     write_cases(tmp_path / "results", {"teacher__mt-0.5__seed0": {"c1": 0.8}, "other__mt-0.5__seed0": {"c1": 0.7}})
@@ -72,6 +72,6 @@ def test_a_carried_teacher_is_trained_again_when_a_run_still_to_train_reads_it(t
     exp = SimpleNamespace(out=tmp_path / "results")
     teacher, other = run("teacher__mt-0.5__seed0"), run("other__mt-0.5__seed0")
     runs = [teacher, other, run("student__mt-0.5__seed0", "teacher__mt-0.5__seed0")]
-    assert _carried_not_needed(exp, runs, "d") == {"other__mt-0.5__seed0"}
+    assert carried_not_needed(exp, runs, "d") == {"other__mt-0.5__seed0"}
     write_cases(tmp_path / "results", {"teacher__mt-0.5__seed0": {"c1": 0.8}, "student__mt-0.5__seed0": {"c1": 0.9}})
-    assert _carried_not_needed(exp, runs, "d") == {"teacher__mt-0.5__seed0", "student__mt-0.5__seed0"}
+    assert carried_not_needed(exp, runs, "d") == {"teacher__mt-0.5__seed0", "student__mt-0.5__seed0"}

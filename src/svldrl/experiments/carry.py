@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from svldrl.experiments.runs import METRICS_FILE
 from svldrl.metrics import METRICS
 from svldrl.metrics.evaluate import summarise
 
@@ -106,3 +107,30 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return []
     with path.open(newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def carried_not_needed(exp: Any, runs: list[Any], dataset_name: str) -> set[str]:
+    """Carried runs (carry.py) that training may skip: all but the teacher runs of runs still to train.
+
+    Why: a run that reads another run's folder (``method_options.teacher_run``) waits until that
+    folder holds a finished run; a carried teacher has no folder, so it is trained again first.
+    """
+    carried = carried_names(exp.out)
+    to_train = [
+        run for run in runs
+        if not (run.run_dir(exp, dataset_name) / METRICS_FILE).exists()
+        and not (run.run_dir(exp, dataset_name).name in carried and not run.run_dir(exp, dataset_name).exists())
+    ]  # fmt: skip
+    teachers = {Path(t).name for run in to_train if (t := run.cfg.method_options.get("teacher_run"))}
+    return {name for name in carried if name not in teachers}
+
+
+def same_scores(metrics: dict, carried: dict) -> bool:
+    """Whether a run folder's per-case scores are the committed ones (to the precision of the CSV)."""
+    mine, kept = metrics.get("per_case", {}), carried["per_case"]
+    if sorted(mine) != sorted(kept):
+        return False
+    return all(
+        math.isclose(float(mine[c][cls][m]), kept[c][cls][m], rel_tol=1e-9, abs_tol=1e-12)
+        for c in kept for cls in kept[c] for m in kept[c][cls]
+    )  # fmt: skip

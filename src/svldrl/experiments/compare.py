@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import sys
 import time
 from dataclasses import replace
@@ -27,9 +26,10 @@ from svldrl.experiments.carry import (
     FROZEN_COST_FILE,
     RUN_FIELDS,
     RUNS_FILE,
-    carried_names,
+    carried_not_needed,
     carried_runs,
     run_record,
+    same_scores,
 )
 from svldrl.experiments.grid import Experiment, GridRun, grid, load_experiment, waits_for
 from svldrl.experiments.methods import method_info
@@ -88,7 +88,7 @@ def train_pending(
     exp = load_experiment(path, runs_root)
     runs = grid(exp)
     dataset_name = load_dataset(exp.data).name
-    carried = _carried_not_needed(exp, runs, dataset_name)  # finished, folders gone: not trained again (carry.py)
+    carried = carried_not_needed(exp, runs, dataset_name)  # finished, folders gone: not trained again (carry.py)
     trained, waiting = 0, []
     for i, run in enumerate(runs):  # i: the run's index, as --list and --index number it
         run_dir = run.run_dir(exp, dataset_name)
@@ -113,22 +113,6 @@ def train_pending(
     return trained
 
 
-def _carried_not_needed(exp: Experiment, runs: list[GridRun], dataset_name: str) -> set[str]:
-    """Carried runs (carry.py) that training may skip: all but the teacher runs of runs still to train.
-
-    Why: a run that reads another run's folder (``method_options.teacher_run``) waits until that
-    folder holds a finished run; a carried teacher has no folder, so it is trained again first.
-    """
-    carried = carried_names(exp.out)
-    to_train = [
-        run for run in runs
-        if not (run.run_dir(exp, dataset_name) / METRICS_FILE).exists()
-        and not (run.run_dir(exp, dataset_name).name in carried and not run.run_dir(exp, dataset_name).exists())
-    ]  # fmt: skip
-    teachers = {Path(t).name for run in to_train if (t := run.cfg.method_options.get("teacher_run"))}
-    return {name for name in carried if name not in teachers}
-
-
 def grid_states(path: Path, runs_root: Path | None = None) -> list[tuple[int, str, GridRun, Path]]:
     """Every run of the grid with its index and state: ``pending``, ``running``, ``finished``, ``conflict``
     or ``carried`` (finished, its folder gone, its scores in the committed ``cases.csv``: see carry.py).
@@ -145,7 +129,7 @@ def grid_states(path: Path, runs_root: Path | None = None) -> list[tuple[int, st
     exp = load_experiment(path, runs_root)
     runs = grid(exp)
     dataset_name = load_dataset(exp.data).name
-    carried = _carried_not_needed(exp, runs, dataset_name)  # a carried teacher that must be retrained is pending
+    carried = carried_not_needed(exp, runs, dataset_name)  # a carried teacher that must be retrained is pending
     out = []
     for index, run in enumerate(runs):
         folder = run.run_dir(exp, dataset_name)
@@ -187,7 +171,7 @@ def train_index(
     check_run_config(run.cfg)
     check_trusted(run.cfg, make_split(dataset, run.cfg))
     check_existing_run(run_dir, run.cfg)
-    if not retrain and not run_dir.exists() and run_dir.name in _carried_not_needed(exp, runs, dataset.name):
+    if not retrain and not run_dir.exists() and run_dir.name in carried_not_needed(exp, runs, dataset.name):
         print(f"[compare {index}] carried: finished before, its folder gone, its scores in {exp.out / CASES_FILE}; "
               "left alone (--retrain trains it again)", flush=True)
         return run_dir
@@ -323,7 +307,7 @@ def finished_runs(
             on_disk[run_dir.name] = {**metrics, "environment": _run_environment(run_dir)}
     names = [run.run_dir(exp, dataset_name).name for run in runs]
     carried = carried_runs(exp.out, names)
-    replaced = sorted(n for n in on_disk if n in carried and not _same_scores(on_disk[n], carried[n]))
+    replaced = sorted(n for n in on_disk if n in carried and not same_scores(on_disk[n], carried[n]))
     for name in replaced:
         print(f"[compare] {name}: its run folder replaces the committed rows of {exp.out / CASES_FILE}, "
               "which have other scores (retrained?)", file=sys.stderr, flush=True)
@@ -333,17 +317,6 @@ def finished_runs(
         if name in on_disk or name in carried
     ]
     return done, replaced
-
-
-def _same_scores(metrics: dict, carried: dict) -> bool:
-    """Whether a run folder's per-case scores are the committed ones (to the precision of the CSV)."""
-    mine, kept = metrics.get("per_case", {}), carried["per_case"]
-    if sorted(mine) != sorted(kept):
-        return False
-    return all(
-        math.isclose(float(mine[c][cls][m]), kept[c][cls][m], rel_tol=1e-9, abs_tol=1e-12)
-        for c in kept for cls in kept[c] for m in kept[c][cls]
-    )  # fmt: skip
 
 
 def _run_environment(run_dir: Path) -> dict[str, Any] | None:
