@@ -6,12 +6,12 @@ runs are skipped and interrupted ones resumed, so a long grid can span sessions.
 ``table.md/.csv/.tex`` (Tables 1-2), ``ablation.md/...`` (Table 5) when the grid holds variants of
 svl-drl, ``noise_ratio.png`` (Fig. 6) when ratios vary, ``cost.md`` (seconds per epoch) and ``cases.csv``
 (every run's per-case scores, so that paired tests survive the run folders, which hold checkpoints
-and are not kept in git).
+and are not kept in git). This module decides what to train and which runs are finished; the writers
+of those files are in ``grid_outputs.py``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
@@ -19,20 +19,27 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from svldrl._io import atomic_write, write_text
+from svldrl._io import write_text
 from svldrl.config import TrainConfig
 from svldrl.experiments.carry import (
     CASES_FILE,
     FROZEN_COST_FILE,
-    RUN_FIELDS,
     RUNS_FILE,
     carried_not_needed,
     carried_runs,
-    run_record,
     same_scores,
 )
 from svldrl.experiments.grid import Experiment, GridRun, grid, load_experiment, waits_for
-from svldrl.experiments.methods import method_info
+from svldrl.experiments.grid_outputs import (
+    environments,
+    ratio_plot,
+    results_table,
+    run_environment,
+    write_cases_csv,
+    write_cost_table,
+    write_runs_csv,
+    write_table,
+)
 from svldrl.experiments.runs import (
     METRICS_FILE,
     RunExistsError,
@@ -41,8 +48,6 @@ from svldrl.experiments.runs import (
     holds_other_settings,
     is_claimed,
 )
-from svldrl.experiments.tables import Table, TableRow, rows_from_runs
-from svldrl.metrics import METRICS
 
 
 def run_experiment(
@@ -103,13 +108,18 @@ def train_pending(
             cfg = run.cfg
             if threads is not None and cfg.num_threads is None:
                 cfg = replace(cfg, num_threads=threads)
-            print(f"[compare {i} (of {len(runs)})] {run.variant.label} | {run.group} | seed {run.seed} -> {run_dir}",
-                  flush=True)
+            print(
+                f"[compare {i} (of {len(runs)})] {run.variant.label} | {run.group} | seed {run.seed} -> {run_dir}",
+                flush=True,
+            )
             train_run(exp.data, cfg, out=run_dir, runs_root=exp.runs_root, resume=True, progress=progress)
             trained += 1
     if waiting:
-        print(f"[compare] runs {', '.join(map(str, waiting))} wait for their teacher runs; run compare again once "
-              "those are finished", flush=True)
+        print(
+            f"[compare] runs {', '.join(map(str, waiting))} wait for their teacher runs; run compare again once "
+            "those are finished",
+            flush=True,
+        )
     return trained
 
 
@@ -172,8 +182,11 @@ def train_index(
     check_trusted(run.cfg, make_split(dataset, run.cfg))
     check_existing_run(run_dir, run.cfg)
     if not retrain and not run_dir.exists() and run_dir.name in carried_not_needed(exp, runs, dataset.name):
-        print(f"[compare {index}] carried: finished before, its folder gone, its scores in {exp.out / CASES_FILE}; "
-              "left alone (--retrain trains it again)", flush=True)
+        print(
+            f"[compare {index}] carried: finished before, its folder gone, its scores in {exp.out / CASES_FILE}; "
+            "left alone (--retrain trains it again)",
+            flush=True,
+        )
         return run_dir
     with claim_run(run_dir) as claimed:
         if not claimed:
@@ -259,24 +272,25 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
     n_seeds = len(exp.seeds)
     spread = "seeds" if n_seeds > 1 else "test cases"
     if main:
-        table = _table(main, f"{exp.name}: mean (± std over {spread}); Dice and IoU in %, HD95 and ASD in mm", n_seeds)
-        written.update(_write_table(table, exp.out / "table"))
+        caption = f"{exp.name}: mean (± std over {spread}); Dice and IoU in %, HD95 and ASD in mm"
+        table = results_table(main, caption, n_seeds)
+        written.update(write_table(table, exp.out / "table"))
     has_ablation = any(_is_ablation(r) for r, _ in done)
     if has_ablation:
         full = [(r, m) for r, m in done if r.variant.method == "svl-drl" and not r.variant.overrides]
-        table = _table(ablation + full, f"{exp.name} ablations: mean (± std over {spread})", n_seeds)
-        written.update(_write_table(table, exp.out / "ablation"))
+        table = results_table(ablation + full, f"{exp.name} ablations: mean (± std over {spread})", n_seeds)
+        written.update(write_table(table, exp.out / "ablation"))
     if len(exp.ratios) > 1 or (exp.clean_methods and exp.ratios):
-        written["noise_ratio"] = _ratio_plot(done, exp.out / "noise_ratio.png")
-    written["cost"] = _cost_table(done, exp.out / "cost.md")
-    written["cases"] = _cases_csv(done, exp, dataset_name, exp.out / CASES_FILE)
+        written["noise_ratio"] = ratio_plot(done, exp.out / "noise_ratio.png")
+    written["cost"] = write_cost_table(done, exp.out / "cost.md")
+    written["cases"] = write_cases_csv(done, exp, dataset_name, exp.out / CASES_FILE)
     record: dict[str, Any] = {
         "experiment": str(exp.source),
         "finished": len(done),
         "carried": sum(1 for _, m in done if m.get("carried")),
         "total": len(runs),
         "seconds_this_call": round(seconds, 1),
-        "environments": _environments(done),
+        "environments": environments(done),
     }
     if earlier_environments is not None:
         record["environments_before_runs_csv"] = earlier_environments
@@ -288,7 +302,7 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
         record["replaced_carried_runs"] = replaced
     write_text(exp.out / "grid.json", json.dumps(record, indent=2))
     # runs.csv last: until it exists, the next call still finds the earlier environments in grid.json
-    written["runs"] = _runs_csv(done, exp, dataset_name, exp.out / RUNS_FILE)
+    written["runs"] = write_runs_csv(done, exp, dataset_name, exp.out / RUNS_FILE)
     return written
 
 
@@ -304,28 +318,23 @@ def finished_runs(
         run_dir = run.run_dir(exp, dataset_name)
         if (run_dir / METRICS_FILE).exists():
             metrics = json.loads((run_dir / METRICS_FILE).read_text())
-            on_disk[run_dir.name] = {**metrics, "environment": _run_environment(run_dir)}
+            on_disk[run_dir.name] = {**metrics, "environment": run_environment(run_dir)}
     names = [run.run_dir(exp, dataset_name).name for run in runs]
     carried = carried_runs(exp.out, names)
     replaced = sorted(n for n in on_disk if n in carried and not same_scores(on_disk[n], carried[n]))
     for name in replaced:
-        print(f"[compare] {name}: its run folder replaces the committed rows of {exp.out / CASES_FILE}, "
-              "which have other scores (retrained?)", file=sys.stderr, flush=True)
+        print(
+            f"[compare] {name}: its run folder replaces the committed rows of {exp.out / CASES_FILE}, "
+            "which have other scores (retrained?)",
+            file=sys.stderr,
+            flush=True,
+        )
     done = [
         (run, on_disk.get(name) or carried[name])
         for run, name in zip(runs, names, strict=True)
         if name in on_disk or name in carried
     ]
     return done, replaced
-
-
-def _run_environment(run_dir: Path) -> dict[str, Any] | None:
-    """What of a run's ``env.json`` says where it was trained: packages, machine, device, commit."""
-    path = run_dir / "env.json"
-    if not path.exists():
-        return None
-    env = json.loads(path.read_text())
-    return {k: env.get(k) for k in (*ENVIRONMENT_KEYS, "git_commit")}
 
 
 def _freeze_records_before_runs_csv(out: Path, done: list[tuple[GridRun, dict]]) -> list | None:
@@ -353,53 +362,6 @@ def _is_ablation(run: GridRun) -> bool:
     return run.variant.method == "svl-drl" and bool(run.variant.overrides)
 
 
-def _table(entries: list[tuple[GridRun, dict]], caption: str, n_seeds: int) -> Table:
-    """The rows of ``entries``; with several seeds each row's std is over its seeds and rows with fewer
-    finished seeds than the grid say how many."""
-    metrics = [dict(m, _group=r.group, _label=r.variant.label) for r, m in entries]
-    rows: list[TableRow] = rows_from_runs(metrics, lambda m: m["_group"], lambda m: m["_label"], n_seeds > 1)
-    footnotes = sorted({note for r, _ in entries if (note := method_info(r.variant.method)["footnote"])})
-    return Table(rows, caption=caption, footnotes=footnotes, seeds=n_seeds if n_seeds > 1 else 0)
-
-
-def _write_table(table: Table, stem: Path) -> dict[str, Path]:
-    write_text(stem.with_suffix(".md"), table.to_markdown() + "\n")
-    write_text(stem.with_suffix(".tex"), table.to_latex() + "\n")
-    rows = table.to_csv_rows()
-    _write_csv(stem.with_suffix(".csv"), rows, list(rows[0]))
-    return {stem.name: stem.with_suffix(".md")}
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
-    def write(fh: Any) -> None:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-
-    atomic_write(path, write)
-
-
-def _ratio_plot(done: list[tuple[GridRun, dict]], path: Path) -> Path:
-    """Fig. 6: mean Dice over seeds against the noise ratio; the clean run counts as ratio 0 for every kind."""
-    import numpy as np
-
-    from svldrl.experiments.figures import noise_ratio_plot
-
-    series: dict[str, dict[float, list[float]]] = {}
-    for run, metrics in done:
-        if run.variant.overrides:
-            continue
-        kinds = [run.noise] if run.noise != "none" else sorted({r.noise for r, _ in done if r.noise != "none"})
-        for kind in kinds:
-            key = f"{run.variant.label} ({kind.upper()})"
-            ratio = 0.0 if run.noise == "none" else run.ratio
-            series.setdefault(key, {}).setdefault(ratio, []).append(metrics["summary"]["mean"]["mean"]["dice"])
-    points = {
-        k: {r: (float(np.mean(v)), float(np.std(v))) for r, v in d.items()} for k, d in series.items() if len(d) > 1
-    }
-    return noise_ratio_plot(points, path)
-
-
 def _refuse_to_shrink(exp: Experiment, finished: int) -> None:
     """Tables made from more runs than are found now were made from run folders that are gone (or
     elsewhere): replacing them would silently drop rows from committed results."""
@@ -416,100 +378,3 @@ def _refuse_to_shrink(exp: Experiment, finished: int) -> None:
             f"{exp.runs_root}; not replacing them with fewer rows (point --runs-root at the run folders, "
             f"or move {exp.out} away to start the tables afresh)"
         )
-
-
-ENVIRONMENT_KEYS = ("packages", "machine", "torch_cpu_capability", "cpu_count", "device")
-
-
-def _environments(done: list[tuple[GridRun, dict]]) -> list[dict[str, Any]]:
-    """The distinct package versions and machines the finished runs were trained with, and how many.
-
-    Training at this scale is not bit-reproducible across library builds (docs/results.md), so a
-    table that mixes runs from two environments should say so; this is where it can be seen. Runs
-    carried from before ``runs.csv`` have no record here (``environments_before_runs_csv`` has them).
-    """
-    groups: dict[str, dict[str, Any]] = {}
-    for _, metrics in done:
-        if metrics.get("before_runs_csv"):
-            continue
-        env = metrics.get("environment") or {}
-        setting = {k: env.get(k) for k in ENVIRONMENT_KEYS}
-        group = groups.setdefault(json.dumps(setting, sort_keys=True), {**setting, "git_commits": set(), "runs": 0})
-        group["git_commits"].add(str(env.get("git_commit")))
-        group["runs"] += 1
-    return [{**g, "git_commits": sorted(g["git_commits"])} for g in groups.values()]
-
-
-CASE_FIELDS = ("run", "label", "method", "noise", "ratio", "seed", "case_id", "class", *METRICS)
-
-
-def _cases_csv(done: list[tuple[GridRun, dict]], exp: Experiment, dataset_name: str, path: Path) -> Path:
-    """One row per (run, held-out case, class, incl. the class mean): the input of paired tests."""
-    rows = []
-    for run, metrics in done:
-        name = run.run_dir(exp, dataset_name).name
-        for case_id, per_class in sorted(metrics.get("per_case", {}).items()):
-            for cls, values in per_class.items():
-                rows.append(
-                    {
-                        "run": name,
-                        "label": run.variant.label,
-                        "method": run.variant.method,
-                        "noise": run.noise,
-                        "ratio": run.ratio,
-                        "seed": run.seed,
-                        "case_id": case_id,
-                        "class": cls,
-                        **{m: values[m] for m in METRICS},
-                    }
-                )
-    _write_csv(path, rows, list(CASE_FIELDS))
-    return path
-
-
-def _runs_csv(done: list[tuple[GridRun, dict]], exp: Experiment, dataset_name: str, path: Path) -> Path:
-    """One row per finished run: its cost, model size and environment, so that they outlive its folder."""
-    rows = []
-    for run, metrics in done:
-        coordinates = {"label": run.variant.label, "method": run.variant.method, "noise": run.noise,
-                       "ratio": run.ratio, "seed": run.seed}
-        rows.append(run_record(run.run_dir(exp, dataset_name).name, coordinates, metrics, None))
-    _write_csv(path, rows, ["run", "label", "method", "noise", "ratio", "seed", *RUN_FIELDS])
-    return path
-
-
-def _cost_table(done: list[tuple[GridRun, dict]], path: Path) -> Path:
-    """Training time per epoch by method (mean over that method's runs) and the model's parameters.
-
-    Parameters are those ``svldrl predict`` runs (``metrics.json``'s ``parameters.inference``; runs
-    made before it was recorded show "-"), since a method's claim of a smaller model is about the
-    deployed one; the RL heads a method trains on top are in each run's record.
-    """
-    import numpy as np
-
-    per: dict[str, list[float]] = {}
-    params: dict[str, set[int]] = {}
-    for run, metrics in done:
-        if metrics.get("seconds_per_epoch") is not None:
-            per.setdefault(run.variant.label, []).append(metrics["seconds_per_epoch"])
-        if "parameters" in metrics:
-            params.setdefault(run.variant.label, set()).add(int(metrics["parameters"]["inference"]))
-    lines = ["| method | s / epoch | runs | parameters at inference |", "|---|---|---|---|"]
-    lines += [
-        f"| {label} | {np.mean(v):.2f} (±{np.std(v):.2f}) | {len(v)} | "
-        f"{' / '.join(f'{n:,}' for n in sorted(params.get(label, ()))) or '-'} |"
-        for label, v in per.items()
-    ]
-    unrecorded = sum(1 for _, m in done if m.get("before_runs_csv"))
-    frozen = path.parent / FROZEN_COST_FILE
-    if unrecorded and frozen.exists():
-        lines = lines if per else []
-        lines += [
-            f"{unrecorded} runs here were tabulated before each run's cost was kept (runs.csv) and their folders "
-            f"are gone, so they have no per-run cost record{' and the table above leaves them out' if per else ''}; "
-            f"their costs are in the cost table as it stood then ({FROZEN_COST_FILE}), over the runs of that time:",
-            "",
-            frozen.read_text().strip(),
-        ]
-    write_text(path, "\n".join(lines) + "\n")
-    return path
