@@ -55,3 +55,17 @@ def test_the_long_table_sets_every_method_beside_the_paper_under_both_noises() -
         assert rows[(noise, "jcas", "JCAS")] == module.TABLE1[(noise, "jcas", "JCAS")]
         assert rows[(noise, "baseline-dice-ce", "Baseline (Dice+CE, ours)")] is None
     assert sum(1 for noise, _, _ in rows if noise == "mt-0.5") == 12
+
+
+def test_a_superseded_row_shows_only_where_it_has_runs(tmp_path: Path, monkeypatch, capsys) -> None:
+    module = load_script(SCRIPT, "la_versus_paper_superseded")
+    cases = _write_cases(tmp_path / "long.csv", {
+        "adele__mt-0.5__seed0": [(0.80, 10.0)],
+        "adele-v4-patch-curve__mt-0.5__seed0": [(0.10, 90.0)],
+    })
+    monkeypatch.setattr("sys.argv", ["versus_paper.py", str(cases), "--table", "long"])
+    module.main()
+    lines = capsys.readouterr().out.splitlines()
+    superseded = [line for line in lines if "superseded" in line]
+    assert len(superseded) == 1 and superseded[0].startswith("| MT 50 % |")  # not the unrun SFDA one
+    assert any(line.startswith("| SFDA 50 % | ADELE | not run yet") for line in lines)  # a current row stays
