@@ -277,6 +277,36 @@ def test_compare_list_and_index_train_one_run_at_a_time(phantoms: Path, tmp_path
     assert result.exit_code != 0 and "other settings (optim.epochs" in str(result.exception)
 
 
+def test_a_superseded_row_keeps_its_runs_and_trains_no_more(phantoms: Path, tmp_path: Path) -> None:
+    """A row kept for its runs (a setting replaced by a newer default): its unfinished runs keep their
+    index but are not trained by the grid or by --index, only by --index --retrain; the table says why."""
+    old = "{method: baseline, label: Old B, set: [optim.loss=dice_ce], superseded: 'defaults v1; v2 changed it'}"
+    exp = tiny_experiment(tmp_path, phantoms, f"[baseline, {old}]", "[0, 1]")
+    listed = [line.split("\t") for line in invoke("compare", exp, "--list").splitlines()]
+    superseded = [int(r[0]) for r in listed if r[2].startswith("Old B")]
+    assert len(superseded) == 2 and {listed[i][1] for i in superseded} == {"superseded"}
+    assert "superseded" in invoke("compare", exp, "-q", "--index", superseded[0])  # an array leaves it alone
+    assert not Path(listed[superseded[0]][3]).exists()
+    invoke("compare", exp, "-q", "--index", superseded[0], "--retrain")  # trained on request only
+    invoke("compare", exp, "-q")
+    trained = sorted(p.parent.name for p in (tmp_path / "runs").rglob("metrics.json"))
+    assert trained == sorted(["baseline__clean__seed0", "baseline__clean__seed1", "baseline__mt-0.5__seed0",
+                              "baseline__mt-0.5__seed1", "old-b__mt-0.5__seed0"])  # fmt: skip
+    states = {r[0]: r[1] for r in (line.split("\t") for line in invoke("compare", exp, "--list").splitlines())}
+    assert [states[str(i)] for i in superseded] == ["finished", "superseded"]
+    table = (tmp_path / "results" / "table.md").read_text()
+    assert "| Old B (superseded) |" in table
+    assert "Old B: superseded (defaults v1; v2 changed it); kept for the runs it has." in table
+    for entry, message in [
+        ("{method: baseline, label: X, superseded: ''}", "superseded must say why"),
+        ("{method: baseline, labels: X}", "unknown keys ['labels']"),
+    ]:
+        (tmp_path / "bad").mkdir(exist_ok=True)
+        bad = tiny_experiment(tmp_path / "bad", phantoms, f"[{entry}]", "[0]")
+        result = runner.invoke(app, ["compare", str(bad), "--list"])
+        assert result.exit_code != 0 and message in str(result.exception), result.output
+
+
 def test_compare_noise_only_makes_the_labels_the_runs_then_read(phantoms: Path, tmp_path: Path) -> None:
     """--noise-only before a job array: one noise folder per noise setting, no run; each run reads its own."""
     exp = tiny_experiment(tmp_path, phantoms, "[baseline, co-teaching]", "[0, 1]")

@@ -25,8 +25,8 @@ def compare(
         bool,
         typer.Option(
             "--list",
-            help="Print the grid's runs, one per line: index, state (pending/running/finished/carried), "
-            "run, folder; train nothing.",
+            help="Print the grid's runs, one per line: index, state (pending/running/finished/carried/"
+            "superseded/conflict), run, folder; train nothing.",
         ),
     ] = False,
     index: Annotated[
@@ -43,7 +43,8 @@ def compare(
         typer.Option(
             "--retrain",
             help="With --index: train the run again although it is carried (finished before, its folder gone, "
-            "its scores in the committed cases.csv); its new scores then replace the committed ones.",
+            "its scores in the committed cases.csv; its new scores then replace the committed ones), or train "
+            "an unfinished run of a superseded row.",
         ),
     ] = False,
     noise_only: Annotated[

@@ -99,6 +99,8 @@ def train_pending(
         run_dir = run.run_dir(exp, dataset_name)
         if (run_dir / METRICS_FILE).exists() or (run_dir.name in carried and not run_dir.exists()):
             continue
+        if run.variant.superseded:  # kept for the runs it has; only --index I --retrain trains more
+            continue
         if waits_for(run.cfg):  # its teacher run is not finished (perhaps training in another worker)
             waiting.append(i)
             continue
@@ -124,8 +126,9 @@ def train_pending(
 
 
 def grid_states(path: Path, runs_root: Path | None = None) -> list[tuple[int, str, GridRun, Path]]:
-    """Every run of the grid with its index and state: ``pending``, ``running``, ``finished``, ``conflict``
-    or ``carried`` (finished, its folder gone, its scores in the committed ``cases.csv``: see carry.py).
+    """Every run of the grid with its index and state: ``pending``, ``running``, ``finished``, ``conflict``,
+    ``carried`` (finished, its folder gone, its scores in the committed ``cases.csv``: see carry.py) or
+    ``superseded`` (not finished, of a row the file keeps only for the runs it has: not trained).
 
     The index is the run's place in the grid's fixed order (noise rows, methods, seeds), the
     number a cluster job array passes to ``--index``. ``running``: another process holds the
@@ -144,6 +147,8 @@ def grid_states(path: Path, runs_root: Path | None = None) -> list[tuple[int, st
     for index, run in enumerate(runs):
         folder = run.run_dir(exp, dataset_name)
         state = "carried" if folder.name in carried and not folder.exists() else _grid_state(folder, run.cfg)
+        if state == "pending" and run.variant.superseded:
+            state = "superseded"
         out.append((index, state, run, folder))
     return out
 
@@ -164,8 +169,8 @@ def train_index(
 
     Checks this run as ``run_experiment`` checks every run, then trains or resumes it. A finished
     run is left as it is (a job array may be resubmitted), and so is a carried one (finished, its
-    folder gone, its scores committed: carry.py) unless ``retrain``; a run another process holds is
-    refused.
+    folder gone, its scores committed: carry.py) unless ``retrain``, and so is an unfinished run of a
+    superseded row (``Variant.superseded``) unless ``retrain``; a run another process holds is refused.
     """
     from svldrl.data import load_dataset
     from svldrl.experiments.pipeline import check_run_config, make_split, train_run
@@ -185,6 +190,13 @@ def train_index(
         print(
             f"[compare {index}] carried: finished before, its folder gone, its scores in {exp.out / CASES_FILE}; "
             "left alone (--retrain trains it again)",
+            flush=True,
+        )
+        return run_dir
+    if not retrain and run.variant.superseded and not (run_dir / METRICS_FILE).exists():
+        print(
+            f"[compare {index}] superseded ({run.variant.superseded}): the row is kept for the runs it has; "
+            "not trained (--retrain trains it)",
             flush=True,
         )
         return run_dir

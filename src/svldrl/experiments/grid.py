@@ -38,6 +38,9 @@ EXPERIMENT_KEYS = {
 }
 
 
+METHOD_ENTRY_KEYS = {"method", "label", "set", "superseded"}
+
+
 @dataclass(frozen=True)
 class Variant:
     """A row of the tables: a method with optional configuration changes (e.g. 'SVL-DRL w/o WS')."""
@@ -45,6 +48,10 @@ class Variant:
     method: str
     label: str
     overrides: tuple[str, ...] = ()
+    superseded: str = ""
+    """Why this row is kept only for the runs it has (a setting replaced by a newer default): its
+    unfinished runs keep their grid index but are not trained (``--index I --retrain`` trains one),
+    and the tables say it in a footnote. Empty: a current row."""
 
     @property
     def slug(self) -> str:
@@ -129,12 +136,21 @@ def _variant(entry: Any, path: Path, raw: dict[str, Any]) -> Variant:
         cfg = _entry_config(raw, ())
         return Variant(METHODS.canonical(entry), method_info(entry, cfg.method_options, _has_trusted(cfg))["label"])
     if isinstance(entry, dict) and "method" in entry:
+        unknown = set(entry) - METHOD_ENTRY_KEYS
+        if unknown:
+            raise ValueError(f"{path}: method entry {entry['method']!r}: unknown keys {sorted(unknown)}; "
+                             f"valid: {sorted(METHOD_ENTRY_KEYS)}")
+        superseded = entry.get("superseded", "")
+        if not isinstance(superseded, str) or ("superseded" in entry and not superseded.strip()):
+            raise ValueError(f"{path}: method entry {entry['method']!r}: superseded must say why, in words "
+                             f"(e.g. \"defaults v4; v5 changed the curve\"), got {superseded!r}")
         method = METHODS.canonical(entry["method"])
         overrides = tuple(entry.get("set") or ())
         cfg = _entry_config(raw, overrides)
         label = entry.get("label") or method_info(method, cfg.method_options, _has_trusted(cfg))["label"]
-        return Variant(method, label, overrides)
-    raise ValueError(f"{path}: a method entry is a name or a mapping with 'method' (and 'label', 'set'), got {entry!r}")
+        return Variant(method, label, overrides, superseded.strip())
+    raise ValueError(f"{path}: a method entry is a name or a mapping with 'method' (and 'label', 'set', "
+                     f"'superseded'), got {entry!r}")
 
 
 def _entry_config(raw: dict[str, Any], overrides: tuple[str, ...]) -> TrainConfig:

@@ -33,12 +33,19 @@ def run_environment(run_dir: Path) -> dict[str, Any] | None:
     return {k: env.get(k) for k in (*ENVIRONMENT_KEYS, "git_commit")}
 
 
+def shown_label(run: GridRun) -> str:
+    """A row's name in the tables: its label, and "(superseded)" after a row kept only for its runs."""
+    return f"{run.variant.label} (superseded)" if run.variant.superseded else run.variant.label
+
+
 def results_table(entries: list[tuple[GridRun, dict]], caption: str, n_seeds: int) -> Table:
     """The rows of ``entries``; with several seeds each row's std is over its seeds and rows with fewer
     finished seeds than the grid say how many."""
-    metrics = [dict(m, _group=r.group, _label=r.variant.label) for r, m in entries]
+    metrics = [dict(m, _group=r.group, _label=shown_label(r)) for r, m in entries]
     rows: list[TableRow] = rows_from_runs(metrics, lambda m: m["_group"], lambda m: m["_label"], n_seeds > 1)
     footnotes = sorted({note for r, _ in entries if (note := method_info(r.variant.method)["footnote"])})
+    footnotes += sorted({f"{r.variant.label}: superseded ({r.variant.superseded}); kept for the runs it has."
+                         for r, _ in entries if r.variant.superseded})
     return Table(rows, caption=caption, footnotes=footnotes, seeds=n_seeds if n_seeds > 1 else 0)
 
 
