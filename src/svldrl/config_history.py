@@ -49,6 +49,9 @@ DEFAULT_CHANGES: tuple[DefaultChange, ...] = (
                   "issue 16: the IoU curve from the whole-volume predictions the correction uses, as the reference"),
     DefaultChange(5, ("adele", "rsf-assisted:adele"), "skip_flat_start", False, True,
                   "issue 16: the reference's if_update drops the leading points that rise by less than 0.1"),
+    DefaultChange(6, ("jcas",), "volume_weight", 0.5, 0.0,
+                  "issue 16: on LA the reference's minimum-volume term, not the data, sets the class matrix "
+                  "(over-segmenting under SFDA); without it the matrix follows the data"),
 )
 """Every change of a method option's default, oldest first.
 

@@ -88,7 +88,7 @@ def saved_run(tmp_path: Path, method: str, method_options: dict, version: int | 
     ("mtcl", {"ema_decay": 0.99}),
     ("adele", {"curve_unit": "epoch", "start_rule": "shifted", "correction_scales": None, "flips": True,
                "curve_source": "patches", "skip_flat_start": False}),
-    ("jcas", {"transition_lr_factor": 10.0, "coarse_factor": 8, "affinity_warmup": False}),
+    ("jcas", {"transition_lr_factor": 10.0, "coarse_factor": 8, "affinity_warmup": False, "volume_weight": 0.5}),
 ])  # fmt: skip
 def test_an_old_run_means_its_old_default(tmp_path: Path, method: str, old: dict[str, Any]) -> None:
     run = saved_run(tmp_path, method, {}, version=None)
@@ -143,7 +143,11 @@ if __name__ == "__main__":  # write the snapshot after recording a change in DEF
 
 def test_a_run_between_two_changes_means_the_defaults_of_its_version(tmp_path: Path) -> None:
     run = saved_run(tmp_path, "jcas", {}, version=1)  # after the learning-rate change, before the grid's
-    assert load_config(run / "config.yaml").method_options == {"coarse_factor": 8, "affinity_warmup": False}
+    assert load_config(run / "config.yaml").method_options == {"coarse_factor": 8, "affinity_warmup": False,
+                                                                "volume_weight": 0.5}
+    (tmp_path / "v5").mkdir()
+    run = saved_run(tmp_path / "v5", "jcas", {}, version=5)
+    assert load_config(run / "config.yaml").method_options == {"volume_weight": 0.5}  # the JCAS rows of Session 19
     adele = tmp_path / "adele"
     adele.mkdir()
     run = saved_run(adele, "adele", {}, version=3)  # after the start rule, before the single-scale correction
