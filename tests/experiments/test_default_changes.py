@@ -107,6 +107,18 @@ def test_a_run_of_todays_version_takes_todays_defaults(tmp_path: Path) -> None:
         check_existing_run(run, merge(CPU, {"method": "mtcl", "method_options": {"ema_decay": 0.99}}))
 
 
+def test_an_option_set_to_todays_default_is_the_same_run_as_the_option_left_out(tmp_path: Path) -> None:
+    """A folder made with ``volume_weight: 0`` set is reused by a request that takes the default 0 (and the
+    other way round), but not by one that sets the reference's 0.5."""
+    run = saved_run(tmp_path, "jcas", {"volume_weight": 0.0}, version=DEFAULTS_VERSION)
+    check_existing_run(run, merge(CPU, {"method": "jcas"}))
+    with pytest.raises(RunExistsError, match="method_options"):
+        check_existing_run(run, merge(CPU, {"method": "jcas", "method_options": {"volume_weight": 0.5}}))
+    (tmp_path / "default").mkdir()
+    left_out = saved_run(tmp_path / "default", "mtcl", {}, version=DEFAULTS_VERSION)
+    check_existing_run(left_out, merge(CPU, {"method": "mtcl", "method_options": {"ema_decay": "auto"}}))
+
+
 def test_an_explicit_option_of_an_old_run_is_kept(tmp_path: Path) -> None:
     run = saved_run(tmp_path, "mtcl", {"ema_decay": 0.999}, version=None)
     assert load_config(run / "config.yaml").method_options == {"ema_decay": 0.999}
