@@ -13,8 +13,11 @@ foreground). Everything is on the original grid, as the manifests and ``volumes.
 
 ``--rates`` prints instead the voxel transition rates over every case of the folder (corrupted or
 not): P(noisy background | clean foreground) and P(noisy foreground | clean background), the
-off-diagonals of the transition matrix Loss Correction and JCAS estimate. These are whole-volume
-rates; training patches oversample the foreground and its border, so rates within patches differ.
+off-diagonals of the transition matrix Loss Correction and JCAS estimate; and the share of each
+class's labelled voxels that are wrong, P(clean background | noisy foreground) and P(clean
+foreground | noisy background), which Co-Teaching's per-class forget rates estimate. These are
+whole-volume rates; training patches oversample the foreground and its border, so rates within
+patches differ.
 """
 
 from __future__ import annotations
@@ -82,6 +85,19 @@ def voxel_transition_rates(noise_dir: Path, data: Path) -> tuple[float, float]:
     return fg_to_bg / max(fg, 1), bg_to_fg / max(bg, 1)
 
 
+def label_error_shares(noise_dir: Path, data: Path) -> tuple[float, float]:
+    """(P(clean bg | noisy fg), P(clean fg | noisy bg)): the share of each class's labelled voxels that
+    are wrong, pooled over every case of the folder; what Co-Teaching's per-class forget rates estimate."""
+    noisy = np.load(noise_dir / "labels.npz")
+    dataset = load_dataset(data)
+    labelled_fg = wrong_fg = labelled_bg = wrong_bg = 0
+    for case_id in noisy.files:
+        clean, label = dataset.get(case_id).label > 0, noisy[case_id] > 0
+        labelled_fg, wrong_fg = labelled_fg + int(label.sum()), wrong_fg + int((label & ~clean).sum())
+        labelled_bg, wrong_bg = labelled_bg + int((~label).sum()), wrong_bg + int((~label & clean).sum())
+    return wrong_fg / max(labelled_fg, 1), wrong_bg / max(labelled_bg, 1)
+
+
 def summary(errors: list[CaseErrors]) -> str:
     """One line: means over the corrupted cases, and the range of the false-positive share."""
     share = np.array([e.false_positive_share() for e in errors])
@@ -104,7 +120,9 @@ def main() -> None:
     for noise_dir in args.noise_dirs:
         if args.rates:
             fg_to_bg, bg_to_fg = voxel_transition_rates(noise_dir, args.data)
-            print(f"{noise_dir.name}: P(noisy bg | clean fg) {fg_to_bg:.3f}, P(noisy fg | clean bg) {bg_to_fg:.4f}")
+            wrong_fg, wrong_bg = label_error_shares(noise_dir, args.data)
+            print(f"{noise_dir.name}: P(noisy bg | clean fg) {fg_to_bg:.3f}, P(noisy fg | clean bg) {bg_to_fg:.4f}; "
+                  f"P(clean bg | noisy fg) {wrong_fg:.3f}, P(clean fg | noisy bg) {wrong_bg:.4f}")
         else:
             print(f"{noise_dir.name}: {summary(corrupted_case_errors(noise_dir, args.data))}", flush=True)
 

@@ -57,3 +57,6 @@ def test_voxel_transition_rates_pool_every_case_of_the_folder(noise_errors, tmp_
     fg_to_bg, bg_to_fg = noise_errors.voxel_transition_rates(tmp_path, tmp_path)
     assert fg_to_bg == pytest.approx(56 / (3 * 64))
     assert bg_to_fg == pytest.approx(152 / (3 * 936))
+    wrong_fg, wrong_bg = noise_errors.label_error_shares(tmp_path, tmp_path)
+    assert wrong_fg == pytest.approx(152 / (216 + 64 + 8))  # labelled foreground: 216, 64 and 8 voxels
+    assert wrong_bg == pytest.approx(56 / (784 + 936 + 992))
