@@ -66,8 +66,8 @@ def test_a_carried_teacher_is_trained_again_when_a_run_still_to_train_reads_it(t
 
     def run(name: str, teacher: str | None = None) -> SimpleNamespace:
         options = {"teacher_run": str(runs_root / "d" / teacher)} if teacher else {}
-        cfg = SimpleNamespace(method_options=options)
-        return SimpleNamespace(run_dir=lambda exp, ds: runs_root / ds / name, cfg=cfg)
+        cfg, variant = SimpleNamespace(method_options=options), SimpleNamespace(superseded="")
+        return SimpleNamespace(run_dir=lambda exp, ds: runs_root / ds / name, cfg=cfg, variant=variant)
 
     exp = SimpleNamespace(out=tmp_path / "results")
     teacher, other = run("teacher__mt-0.5__seed0"), run("other__mt-0.5__seed0")
@@ -75,3 +75,30 @@ def test_a_carried_teacher_is_trained_again_when_a_run_still_to_train_reads_it(t
     assert carried_not_needed(exp, runs, "d") == {"other__mt-0.5__seed0"}
     write_cases(tmp_path / "results", {"teacher__mt-0.5__seed0": {"c1": 0.8}, "student__mt-0.5__seed0": {"c1": 0.9}})
     assert carried_not_needed(exp, runs, "d") == {"teacher__mt-0.5__seed0", "student__mt-0.5__seed0"}
+
+
+def test_superseded_runs_are_left_alone_unless_a_run_to_train_reads_one_as_its_teacher(tmp_path: Path) -> None:
+    """A superseded teacher of a current student is trained (else the student waits for ever), and so is
+    that teacher's own carried teacher; a superseded student needs no teacher, so a carried one stays carried."""
+    from types import SimpleNamespace
+
+    from svldrl.experiments.carry import carried_not_needed, left_alone
+
+    runs_root = tmp_path / "runs"
+
+    def run(name: str, teacher: str | None = None, superseded: str = "") -> SimpleNamespace:
+        options = {"teacher_run": str(runs_root / "d" / teacher)} if teacher else {}
+        cfg, variant = SimpleNamespace(method_options=options), SimpleNamespace(superseded=superseded)
+        return SimpleNamespace(run_dir=lambda exp, ds: runs_root / ds / name, cfg=cfg, variant=variant)
+
+    exp = SimpleNamespace(out=tmp_path / "results")
+    write_cases(exp.out, {"root__s0": {"c1": 0.5}, "t2__s0": {"c1": 0.6}})  # two carried runs, folders gone
+    old_teacher = run("old-teacher__s0", teacher="root__s0", superseded="v1")  # reads the carried root
+    old_student = run("old-student__s0", teacher="t2__s0", superseded="v1")
+    lone_old = run("lone-old__s0", superseded="v1")
+    student = run("student__s0", teacher="old-teacher__s0")
+    runs = [run("root__s0"), run("t2__s0"), old_teacher, old_student, lone_old, student]
+    assert left_alone(exp, runs, "d") == {"t2__s0", "old-student__s0", "lone-old__s0"}
+    assert carried_not_needed(exp, runs, "d") == {"t2__s0"}
+    assert left_alone(exp, runs[:-1], "d") == {"root__s0", "t2__s0", "old-teacher__s0", "old-student__s0",
+                                               "lone-old__s0"}  # no current student: all left alone

@@ -285,7 +285,8 @@ def test_a_superseded_row_keeps_its_runs_and_trains_no_more(phantoms: Path, tmp_
     listed = [line.split("\t") for line in invoke("compare", exp, "--list").splitlines()]
     superseded = [int(r[0]) for r in listed if r[2].startswith("Old B")]
     assert len(superseded) == 2 and {listed[i][1] for i in superseded} == {"superseded"}
-    assert "superseded" in invoke("compare", exp, "-q", "--index", superseded[0])  # an array leaves it alone
+    said = invoke("compare", exp, "-q", "--index", superseded[0])  # an array leaves it alone
+    assert "superseded (defaults v1; v2 changed it): the row is kept for the runs it has; not trained" in said
     assert not Path(listed[superseded[0]][3]).exists()
     invoke("compare", exp, "-q", "--index", superseded[0], "--retrain")  # trained on request only
     invoke("compare", exp, "-q")

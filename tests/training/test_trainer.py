@@ -238,6 +238,26 @@ def test_resuming_with_another_configuration_is_refused(tiny_config, phantoms16,
     assert same_but_execution.fit(resume=True)["epochs_done"] == 2
 
 
+def test_a_method_option_set_to_its_default_resumes_the_run_made_without_it(
+    tiny_config, phantoms16, make_trainer, tmp_path
+):
+    """``{gradient_estimator: <default>}`` and ``{}`` are the same training: the resume goes on, as the
+    folder check of ``train --resume`` / ``compare`` lets it (``training.methods.compared_settings``)."""
+    from svldrl.training.svldrl import METHOD_OPTIONS
+
+    cfg = tiny_config({"optim": {"epochs": 2}})
+    assert cfg.method == "svl-drl" and not cfg.method_options
+    make_trainer(cfg, phantoms16, tmp_path).fit(stop_after=1)
+    default = {"gradient_estimator": METHOD_OPTIONS["gradient_estimator"]}
+    other = next(e for e in ("full", "sampled") if e != default["gradient_estimator"])
+    refused = make_trainer(tiny_config({"optim": {"epochs": 2}, "method_options": {"gradient_estimator": other}}),
+                           phantoms16, tmp_path)
+    with pytest.raises(ValueError, match="configuration differs in method_options"):
+        refused.fit(resume=True)
+    resumed = make_trainer(tiny_config({"optim": {"epochs": 2}, "method_options": default}), phantoms16, tmp_path)
+    assert resumed.fit(resume=True)["epochs_done"] == 2
+
+
 def test_a_checkpoint_saved_before_an_option_existed_resumes(tiny_config, phantoms16, make_trainer, tmp_path):
     """A run interrupted under an older version (its config lacks optim.loss) resumes with the default."""
     trainer = make_trainer(tiny_config({"optim": {"epochs": 2}}), phantoms16, tmp_path)

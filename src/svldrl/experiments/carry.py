@@ -110,19 +110,33 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def carried_not_needed(exp: Any, runs: list[Any], dataset_name: str) -> set[str]:
-    """Carried runs (carry.py) that training may skip: all but the teacher runs of runs still to train.
+    """Carried runs (carry.py) that training may skip: all but the teacher runs of runs still to train."""
+    return left_alone(exp, runs, dataset_name) & carried_names(exp.out)
+
+
+def left_alone(exp: Any, runs: list[Any], dataset_name: str) -> set[str]:
+    """Folder names of the unfinished runs training leaves alone: carried runs (finished, folder gone)
+    and runs of superseded rows (``Variant.superseded``), except the teacher runs of runs still to train.
 
     Why: a run that reads another run's folder (``method_options.teacher_run``) waits until that
-    folder holds a finished run; a carried teacher has no folder, so it is trained again first.
+    folder holds a finished run; a carried teacher has no folder and a superseded one would never be
+    trained, so either is trained first when a current run needs it (and so is its own teacher).
+    A superseded run needs no teacher, since it is not trained.
     """
     carried = carried_names(exp.out)
-    to_train = [
-        run for run in runs
-        if not (run.run_dir(exp, dataset_name) / METRICS_FILE).exists()
-        and not (run.run_dir(exp, dataset_name).name in carried and not run.run_dir(exp, dataset_name).exists())
-    ]  # fmt: skip
-    teachers = {Path(t).name for run in to_train if (t := run.cfg.method_options.get("teacher_run"))}
-    return {name for name in carried if name not in teachers}
+    folders = {id(run): run.run_dir(exp, dataset_name) for run in runs}
+    unfinished = [run for run in runs if not (folders[id(run)] / METRICS_FILE).exists()]
+    left = {
+        folders[id(run)].name for run in unfinished
+        if (folders[id(run)].name in carried and not folders[id(run)].exists())
+        or run.variant.superseded
+    }  # fmt: skip
+    while True:  # a teacher taken back into training may need its own teacher
+        to_train = [run for run in unfinished if folders[id(run)].name not in left]
+        teachers = {Path(t).name for run in to_train if (t := run.cfg.method_options.get("teacher_run"))}
+        if not left & teachers:
+            return left
+        left -= teachers
 
 
 def same_scores(metrics: dict, carried: dict) -> bool:

@@ -27,6 +27,7 @@ from svldrl.experiments.carry import (
     RUNS_FILE,
     carried_not_needed,
     carried_runs,
+    left_alone,
     same_scores,
 )
 from svldrl.experiments.grid import Experiment, GridRun, grid, load_experiment, waits_for
@@ -70,6 +71,8 @@ def run_experiment(
     dataset = load_dataset(exp.data)
     dataset_name = dataset.name
     for run in runs:  # an invalid option, a run folder from other settings: refuse now, not hours in
+        if run.variant.superseded and not run.run_dir(exp, dataset_name).exists():
+            continue  # old settings kept for the runs they have; one since made invalid must not stop the grid
         check_run_config(run.cfg)
         check_trusted(run.cfg, make_split(dataset, run.cfg))
         check_existing_run(run.run_dir(exp, dataset_name), run.cfg)
@@ -93,13 +96,13 @@ def train_pending(
     exp = load_experiment(path, runs_root)
     runs = grid(exp)
     dataset_name = load_dataset(exp.data).name
-    carried = carried_not_needed(exp, runs, dataset_name)  # finished, folders gone: not trained again (carry.py)
+    # carried (finished, folders gone) and superseded runs are not trained, unless a run to train reads
+    # one as its teacher (carry.left_alone); --index I --retrain trains one on request
+    left = left_alone(exp, runs, dataset_name)
     trained, waiting = 0, []
     for i, run in enumerate(runs):  # i: the run's index, as --list and --index number it
         run_dir = run.run_dir(exp, dataset_name)
-        if (run_dir / METRICS_FILE).exists() or (run_dir.name in carried and not run_dir.exists()):
-            continue
-        if run.variant.superseded:  # kept for the runs it has; only --index I --retrain trains more
+        if (run_dir / METRICS_FILE).exists() or run_dir.name in left:
             continue
         if waits_for(run.cfg):  # its teacher run is not finished (perhaps training in another worker)
             waiting.append(i)
@@ -143,11 +146,12 @@ def grid_states(path: Path, runs_root: Path | None = None) -> list[tuple[int, st
     runs = grid(exp)
     dataset_name = load_dataset(exp.data).name
     carried = carried_not_needed(exp, runs, dataset_name)  # a carried teacher that must be retrained is pending
+    left = left_alone(exp, runs, dataset_name)  # ... and so is a superseded one
     out = []
     for index, run in enumerate(runs):
         folder = run.run_dir(exp, dataset_name)
         state = "carried" if folder.name in carried and not folder.exists() else _grid_state(folder, run.cfg)
-        if state == "pending" and run.variant.superseded:
+        if state == "pending" and run.variant.superseded and folder.name in left:
             state = "superseded"
         out.append((index, state, run, folder))
     return out
@@ -193,7 +197,8 @@ def train_index(
             flush=True,
         )
         return run_dir
-    if not retrain and run.variant.superseded and not (run_dir / METRICS_FILE).exists():
+    superseded_left = run.variant.superseded and run_dir.name in left_alone(exp, runs, dataset.name)
+    if not retrain and superseded_left and not (run_dir / METRICS_FILE).exists():
         print(
             f"[compare {index}] superseded ({run.variant.superseded}): the row is kept for the runs it has; "
             "not trained (--retrain trains it)",

@@ -35,7 +35,10 @@ def run_environment(run_dir: Path) -> dict[str, Any] | None:
 
 def shown_label(run: GridRun) -> str:
     """A row's name in the tables: its label, and "(superseded)" after a row kept only for its runs."""
-    return f"{run.variant.label} (superseded)" if run.variant.superseded else run.variant.label
+    label = run.variant.label
+    if not run.variant.superseded:
+        return label
+    return f"{label[:-1]}; superseded)" if label.endswith(")") else f"{label} (superseded)"
 
 
 def results_table(entries: list[tuple[GridRun, dict]], caption: str, n_seeds: int) -> Table:
@@ -162,9 +165,9 @@ def write_cost_table(done: list[tuple[GridRun, dict]], path: Path) -> Path:
     params: dict[str, set[int]] = {}
     for run, metrics in done:
         if metrics.get("seconds_per_epoch") is not None:
-            per.setdefault(run.variant.label, []).append(metrics["seconds_per_epoch"])
+            per.setdefault(shown_label(run), []).append(metrics["seconds_per_epoch"])
         if "parameters" in metrics:
-            params.setdefault(run.variant.label, set()).add(int(metrics["parameters"]["inference"]))
+            params.setdefault(shown_label(run), set()).add(int(metrics["parameters"]["inference"]))
     lines = ["| method | s / epoch | runs | parameters at inference |", "|---|---|---|---|"]
     lines += [
         f"| {label} | {np.mean(v):.2f} (±{np.std(v):.2f}) | {len(v)} | "

@@ -8,17 +8,15 @@ run is never overwritten without ``overwrite``; an interrupted one continues wit
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
-from svldrl.config import TrainConfig, dump_config, load_config, settings_of
+from svldrl.config import TrainConfig, dump_config, load_config
+from svldrl.training.methods import compared_settings
 
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
@@ -116,40 +114,6 @@ def differing_keys(saved: TrainConfig, requested: TrainConfig) -> list[str]:
 
     a, b = flat(compared_settings(saved)), flat(compared_settings(requested))
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-
-
-def compared_settings(cfg: TrainConfig) -> dict[str, Any]:
-    """``settings_of(cfg)`` with the method's options resolved: every default written out.
-
-    Why: ``method_options: {volume_weight: 0}`` and ``{}`` train the same JCAS once 0 is the default,
-    and a folder made with one must be reused (not refused) by a request with the other. A saved
-    configuration already has the defaults of its own version written out (``with_legacy_values``),
-    so today's fill in only options unchanged since. Options a method cannot parse are compared as given.
-    """
-    settings = settings_of(cfg)
-    settings["method_options"] = resolved_method_options(cfg)
-    return settings
-
-
-def resolved_method_options(cfg: TrainConfig) -> dict[str, Any]:
-    """``cfg.method_options`` completed with the defaults of ``cfg.method`` (as the trainer parses them)."""
-    import svldrl.baselines  # noqa: F401  (registers the methods)
-    from svldrl.baselines.common import parse_method_options
-    from svldrl.training import METHODS
-
-    given = dict(cfg.method_options)
-    try:
-        cls = METHODS.get(cfg.method)
-        if hasattr(cls, "options_class"):
-            options: Any = parse_method_options(cls.options_class(given), given, cfg.method)
-        elif hasattr(cls, "parse_options"):
-            options = cls.parse_options(cfg)
-        else:
-            return given
-    except (KeyError, ValueError, TypeError):
-        return given
-    resolved = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)
-    return json.loads(json.dumps(resolved, sort_keys=True, default=list))  # tuples and lists alike
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from svldrl._io import remove_stale_temporaries
-from svldrl.config import TrainConfig, dump_config, settings_of, to_dict
+from svldrl.config import TrainConfig, dump_config, to_dict
 from svldrl.data import Case, LabelSpec, PatchSampler
 from svldrl.inference import labels_from_probabilities, predict_probabilities
 from svldrl.metrics import dice
@@ -37,7 +37,7 @@ from svldrl.training.checkpoint import (
     load_checkpoint,
 )
 from svldrl.training.logs import EpochLogger, ScalarMeans
-from svldrl.training.methods import METHODS
+from svldrl.training.methods import METHODS, compared_settings
 from svldrl.training.seeding import capture_rng_state, resolve_device, restore_rng_state, seed_everything
 
 CONFIG_FILE = "config.yaml"
@@ -454,7 +454,7 @@ def _check_cases(train_cases: Sequence[Case], val_cases: Sequence[Case], labels:
 
 def _check_same_config(saved: dict[str, Any], current: TrainConfig, path: Path) -> None:
     """Resuming with another configuration would silently mix two runs: refuse, naming the keys."""
-    old, new = settings_of(saved), settings_of(current)
+    old, new = compared_settings(saved), compared_settings(current)
     differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if differing:
         raise ValueError(f"{path}: cannot resume, the configuration differs in {', '.join(differing)}")
