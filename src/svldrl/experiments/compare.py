@@ -70,8 +70,10 @@ def run_experiment(
     runs = grid(exp)  # checks every method name and override before any training
     dataset = load_dataset(exp.data)
     dataset_name = dataset.name
+    left = left_alone(exp, runs, dataset_name)
     for run in runs:  # an invalid option, a run folder from other settings: refuse now, not hours in
-        if run.variant.superseded and not run.run_dir(exp, dataset_name).exists():
+        folder = run.run_dir(exp, dataset_name)
+        if run.variant.superseded and folder.name in left and not folder.exists():
             continue  # old settings kept for the runs they have; one since made invalid must not stop the grid
         check_run_config(run.cfg)
         check_trusted(run.cfg, make_split(dataset, run.cfg))
