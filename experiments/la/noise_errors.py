@@ -73,29 +73,34 @@ def corrupted_case_errors(noise_dir: Path, data: Path) -> list[CaseErrors]:
     ]
 
 
-def voxel_transition_rates(noise_dir: Path, data: Path) -> tuple[float, float]:
-    """(P(noisy bg | clean fg), P(noisy fg | clean bg)) pooled over the voxels of every case of the folder."""
+def pooled_counts(noise_dir: Path, data: Path) -> dict[str, int]:
+    """Voxel counts of the clean / noisy label pairs of every case of the folder, pooled: clean
+    fg and bg, noisy fg and bg, and the two kinds of disagreement."""
     noisy = np.load(noise_dir / "labels.npz")
     dataset = load_dataset(data)
-    fg = fg_to_bg = bg = bg_to_fg = 0
+    counts = dict.fromkeys(("clean_fg", "clean_bg", "noisy_fg", "noisy_bg", "fg_to_bg", "bg_to_fg"), 0)
     for case_id in noisy.files:
         clean, label = dataset.get(case_id).label > 0, noisy[case_id] > 0
-        fg, fg_to_bg = fg + int(clean.sum()), fg_to_bg + int((clean & ~label).sum())
-        bg, bg_to_fg = bg + int((~clean).sum()), bg_to_fg + int((~clean & label).sum())
-    return fg_to_bg / max(fg, 1), bg_to_fg / max(bg, 1)
+        counts["clean_fg"] += int(clean.sum())
+        counts["clean_bg"] += int((~clean).sum())
+        counts["noisy_fg"] += int(label.sum())
+        counts["noisy_bg"] += int((~label).sum())
+        counts["fg_to_bg"] += int((clean & ~label).sum())
+        counts["bg_to_fg"] += int((~clean & label).sum())
+    return counts
 
 
-def label_error_shares(noise_dir: Path, data: Path) -> tuple[float, float]:
+def voxel_transition_rates(noise_dir: Path, data: Path, counts: dict[str, int] | None = None) -> tuple[float, float]:
+    """(P(noisy bg | clean fg), P(noisy fg | clean bg)) pooled over the voxels of every case of the folder."""
+    c = counts or pooled_counts(noise_dir, data)
+    return c["fg_to_bg"] / max(c["clean_fg"], 1), c["bg_to_fg"] / max(c["clean_bg"], 1)
+
+
+def label_error_shares(noise_dir: Path, data: Path, counts: dict[str, int] | None = None) -> tuple[float, float]:
     """(P(clean bg | noisy fg), P(clean fg | noisy bg)): the share of each class's labelled voxels that
     are wrong, pooled over every case of the folder; what Co-Teaching's per-class forget rates estimate."""
-    noisy = np.load(noise_dir / "labels.npz")
-    dataset = load_dataset(data)
-    labelled_fg = wrong_fg = labelled_bg = wrong_bg = 0
-    for case_id in noisy.files:
-        clean, label = dataset.get(case_id).label > 0, noisy[case_id] > 0
-        labelled_fg, wrong_fg = labelled_fg + int(label.sum()), wrong_fg + int((label & ~clean).sum())
-        labelled_bg, wrong_bg = labelled_bg + int((~label).sum()), wrong_bg + int((~label & clean).sum())
-    return wrong_fg / max(labelled_fg, 1), wrong_bg / max(labelled_bg, 1)
+    c = counts or pooled_counts(noise_dir, data)
+    return c["bg_to_fg"] / max(c["noisy_fg"], 1), c["fg_to_bg"] / max(c["noisy_bg"], 1)
 
 
 def summary(errors: list[CaseErrors]) -> str:
@@ -119,8 +124,9 @@ def main() -> None:
     args = parser.parse_args()
     for noise_dir in args.noise_dirs:
         if args.rates:
-            fg_to_bg, bg_to_fg = voxel_transition_rates(noise_dir, args.data)
-            wrong_fg, wrong_bg = label_error_shares(noise_dir, args.data)
+            counts = pooled_counts(noise_dir, args.data)  # one pass over the labels for both
+            fg_to_bg, bg_to_fg = voxel_transition_rates(noise_dir, args.data, counts)
+            wrong_fg, wrong_bg = label_error_shares(noise_dir, args.data, counts)
             print(f"{noise_dir.name}: P(noisy bg | clean fg) {fg_to_bg:.3f}, P(noisy fg | clean bg) {bg_to_fg:.4f}; "
                   f"P(clean bg | noisy fg) {wrong_fg:.3f}, P(clean fg | noisy bg) {wrong_bg:.4f}")
         else:
