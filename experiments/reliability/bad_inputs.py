@@ -268,6 +268,11 @@ def experiment(work: Path, text: str) -> list[str]:
     return ["compare", path, "-q"]
 
 
+def train_with(*args: str) -> Callable[[Path], list[object]]:
+    """The ``svldrl train`` command line on the phantoms with ``args``: for cases that need no file of their own."""
+    return lambda work: ["train", work / "phantoms", *args]
+
+
 def cases() -> list[Case]:
     phantoms: Callable[[Path], Path] = lambda w: w / "phantoms"  # noqa: E731
     return [
@@ -282,54 +287,18 @@ def cases() -> list[Case]:
         Case("data", "label file missing", missing_label, "blocking problem naming the case"),
         Case("data", "all-empty label", empty_label, "warning naming the file"),
         Case("data", "LA case folder without its h5 file", la_folder_without_image, "warning naming the folder"),
-        Case(
-            "options",
-            "--set optim.epochs=abc",
-            lambda w: ["train", phantoms(w), "--set", "optim.epochs=abc"],
-            "error naming the key",
-        ),
-        Case(
-            "options",
-            "--set optim.epochs=0",
-            lambda w: ["train", phantoms(w), "--set", "optim.epochs=0"],
-            "error naming the key",
-        ),
-        Case(
-            "options",
-            "--set optim.batch_size=0",
-            lambda w: ["train", phantoms(w), "--set", "optim.batch_size=0"],
-            "error naming the key, no run folder",
-        ),
-        Case(
-            "options",
-            "--set optim.iters_per_epoch=-2",
-            lambda w: ["train", phantoms(w), "--set", "optim.iters_per_epoch=-2"],
-            "error naming the key",
-        ),
-        Case(
-            "options",
-            "--set optim.lr=-1",
-            lambda w: ["train", phantoms(w), "--set", "optim.lr=-1"],
-            "error naming the key",
-        ),
-        Case(
-            "options",
-            "patch too small for the backbone (12)",
-            lambda w: ["train", phantoms(w), "--set", "data.patch_size=12"],
-            "error naming the key and a fix",
-        ),
-        Case(
-            "options",
-            "--set optim.optimizer=adamw",
-            lambda w: ["train", phantoms(w), "--set", "optim.optimizer=adamw"],
-            "error naming the key",
-        ),
-        Case(
-            "options",
-            "misspelt key optm.lr",
-            lambda w: ["train", phantoms(w), "--set", "optm.lr=0.1"],
-            "error with the nearest key",
-        ),
+        Case("options", "--set optim.epochs=abc", train_with("--set", "optim.epochs=abc"), "error naming the key"),
+        Case("options", "--set optim.epochs=0", train_with("--set", "optim.epochs=0"), "error naming the key"),
+        Case("options", "--set optim.batch_size=0", train_with("--set", "optim.batch_size=0"),
+             "error naming the key, no run folder"),
+        Case("options", "--set optim.iters_per_epoch=-2", train_with("--set", "optim.iters_per_epoch=-2"),
+             "error naming the key"),
+        Case("options", "--set optim.lr=-1", train_with("--set", "optim.lr=-1"), "error naming the key"),
+        Case("options", "patch too small for the backbone (12)", train_with("--set", "data.patch_size=12"),
+             "error naming the key and a fix"),
+        Case("options", "--set optim.optimizer=adamw", train_with("--set", "optim.optimizer=adamw"),
+             "error naming the key"),
+        Case("options", "misspelt key optm.lr", train_with("--set", "optm.lr=0.1"), "error with the nearest key"),
         Case(
             "options",
             "YAML value of the wrong type (lr: [0.1])",
@@ -342,30 +311,12 @@ def cases() -> list[Case]:
             lambda w: ["train", phantoms(w), "--config", w / "no.yaml"],
             "error naming the file",
         ),
-        Case(
-            "options",
-            "unknown method",
-            lambda w: ["train", phantoms(w), "--method", "unet-magic"],
-            "error listing the methods",
-        ),
-        Case(
-            "options",
-            "--device cuda on a machine without CUDA",
-            lambda w: ["train", phantoms(w), "--device", "cuda"],
-            "error naming the device",
-        ),
-        Case(
-            "options",
-            "val + test fractions leave no training case",
-            lambda w: ["train", phantoms(w), "--set", "data.val_fraction=0.5", "--set", "data.test_fraction=0.5"],
-            "error naming the keys",
-        ),
-        Case(
-            "options",
-            "--noise-ratio 1.5",
-            lambda w: ["train", phantoms(w), "--noise-ratio", "1.5"],
-            "usage error naming the flag",
-        ),
+        Case("options", "unknown method", train_with("--method", "unet-magic"), "error listing the methods"),
+        Case("options", "--device cuda on a machine without CUDA", train_with("--device", "cuda"),
+             "error naming the device"),
+        Case("options", "val + test fractions leave no training case",
+             train_with("--set", "data.val_fraction=0.5", "--set", "data.test_fraction=0.5"), "error naming the keys"),
+        Case("options", "--noise-ratio 1.5", train_with("--noise-ratio", "1.5"), "usage error naming the flag"),
         Case(
             "runs",
             "train into a finished run",
