@@ -137,6 +137,26 @@ def test_trainer_takes_oracle_rates_from_the_manifest_and_ramps_them(tmp_path: P
     assert not torch.equal(next(trainer.net.parameters()), next(trainer.peer.parameters()))
 
 
+def test_given_rates_are_the_final_rates_of_each_class_from_the_first_epoch(tmp_path: Path):
+    """forget_rate=given: the reference's known noise rate, one per class, ramped from epoch 0 like the oracle's;
+    no manifest needed, and the row is an oracle one (the rates come from knowing the noise)."""
+    options = {"forget_rate": "given", "given_rates": [0.005, 0.4]}
+    trainer = CoTeachingTrainer(tiny_cfg(options), make_phantoms(2, 16, seed=3), [], PHANTOM_LABELS, tmp_path,
+                                progress=False)
+    np.testing.assert_allclose(trainer.final_forget, [[0.005, 0.4]])
+    assert trainer.ramp_start == 0
+    np.testing.assert_allclose(trainer.forget_rates(3), np.array([[0.005, 0.4]]) * 3 / 9)
+    assert CoTeachingTrainer.table_label(options) == "Co-Teaching (oracle)"
+    with pytest.raises(ValueError, match="given_rates has 3 rates; this data set's groups have 2 classes"):
+        CoTeachingTrainer(tiny_cfg({**options, "given_rates": [0.0, 0.1, 0.2]}), make_phantoms(1, 16, seed=3), [],
+                          PHANTOM_LABELS, tmp_path / "b", progress=False)
+    for bad, message in [({"forget_rate": "given"}, "forget_rate=given needs it"),
+                         ({"given_rates": [0.0, 0.4]}, "goes with forget_rate=given"),
+                         ({**options, "given_rates": [0.0, 1.0]}, r"each be in \[0, 1\)")]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            CoTeachingTrainer.check_config(tiny_cfg(bad))
+
+
 def test_oracle_without_manifest_says_how_to_do_without(tmp_path: Path):
     with pytest.raises(ValueError, match="noise manifest.*'estimate'"):
         CoTeachingTrainer(tiny_cfg({}), make_phantoms(1, 16, seed=3), [], PHANTOM_LABELS, tmp_path, progress=False)
