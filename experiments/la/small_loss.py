@@ -3,12 +3,13 @@
 Co-Teaching drops, per class, the share ``forget rate`` of the voxels with the largest loss against
 their (noisy) label, on the premise that wrong labels are learnt late and so keep a large loss. This
 script asks whether that holds for a finished run's network: over the run's non-trusted training
-cases (on the run's grid, ``run_labels.training_case_labels``), it ranks the foreground-labelled
-voxels by their cross-entropy against the noisy label, drops the largest ``forget`` share (pooled
-over the cases: an approximation of the run's per-batch, per-class selection) and reports
+cases (on the run's grid, ``run_labels.training_case_labels``), it ranks the voxels labelled one
+class (foreground by default, ``--label-class bg`` for background) by their cross-entropy against the
+noisy label, drops the largest ``forget`` share (pooled over the whole volumes of the cases: an
+approximation of the run's per-batch, per-class selection on patches) and reports
 
-- ``wrong_share``: the share of the foreground-labelled voxels whose clean label is background, the
-  rate a perfect rule would drop;
+- ``wrong_share``: the share of those voxels whose clean label is the other class, the rate a
+  perfect rule would drop;
 - ``precision``: the share of the dropped voxels that are wrong (``wrong_share`` for a random rule);
 - ``recall``: the share of the wrong voxels that are dropped;
 - ``auc``: the AUC of the loss of the wrong voxels against that of the right ones (0.5: the loss says
@@ -39,7 +40,8 @@ from svldrl.training.checkpoint import load_trained
 
 
 def final_forget_rate(run: Path) -> float:
-    """The foreground forget rate of the run's last logged epoch (``log.csv``'s ``forget_rate_fg``)."""
+    """The foreground forget rate of the run's last logged epoch (``log.csv``'s ``forget_rate_fg``; the log has
+    no background rate, so ``--label-class bg`` needs ``--forget``)."""
     with (run / "log.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     if not rows or "forget_rate_fg" not in rows[-1]:
@@ -84,16 +86,19 @@ def selection_quality(loss: np.ndarray, wrong: np.ndarray, forget: float) -> dic
     }
 
 
-def run_report(run: Path, data: Path, forget: float | None = None) -> dict[str, float]:
-    """``selection_quality`` of the run's network over the foreground-labelled voxels of its non-trusted cases."""
+def run_report(run: Path, data: Path, forget: float | None = None, label_class: str = "fg") -> dict[str, float]:
+    """``selection_quality`` of the run's network over the voxels of its non-trusted cases labelled ``label_class``."""
+    if label_class not in ("fg", "bg") or (label_class == "bg" and forget is None):
+        raise ValueError("label_class must be 'fg' or 'bg', and 'bg' needs forget (the log has no background rate)")
     net, cfg, _ = load_trained(run, device="cpu")
     rate = final_forget_rate(run) if forget is None else forget
     losses, wrongs = [], []
     for case in training_case_labels(run, load_dataset(data), cfg.data, groups=("corrupted", "untouched")):
         fg = foreground_probability(net, case.image, tuple(cfg.data.patch_size))
-        labelled_fg = case.noisy
-        losses.append(-np.log(np.clip(fg[labelled_fg], 1e-7, 1.0)))  # voxel cross-entropy against label fg
-        wrongs.append(~case.clean[labelled_fg])
+        labelled = case.noisy if label_class == "fg" else ~case.noisy
+        p_label = fg[labelled] if label_class == "fg" else 1.0 - fg[labelled]
+        losses.append(-np.log(np.clip(p_label, 1e-7, 1.0)))  # voxel cross-entropy against the noisy label
+        wrongs.append(case.clean[labelled] != (label_class == "fg"))
     return selection_quality(np.concatenate(losses), np.concatenate(wrongs), rate)
 
 
@@ -102,12 +107,14 @@ def main() -> None:
     parser.add_argument("data", type=Path, help="the data folder the runs trained on")
     parser.add_argument("runs", type=Path, nargs="+", help="finished run folders")
     parser.add_argument("--forget", type=float, default=None,
-                        help="share of the foreground-labelled voxels to drop (default: the run's final forget rate)")
+                        help="share of the voxels labelled that class to drop (default: the run's final forget rate)")
+    parser.add_argument("--label-class", choices=("fg", "bg"), default="fg",
+                        help="rank the voxels labelled foreground (default) or background")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print("run\tforget\twrong_share\tprecision\trecall\tauc")
     for run in args.runs:
-        q = run_report(run, args.data, args.forget)
+        q = run_report(run, args.data, args.forget, args.label_class)
         print(f"{run.name}\t{q['forget']:.3f}\t{q['wrong_share']:.3f}\t{q['precision']:.3f}\t{q['recall']:.3f}"
               f"\t{q['auc']:.3f}", flush=True)
 

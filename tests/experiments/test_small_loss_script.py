@@ -49,3 +49,8 @@ def test_the_forget_rate_is_read_from_the_last_epoch_of_the_log(small_loss, tmp_
     (tmp_path / "log.csv").write_text("epoch,loss\n0,1.0\n")
     with pytest.raises(ValueError, match="not a Co-Teaching run"):
         small_loss.final_forget_rate(tmp_path)
+
+
+def test_background_needs_a_given_rate_before_any_work(small_loss, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'bg' needs forget"):
+        small_loss.run_report(tmp_path / "no-run", tmp_path, forget=None, label_class="bg")
