@@ -111,3 +111,37 @@ def test_a_grid_names_the_teacher_of_each_seed_once(teacher, tmp_path):
     bad.write_text(exp.read_text().replace("{seed}", "{sed}"))
     with pytest.raises(ValueError, match=r"only \{runs_root\}, \{noise\} and \{seed\} can be filled in"):
         grid(load_experiment(bad))
+
+
+def test_co_teaching_takes_its_forget_rates_from_the_teacher_run(teacher, tmp_path):
+    """forget_rate=teacher: the rates are the disagreement of the teacher's network with the non-trusted labels,
+    known before the first step (ramped from epoch 0); the option and its run go together."""
+    import numpy as np
+
+    from svldrl.baselines.co_teaching import disagreement_counts
+    from svldrl.data import load_dataset, prepare_cases
+    from svldrl.inference import predict_probabilities
+
+    data, teacher_run = teacher
+    out = tmp_path / "co-teaching"
+    invoke("train", data, "--method", "co-teaching", "--set", "data.trusted_count=2",
+           "--set", "method_options.forget_rate=teacher", "--set", f"method_options.teacher_run={teacher_run}",
+           "--out", out, *TINY)  # fmt: skip
+    final = torch.load(out / "checkpoints" / "latest.pt", weights_only=False)["final_forget"].numpy()
+    net, cfg, _ = load_trained(teacher_run, device="cpu")  # independent route: the teacher's argmax, case by case
+    noisy = np.load(json.loads((out / "noisy_labels.json").read_text())["path"])
+    trusted = set(json.loads((out / "trusted.json").read_text())["cases"])
+    dataset = load_dataset(data)
+    wrong, total = np.zeros((1, 2)), np.zeros((1, 2))
+    for case_id in json.loads((out / "split.json").read_text())["train"]:
+        if case_id in trusted:
+            continue
+        case = prepare_cases([dataset.get(case_id).with_label(noisy[case_id])], cfg.data)[0]
+        pred = predict_probabilities(net, case.image, cfg.data.patch_size, overlap=cfg.sw_overlap).argmax(axis=0)
+        w, t = disagreement_counts(case.label[None], pred[None], 2)
+        wrong, total = wrong + w, total + t
+    np.testing.assert_allclose(final, wrong / total, rtol=1e-6)
+    assert final[0, 1] > 0  # the 2-epoch teacher disagrees with some foreground labels
+    message = refused("train", data, "--method", "co-teaching", "--set", "data.trusted_count=2",
+                      "--set", "method_options.forget_rate=teacher", "--out", tmp_path / "no-teacher", *TINY)
+    assert "forget_rate=teacher needs it" in message

@@ -23,7 +23,12 @@ background rate nine times too high drops the background labels that hold over-s
 docs/results.md, "Session 22"). Rates measured with the clean labels (``experiments/la/noise_errors.py
 --rates``) and given here are exact. Both read what a user would not know: oracle rows. The reference
 takes the noise rate as known, so ``estimate_fraction`` (the warmup of "estimate" and "trusted") has no
-reference counterpart. Its
+reference counterpart. "teacher" is the estimate a user can make: the share of each class's labelled
+voxels of the non-trusted training cases where a finished run's network (``teacher_run``, usually the
+``trusted-only`` run of the seed) predicts another class. Why: that network never saw a noisy label,
+so it cannot have learnt systematic noise as the run's own network has by the end of a warmup (the
+"trusted" estimate was 0 under SFDA on LA); its own errors count as noise, so it over-estimates by
+about its error rate. Its
 optimiser schedule (Adam 1e-3, linear decay from epoch 80 of 200) is replaced by the run's own.
 
 Network 1 is validated and saved (the checkpoint holds one network, as for every method); network 2
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,10 +63,13 @@ from svldrl.baselines.common import (
 )
 from svldrl.noise import CaseNoise
 from svldrl.training import METHODS
+from svldrl.training.teacher import TEACHER_RUN_HELP, check_teacher_run
 
-FORGET_SOURCES = ("auto", "oracle", "estimate", "trusted", "given")
+FORGET_SOURCES = ("auto", "oracle", "estimate", "trusted", "given", "teacher")
 ORACLE_SOURCES = ("oracle", "given")
 """Sources that read what only the noise's maker knows."""
+KNOWN_AT_START = (*ORACLE_SOURCES, "teacher")
+"""Sources whose rates are known before the first step: they ramp from epoch 0."""
 
 
 @dataclass(frozen=True)
@@ -71,12 +80,14 @@ class CoTeachingOptions:
         "auto",
         "'oracle' (1 - precision per class from the noise manifest), 'estimate' (network-label disagreement "
         "after a warmup), 'trusted' (that disagreement less the one on trusted cases), 'auto': trusted when "
-        "the run has trusted cases, else oracle; 'given': given_rates",
+        "the run has trusted cases, else oracle; 'given': given_rates; 'teacher': the disagreement of teacher_run's "
+        "network with the labels of the non-trusted cases",
     )
     given_rates: tuple[float, ...] | None = option(
         None, "forget_rate=given: the final forget rate of each class, background first (the share of the voxels "
         "labelled c whose label is wrong; the reference's known noise rate)",
     )
+    teacher_run: str = option("", "forget_rate=teacher: " + TEACHER_RUN_HELP)
     ramp_fraction: float = option(0.1, "share of epochs over which each forget rate rises linearly from 0")
     estimate_fraction: float = option(0.1, "'estimate': share of epochs trained on all voxels before estimating")
     peer_seed_offset: int = option(1, "network 2 is initialised with seed + this offset")
@@ -90,6 +101,9 @@ class CoTeachingOptions:
                 raise ValueError(f"method_options.{name} must be in [0, 1), got {getattr(self, name)}")
         if (self.forget_rate == "given") != (self.given_rates is not None):
             raise ValueError("method_options.given_rates goes with forget_rate=given, and forget_rate=given needs it")
+        if (self.forget_rate == "teacher") != bool(self.teacher_run):
+            raise ValueError("method_options.teacher_run goes with forget_rate=teacher, "
+                             "and forget_rate=teacher needs it")
         if self.given_rates is not None and not all(0.0 <= r < 1.0 for r in self.given_rates):
             raise ValueError(f"method_options.given_rates must each be in [0, 1), got {list(self.given_rates)}")
         if self.peer_seed_offset == 0 or self.dice_weight < 0:
@@ -270,12 +284,15 @@ class CoTeachingTrainer(BaselineTrainer):
             self.final_forget = self.oracle_rates()
         elif self.source == "given":
             self.final_forget = self.given_rates()
+        elif self.source == "teacher":
+            self.final_forget = self.teacher_rates(self.options.teacher_run)
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
         super().check_config(cfg)
-        if parse_method_options(cls.OPTIONS, cfg.method_options, cfg.method).forget_rate == "trusted":
-            require_trusted(cfg, "method_options.forget_rate=trusted")
+        source = parse_method_options(cls.OPTIONS, cfg.method_options, cfg.method).forget_rate
+        if source in ("trusted", "teacher"):
+            require_trusted(cfg, f"method_options.forget_rate={source}")
 
     @classmethod
     def uses_oracle(cls, options: CoTeachingOptions, trusted: bool = False) -> bool:
@@ -287,8 +304,8 @@ class CoTeachingTrainer(BaselineTrainer):
 
     @property
     def ramp_start(self) -> int:
-        """0 for rates known from the start (oracle, given); after the estimating warmup otherwise."""
-        if self.source in ORACLE_SOURCES:
+        """0 for rates known from the start (oracle, given, teacher); after the estimating warmup otherwise."""
+        if self.source in KNOWN_AT_START:
             return 0
         return max(1, epochs_of(self.options.estimate_fraction, self.cfg.optim.epochs))
 
@@ -376,12 +393,23 @@ class CoTeachingTrainer(BaselineTrainer):
         others = [c for c in self.train_cases if c.case_id not in self.trusted_ids]
         return excess_disagreement(*self.disagreement(others), *self.disagreement(trusted))
 
-    def disagreement(self, cases: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """(wrong, total), each (G, n), of network 1's whole-volume predictions against the labels of ``cases``."""
+    def teacher_rates(self, run: str) -> np.ndarray:
+        """(G, n) the disagreement of ``run``'s network with the labels of the non-trusted cases, once checked
+        that it trained on this run's split and trusted cases (``check_teacher_run``)."""
+        from svldrl.training.checkpoint import load_trained
+
+        check_teacher_run(Path(run), self)
+        teacher, _, _ = load_trained(run, device=self.device)
+        others = [c for c in self.train_cases if c.case_id not in self.trusted_ids]
+        wrong, total = self.disagreement(others, teacher)
+        return np.divide(wrong, total, out=np.zeros_like(wrong), where=total > 0)
+
+    def disagreement(self, cases: Sequence[Any], net: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(wrong, total), each (G, n), of ``net``'s (network 1's) whole-volume predictions against the labels."""
         _, n = n_groups_classes(self.labels)
         wrong, total = np.zeros((1, n)), np.zeros((1, n))
         for case in cases:
-            predicted = self.volume_probs(self.net, case.image).argmax(axis=1)  # (G, H, W, D)
+            predicted = self.volume_probs(self.net if net is None else net, case.image).argmax(axis=1)  # (G, H, W, D)
             w, t = disagreement_counts(label_groups(case.label, self.labels.mode), predicted, n)
             wrong, total = wrong + w, total + t
         return wrong, total
