@@ -28,8 +28,8 @@ voxels of the non-trusted training cases where a finished run's network (``teach
 ``trusted-only`` run of the seed) predicts another class. Why: that network never saw a noisy label,
 so it cannot have learnt systematic noise as the run's own network has by the end of a warmup (the
 "trusted" estimate was 0 under SFDA on LA); its own errors count as noise, so it over-estimates by
-about its error rate. Its
-optimiser schedule (Adam 1e-3, linear decay from epoch 80 of 200) is replaced by the run's own.
+about its error rate. The reference's optimiser schedule (Adam 1e-3, linear decay from epoch 80 of
+200) is replaced by the run's own.
 
 Network 1 is validated and saved (the checkpoint holds one network, as for every method); network 2
 is kept in the checkpoint for resuming. A Dice term on the peer-selected voxels is added to the
@@ -265,9 +265,9 @@ class CoTeachingTrainer(BaselineTrainer):
         "Co-Teaching (Han 2018): two networks exchange per-class small-loss voxels (noise rates from the "
         "trusted cases, else the noise manifest, oracle)"
     )
-    FOOTNOTE = ("Co-Teaching: small-loss selection per class and voxel; forget rates from the trusted cases, or "
-                "1 - precision from the noise manifest or given per class (oracle); network 1 evaluated; a Dice "
-                "term on the selected voxels added.")
+    FOOTNOTE = ("Co-Teaching: small-loss selection per class and voxel; forget rates from the trusted cases or a "
+                "trusted-only teacher run, or 1 - precision from the noise manifest or given per class (oracle); "
+                "network 1 evaluated; a Dice term on the selected voxels added.")
     TRAIN_SCALARS = (
         "loss", "loss_net1", "loss_net2", "forget_rate_fg", "kept_fraction", "kept_fraction_bg", "kept_fraction_fg",
     )
