@@ -31,7 +31,7 @@ from svldrl.rl.credit import (
 )
 from svldrl.rl.mask_actions import KEEP, SET_BACKGROUND, SET_FOREGROUND
 from svldrl.training import METHODS, LabelAgentsTrainer, build_seg_loss, read_log
-from svldrl.training.label_agents import LabelEpisode
+from svldrl.training.label_episode import LabelEpisode
 
 SMALL = {"data": {"patch_size": [32, 32, 32], "samples_per_volume": 1}, "model": {"channels": [4, 8]},
          "num_threads": 1, "val_every": 0}  # fmt: skip
@@ -356,7 +356,7 @@ def test_the_sampled_reward_charges_the_margin_on_changed_labels_only(tmp_path: 
 
 
 def test_the_margin_is_charged_once_per_region_changed():
-    from svldrl.training.label_agents import changed_groups
+    from svldrl.training.label_episode import changed_groups
 
     old = torch.zeros(1, 3, 2, 2)  # (A, G regions, n = off/on, 2 voxels)
     old[:, :, 1] = 1.0  # both voxels inside all three regions

@@ -40,7 +40,7 @@ from svldrl.data import TrustedBatches
 from svldrl.rl.credit import CREDIT_ESTIMATORS, descent_logit_change, group_delta, label_credit, reweight
 from svldrl.rl.credit import trusted_gradient as trusted_loss_gradient
 from svldrl.training import METHODS
-from svldrl.training.label_agents import seg_forward
+from svldrl.training.label_episode import seg_forward
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ from svldrl.rl.mask_actions import KEEP, SET_BACKGROUND, SET_FOREGROUND
 from svldrl.training.svldrl import GradientPlan
 
 if TYPE_CHECKING:
-    from svldrl.training.label_agents import LabelEpisode
+    from svldrl.training.label_episode import LabelEpisode
 
 
 class LabelAgentLogMixin:

@@ -48,7 +48,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import nn
@@ -56,7 +56,6 @@ from torch import nn
 from svldrl.config import TrainConfig
 from svldrl.data import LabelSpec, TrustedBatches
 from svldrl.models import MaskStateNet, build_network, mask_channels
-from svldrl.models.network import POLICY_INIT_SCALE
 from svldrl.rl import action_log_prob_and_entropy, anatomical_penalty, discounted_returns, sample_actions
 from svldrl.rl.credit import (
     descent_logit_change,
@@ -72,6 +71,7 @@ from svldrl.training.case_scores import cases_to_drop, gate_from_state, gate_to_
 from svldrl.training.checkpoint import atomic_write_text
 from svldrl.training.label_agent_log import LabelAgentLogMixin
 from svldrl.training.label_agent_options import LabelAgentOptions, parse_label_agent_options
+from svldrl.training.label_episode import LabelEpisode, changed_groups, seg_forward, set_keep_prior
 from svldrl.training.methods import METHODS
 from svldrl.training.stages import Stage
 from svldrl.training.svldrl import GradientPlan, SVLDRLTrainer, stage_loss
@@ -82,30 +82,6 @@ TEACHER_FLOOR = 1e-3
 (a Dice-trained teacher is near certain almost everywhere: unfloored log-probabilities of -20 to -30
 would swamp the value loss and the advantage's scale). The floor is far below any confidence
 threshold, so no edit's sign changes."""
-
-
-def seg_forward(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
-    """(B, n_outputs, ...) segmentation logits of an image (the blank-mask pass of a ``MaskStateNet``)."""
-    return net(image, heads=("seg",)).seg
-
-
-class LabelEpisode(NamedTuple):
-    """One episode of label edits on the agents' rows; index t is the state (image, m(t))."""
-
-    masks: list[torch.Tensor]
-    """m(0..K), each (A, F, h, w, d) foreground channels; m(0) is the noisy label."""
-    values: dict[int, torch.Tensor]
-    """t -> (A, 1, h, w, d) V(s(t)) with gradient, for t in the plan's ``rl_weights``."""
-    policy_logits: dict[int, torch.Tensor]
-    """t -> (A, 3, h, w, d) policy logits of s(t), for t in ``rl_weights`` (detached in Transition)."""
-    first_policy: torch.Tensor
-    """(A, 3, h, w, d) policy logits at s(0), detached: the correction of the Dice target."""
-    actions: list[torch.Tensor]
-    """a(0..K-1), each (A, h, w, d)."""
-    entropy: list[torch.Tensor]
-    """per step, (A, h, w, d) policy entropy (logs)."""
-    bootstrap: torch.Tensor
-    """(A, 1, h, w, d) zeros: s(K) is terminal (``label_episode``)."""
 
 
 GATE_FILE = "agent_gate.json"
@@ -443,24 +419,3 @@ class LabelAgentsTrainer(LabelAgentLogMixin, FrozenTeacherMixin, SVLDRLTrainer):
                 credit = credit - self.edit_cost * changed_groups(old, new)
             credits.append(credit)
         return torch.cat(credits, dim=1)
-
-
-def changed_groups(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-    """(A, 1, ...) how many class groups (1 for classes; regions each) a label change touches, from (A, G, n, ...)
-    class views: C5 charges its margin once per group, as the reward sums over groups."""
-    return (old != new).any(dim=2).sum(dim=1, keepdim=True).to(old.dtype)
-
-
-@torch.no_grad()
-def set_keep_prior(net: nn.Module, keep_prior: float) -> None:
-    """Bias the policy's output toward 'keep' with probability ``keep_prior`` at the start (edits share the rest).
-
-    The policy output conv starts near zero (``ThreeHeadNet``), so its logits are the bias:
-    ``log(keep_prior / ((1 - keep_prior) / 2))`` on keep, 0 on the edits.
-    """
-    conv = net.rl_output_conv("policy")
-    if conv.bias is None:
-        raise ValueError("set_keep_prior: the policy output conv has no bias")
-    conv.weight.div_(POLICY_INIT_SCALE)  # back to the default init: the bias alone keeps the start near keep
-    conv.bias.zero_()
-    conv.bias[KEEP] = math.log(keep_prior / ((1.0 - keep_prior) / 2.0))

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.losses import DiceCELoss, DiceLoss
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -37,51 +36,11 @@ from svldrl.training.checkpoint import (
     load_checkpoint,
 )
 from svldrl.training.logs import EpochLogger, ScalarMeans
+from svldrl.training.losses import SEG_LOSSES, build_seg_loss
 from svldrl.training.methods import METHODS, compared_settings
 from svldrl.training.seeding import capture_rng_state, resolve_device, restore_rng_state, seed_everything
 
 CONFIG_FILE = "config.yaml"
-
-
-SEG_LOSSES = ("dice", "dice_ce")
-
-
-def build_seg_loss(labels: LabelSpec, kind: str = "dice") -> nn.Module:
-    """MONAI Dice loss (Eq. 1) or Dice + cross-entropy, matching the output activation.
-
-    Classes: softmax, background channel included. Training patches may hold no foreground (half
-    of them are drawn at random); without the background channel such a patch's foreground Dice
-    is ~1 - 1e-5 / (sum p + 1e-5) whatever the prediction, so false positives there would cost
-    nothing. With it, they lower the background Dice. (MONAI's and the SwinUNETR tutorials'
-    default as well.) Regions: sigmoid, every channel (there is no background channel); the
-    cross-entropy is then per-channel binary. ``dice_ce`` weighs both terms 1, as nnU-Net does;
-    it exists so that baselines trained with CE + Dice can be compared against a baseline with
-    the same loss (docs/results.md).
-    """
-    if labels.mode not in ("classes", "regions"):
-        raise ValueError(f"labels.mode must be 'classes' or 'regions', got {labels.mode!r}")
-    if kind not in SEG_LOSSES:
-        raise ValueError(f"optim.loss must be one of {SEG_LOSSES}, got {kind!r}")
-    if labels.mode == "classes":
-        return DiceLoss(softmax=True, include_background=True) if kind == "dice" else DiceCELoss(softmax=True)
-    dice = DiceLoss(sigmoid=True, include_background=True)
-    return dice if kind == "dice" else DiceBCELoss(dice)
-
-
-class DiceBCELoss(nn.Module):
-    """Dice + per-channel binary cross-entropy for overlapping regions.
-
-    Why not MONAI's DiceCELoss(sigmoid=True): it applies softmax cross-entropy whenever the output
-    has more than one channel (MONAI 1.6), which treats overlapping regions as exclusive classes.
-    """
-
-    def __init__(self, dice: nn.Module) -> None:
-        super().__init__()
-        self.dice = dice
-        self.bce = nn.BCEWithLogitsLoss()
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.dice(logits, target) + self.bce(logits, target)
 
 
 @METHODS.register("baseline")
