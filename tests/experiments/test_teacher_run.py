@@ -142,6 +142,32 @@ def test_co_teaching_takes_its_forget_rates_from_the_teacher_run(teacher, tmp_pa
         wrong, total = wrong + w, total + t
     np.testing.assert_allclose(final, wrong / total, rtol=1e-6)
     assert final[0, 1] > 0  # the 2-epoch teacher disagrees with some foreground labels
+    rates = json.loads((out / "co_teaching_rates.json").read_text())
+    assert rates["source"] == "teacher" and np.allclose(rates["final_forget"], final, atol=1e-6)
     message = refused("train", data, "--method", "co-teaching", "--set", "data.trusted_count=2",
                       "--set", "method_options.forget_rate=teacher", "--out", tmp_path / "no-teacher", *TINY)
     assert "forget_rate=teacher needs it" in message
+
+
+def test_a_resumed_co_teaching_run_takes_the_teacher_rates_from_its_checkpoint(teacher, tmp_path, monkeypatch):
+    """The teacher's rates are measured once, when the first epoch starts: a resumed run reads them back rather
+    than running the teacher over every training case again (and ends where an uninterrupted run ends)."""
+    from svldrl.baselines.co_teaching import CoTeachingTrainer
+    from svldrl.config import load_config
+    from svldrl.experiments.pipeline import train_run
+
+    data, teacher_run = teacher
+    whole = tmp_path / "whole"
+    invoke("train", data, "--method", "co-teaching", "--set", "data.trusted_count=2",
+           "--set", "method_options.forget_rate=teacher", "--set", f"method_options.teacher_run={teacher_run}",
+           "--out", whole, *TINY)  # fmt: skip
+    cfg = load_config(whole / "config.yaml")
+    out = tmp_path / "stopped"
+    assert train_run(data, cfg, out=out, progress=False, stop_after=1).metrics["finished"] is False
+
+    def not_again(self, run):
+        raise AssertionError("the teacher's rates were measured again on resume")
+
+    monkeypatch.setattr(CoTeachingTrainer, "teacher_rates", not_again)
+    resumed = train_run(data, cfg, out=out, progress=False, resume=True).metrics
+    assert resumed["summary"] == json.loads((whole / "metrics.json").read_text())["summary"]

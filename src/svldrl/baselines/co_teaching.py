@@ -38,6 +38,7 @@ reference's cross-entropy (``dice_weight=0`` removes it).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,8 +64,10 @@ from svldrl.baselines.common import (
 )
 from svldrl.noise import CaseNoise
 from svldrl.training import METHODS
+from svldrl.training.checkpoint import atomic_write_text
 from svldrl.training.teacher import TEACHER_RUN_HELP, check_teacher_run
 
+RATES_FILE = "co_teaching_rates.json"
 FORGET_SOURCES = ("auto", "oracle", "estimate", "trusted", "given", "teacher")
 ORACLE_SOURCES = ("oracle", "given")
 """Sources that read what only the noise's maker knows."""
@@ -284,8 +287,8 @@ class CoTeachingTrainer(BaselineTrainer):
             self.final_forget = self.oracle_rates()
         elif self.source == "given":
             self.final_forget = self.given_rates()
-        elif self.source == "teacher":
-            self.final_forget = self.teacher_rates(self.options.teacher_run)
+        elif self.source == "teacher":  # checked now, before any work; measured when the first epoch starts
+            check_teacher_run(Path(self.options.teacher_run), self)
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
@@ -362,9 +365,26 @@ class CoTeachingTrainer(BaselineTrainer):
         """Both networks' parameters: one clip over the joint gradient, as before."""
         return iter([*self.net.parameters(), *self.peer.parameters()])
 
+    def on_epoch_start(self, epoch: int) -> None:
+        """forget_rate=teacher: the teacher's rates, measured here rather than in ``__init__`` so that a resumed run
+        takes them from its checkpoint instead of running the teacher over every training case again."""
+        super().on_epoch_start(epoch)
+        if self.final_forget is None and self.source == "teacher":
+            self.final_forget = self.teacher_rates(self.options.teacher_run)
+        if self.final_forget is not None and not (self.run_dir / RATES_FILE).exists():
+            self.write_rates()
+
     def on_epoch_end(self, epoch: int) -> None:
         if self.final_forget is None and epoch + 1 == self.ramp_start:
             self.final_forget = self.trusted_rates() if self.source == "trusted" else self.estimated_rates()
+            self.write_rates()
+
+    def write_rates(self) -> None:
+        """``co_teaching_rates.json``: the final forget rates (rows: class groups, columns: classes, 0 = background)
+        and their source. Mechanism health: the log's ``forget_rate_fg`` shows the ramp toward them."""
+        if self.dist.is_main:
+            report = {"source": self.source, "final_forget": np.asarray(self.final_forget).round(6).tolist()}
+            atomic_write_text(json.dumps(report, indent=2) + "\n", self.run_dir / RATES_FILE)
 
     def oracle_rates(self) -> np.ndarray:
         """(G, n) final rates from the manifest entries of the training cases."""
@@ -394,11 +414,10 @@ class CoTeachingTrainer(BaselineTrainer):
         return excess_disagreement(*self.disagreement(others), *self.disagreement(trusted))
 
     def teacher_rates(self, run: str) -> np.ndarray:
-        """(G, n) the disagreement of ``run``'s network with the labels of the non-trusted cases, once checked
-        that it trained on this run's split and trusted cases (``check_teacher_run``)."""
+        """(G, n) the disagreement of ``run``'s network with the labels of the non-trusted cases (``__init__`` has
+        checked that it trained on this run's split and trusted cases, ``check_teacher_run``)."""
         from svldrl.training.checkpoint import load_trained
 
-        check_teacher_run(Path(run), self)
         teacher, _, _ = load_trained(run, device=self.device)
         others = [c for c in self.train_cases if c.case_id not in self.trusted_ids]
         wrong, total = self.disagreement(others, teacher)
