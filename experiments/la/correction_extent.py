@@ -10,8 +10,9 @@ teacher ``teacher_run`` names), each confidence gets the rule exactly as trainin
 (edit counts per case, ``imbalance=auto`` from the trusted cases, one direction per case or none;
 ``baselines/teacher_edits.py``), on whole-volume sliding-window probabilities (training applies it
 patch by patch), and the labels are scored against the clean ones per group (corrupted by the noise,
-untouched). Two reference lines: the teacher's own prediction in place of every non-trusted label
-(pseudo-labels), and the ideal one-direction edit (what a perfect rule could reach).
+untouched). Three reference lines: the teacher's own prediction in place of every non-trusted label
+(pseudo-labels); the noisy label eroded to the teacher's volume, deepest voxels first (does the
+teacher add more than the extent?); and the ideal one-direction edit (what a perfect rule could reach).
 
 Nothing here trains; the clean labels and the manifest are read only to score.
 
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.ndimage import distance_transform_edt
 
 from svldrl.baselines.teacher_edits import (
     BACKGROUND,
@@ -107,6 +109,21 @@ def ideal_one_direction(view: TeacherView) -> np.ndarray:
     return cut if dice(cut, view.clean) >= dice(grown, view.clean) else grown
 
 
+def depth_cut(view: TeacherView) -> np.ndarray:
+    """The noisy label eroded, deepest voxels first, to the teacher's foreground volume inside it.
+
+    A reference for the shape of the noise: if a corrupted label were the clean one grown by a band,
+    this cut (which takes only the volume from the teacher) would find it; SFDA's errors are
+    blobs where a source model leaked, so it does not (docs/results.md, "Session 23").
+    """
+    noisy = view.noisy[0, 1].numpy() > 0.5
+    volume = int((noisy & (view.logits[0, 1].numpy() > view.logits[0, 0].numpy())).sum())
+    if volume == 0:
+        return np.zeros_like(noisy)
+    depth = distance_transform_edt(noisy)
+    return noisy & (depth >= np.sort(depth[noisy])[::-1][min(volume, int(noisy.sum())) - 1])
+
+
 def group_means(views: list[TeacherView], labels: dict[str, np.ndarray]) -> dict[str, float]:
     """Mean Dice to clean per group, and over every non-trusted case."""
     scores: dict[str, list[float]] = {}
@@ -133,6 +150,7 @@ def extent_report(views: list[TeacherView], confidences: list[float]) -> dict[st
         report[f"confidence {confidence:g}"] = row
     report["teacher prediction (pseudo-labels)"] = group_means(
         views, {v.case_id: v.logits[0, 1].numpy() > v.logits[0, 0].numpy() for v in views})
+    report["noisy label cut to the teacher's volume"] = group_means(views, {v.case_id: depth_cut(v) for v in views})
     report["ideal one-direction edit"] = group_means(views, {v.case_id: ideal_one_direction(v) for v in views})
     return report
 

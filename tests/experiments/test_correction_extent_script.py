@@ -63,6 +63,14 @@ def test_the_ideal_edit_grows_an_eroded_label(extent) -> None:
     assert np.array_equal(extent.ideal_one_direction(v), clean)
 
 
+def test_the_depth_cut_erodes_a_grown_label_to_the_teachers_volume(extent) -> None:
+    clean = cube(3, 8)
+    v = view(extent, "d", "corrupted", clean, cube(2, 9), np.where(clean, 0.9, 0.1))  # teacher: the clean volume
+    assert np.array_equal(extent.depth_cut(v), clean)  # a uniform band: the deepest voxels are the clean cube
+    nothing = view(extent, "n", "corrupted", clean, cube(2, 9), np.full(clean.shape, 0.1))
+    assert not extent.depth_cut(nothing).any()
+
+
 def test_flip_averaging_undoes_each_flip(extent, monkeypatch) -> None:
     """A 'teacher' whose output is its input, shifted: with every flip undone, the average equals one pass."""
     image = np.random.default_rng(0).random((1, 6, 5, 4)).astype(np.float32)
