@@ -18,6 +18,12 @@ spread (the baseline's sd over seeds): the target of issue 16.
     python experiments/la/families.py docs/results/la-table1-long/cases.csv \\
         --reference docs/results/la-reference/cases.csv --seeds 0 1 2 3 4
 
+A row whose runs read the noise manifest (an oracle: Co-Teaching's manifest or given rates, MTCL
+without trusted cases) is marked "(oracle)" in the last column: its "beyond the spread" is not a
+fault of the method as a user can run it. Whether a row is an oracle comes from the experiment file
+its ``cases.csv`` was made by (``grid.json`` beside it names it), read with the same rule as the
+grid's own labels; a runs folder or a ``cases.csv`` without ``grid.json`` marks nothing.
+
 Sources are ``cases.csv`` files (or runs folders) read in order, the grids first; a run two
 sources score differently (two machines' SFDA runs share names) is taken from the first, and stderr
 says so. A ``--reference`` source gives baseline rows only (``baseline__*``, ``baseline-dice-ce__*``):
@@ -29,6 +35,7 @@ labels come from a source model trained on the machine, docs/results.md, "Sessio
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -39,7 +46,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paired import load_runs, paired, run_level  # noqa: E402
 
 DICE_BASELINE, DICE_CE_BASELINE = "baseline", "baseline-dice-ce"
+REPO = Path(__file__).resolve().parents[2]
+"""``grid.json`` names its experiment file relative to the repository root."""
 RUN_NAME = re.compile(r"^(?P<method>.+)__(?P<noise>[a-z]+(?:-[0-9.]+)?)__seed(?P<seed>\d+)$")
+
+
+def oracle_methods(sources: list[Path]) -> set[str]:
+    """Run-name prefixes of the rows that read the noise manifest, from each source's experiment file."""
+    import svldrl.baselines  # noqa: F401  (registers the methods the experiment names)
+    from svldrl.experiments.grid import grid, load_experiment
+
+    found: set[str] = set()
+    for source in sources:
+        record = source.parent / "grid.json" if source.is_file() else None
+        if record is None or not record.is_file():
+            continue
+        exp = load_experiment(REPO / json.loads(record.read_text())["experiment"])
+        for run in grid(exp):
+            match = RUN_NAME.match(run.run_dir(exp, "any").name)
+            if match and run.uses_oracle:
+                found.add(match["method"])
+    return found
 
 
 def family_baseline(method: str) -> str:
@@ -89,9 +116,11 @@ def baseline_spread(runs: dict[str, dict[str, float]], baseline: str, noise: str
 
 
 def family_rows(
-    dice: dict[str, dict[str, float]], hd95: dict[str, dict[str, float]], noises: list[str] | None = None
+    dice: dict[str, dict[str, float]], hd95: dict[str, dict[str, float]], noises: list[str] | None = None,
+    oracles: set[str] = frozenset(),
 ) -> list[dict]:
-    """One row per (noise, method) that has at least one seed paired with its family's baseline."""
+    """One row per (noise, method) that has at least one seed paired with its family's baseline; ``oracles``:
+    the methods that read the noise manifest."""
     rows = []
     for noise, methods in methods_by_noise(dice).items():
         if noises and noise not in noises:
@@ -115,6 +144,7 @@ def family_rows(
                 "level": level, "level_hd95": level_h, "hd95_diff": float(np.mean(h["per_seed"])),
                 "spread": spread,
                 "below_spread": spread is not None and float(np.mean(d["per_seed"])) < -spread,
+                "oracle": method in oracles,
             })  # fmt: skip
     return rows
 
@@ -134,6 +164,7 @@ def to_markdown(rows: list[dict]) -> str:
     ]
     for r in rows:
         spread = "-" if r["spread"] is None else f"{'**yes**' if r['below_spread'] else 'no'} ({r['spread']:.2f})"
+        spread += " (oracle)" if r.get("oracle") else ""
         lines.append(
             f"| {r['noise']} | {r['method']} | {r['seeds']} | {r['dice']:.2f} | {r['baseline']} | "
             f"{_interval(r['level'], r['diff'])} | {', '.join(f'{v:+.2f}' for v in r['per_seed'])} | "
@@ -153,7 +184,7 @@ def main() -> None:
     seeds = set(args.seeds) if args.seeds else None
     dice = read_sources(args.sources, "dice", seeds, args.reference)
     hd95 = read_sources(args.sources, "hd95", seeds, args.reference)
-    print(to_markdown(family_rows(dice, hd95, args.noise)))
+    print(to_markdown(family_rows(dice, hd95, args.noise, oracle_methods(args.sources))))
 
 
 if __name__ == "__main__":

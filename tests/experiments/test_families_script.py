@@ -60,3 +60,25 @@ def test_each_method_is_paired_with_its_familys_baseline_and_flagged_beyond_the_
     assert "**yes**" in families.to_markdown([rows["jcas"]])
     only_seed0 = families.read_sources([grid], "dice", {0}, [reference])
     assert all(name.endswith("seed0") for name in only_seed0)
+
+
+def test_rows_that_read_the_noise_manifest_are_marked_oracle_from_their_experiment_file(families, tmp_path) -> None:
+    """The mark comes from the experiment file that grid.json names, whatever label the file gave the row."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        f"name: t\ndata: {tmp_path / 'no-data'}\nruns_root: runs\n"
+        "methods: [{method: co-teaching, label: 'Co-Teaching (rates given)',\n"
+        "           set: [method_options.forget_rate=given, 'method_options.given_rates=[0.01, 0.3]']},\n"
+        "          {method: co-teaching, label: 'Co-Teaching (teacher rates)',\n"
+        "           set: [data.trusted_count=2, method_options.forget_rate=teacher, method_options.teacher_run=t]}]\n"
+        "noise: [sfda]\nratios: [0.5]\nseeds: [0]\n"
+    )
+    (tmp_path / "out").mkdir()
+    cases = write_cases(tmp_path / "out" / "cases.csv", {"co-teaching-rates-given__sfda-0.5__seed0": 0.7})
+    assert families.oracle_methods([cases]) == set()  # no grid.json: nothing is known, nothing marked
+    (tmp_path / "out" / "grid.json").write_text(f'{{"experiment": "{exp}"}}')
+    assert families.oracle_methods([cases]) == {"co-teaching-rates-given"}
+    row = {"noise": "sfda-0.5", "method": "co-teaching-given", "seeds": 3, "dice": 70.0, "baseline": "b",
+           "level": None, "diff": -3.0, "per_seed": [-3.0], "level_hd95": None, "hd95_diff": 0.0, "spread": 1.0,
+           "below_spread": True, "oracle": True}  # fmt: skip
+    assert "**yes** (1.00) (oracle)" in families.to_markdown([row])

@@ -177,6 +177,11 @@ class GridRun:
     def group(self) -> str:
         return noise_label(self.noise, self.ratio)
 
+    @property
+    def uses_oracle(self) -> bool:
+        """Whether this run reads the noise manifest (an oracle row), whatever label the experiment gave it."""
+        return bool(method_info(self.variant.method, self.cfg.method_options, _has_trusted(self.cfg))["oracle"])
+
     def run_dir(self, exp: Experiment, dataset_name: str) -> Path:
         noise = noise_slug(self.noise, self.ratio)
         return exp.runs_root / dataset_name / f"{self.variant.slug}__{noise}__seed{self.seed}"
