@@ -31,6 +31,7 @@ from scipy.stats import mannwhitneyu
 
 from svldrl.data import PatchSampler, load_dataset, prepare_cases
 from svldrl.experiments.run_labels import run_trusted_ids, training_case_labels
+from svldrl.inference import predict_probabilities
 from svldrl.rl.credit import descent_logit_change, group_delta, relabel_credit, trusted_gradient
 from svldrl.training import build_seg_loss
 from svldrl.training.checkpoint import load_trained
@@ -65,9 +66,7 @@ def flip_credit(net, g, image: np.ndarray, label: np.ndarray, patch: tuple) -> n
 @torch.no_grad()
 def disagreement(net, image: np.ndarray, label: np.ndarray, patch: tuple) -> np.ndarray:
     """(H, W, D) the network's probability of the class the noisy label does not give (two classes)."""
-    logits = sliding_window_inference(torch.from_numpy(image[None]).float(), patch, 4,
-                                      lambda x: segment(net, x), overlap=0.25, mode="gaussian")
-    fg = torch.softmax(logits, dim=1)[0, 1].numpy()
+    fg = predict_probabilities(net, image, patch, overlap=0.25, sw_batch_size=4)[1]
     return np.where(label, 1.0 - fg, fg)
 
 

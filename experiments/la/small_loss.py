@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 from scipy.stats import mannwhitneyu
 
 from svldrl.data import load_dataset
 from svldrl.experiments.run_labels import training_case_labels
+from svldrl.inference import predict_probabilities
 from svldrl.training.checkpoint import load_trained
 
 
@@ -51,13 +51,8 @@ def final_forget_rate(run: Path) -> float:
 
 @torch.no_grad()
 def foreground_probability(net: torch.nn.Module, image: np.ndarray, patch: tuple[int, ...]) -> np.ndarray:
-    """(H, W, D) the network's foreground probability (two classes), sliding windows as at evaluation."""
-    def segment(x: torch.Tensor) -> torch.Tensor:
-        return net(x, heads=("seg",)).seg
-
-    logits = sliding_window_inference(torch.from_numpy(image[None]).float(), patch, 4, segment, overlap=0.25,
-                                      mode="gaussian")
-    return torch.softmax(logits, dim=1)[0, 1].numpy()
+    """(H, W, D) the network's foreground probability (two classes), Gaussian-blended sliding windows."""
+    return predict_probabilities(net, image, patch, overlap=0.25, sw_batch_size=4)[1]
 
 
 def selection_quality(loss: np.ndarray, wrong: np.ndarray, forget: float) -> dict[str, float]:
