@@ -2,13 +2,14 @@
 
 Why: a method's Dice alone cannot say whether its mechanism worked. Every trainer logs its own
 state per epoch (JCAS's transition off-diagonals, MTCL's flipped fraction and the share of it set to
-background, Co-Teaching's kept fraction per class, CLCS's selected fraction, SVL-DRL's reward and
-policy entropy); this prints the last epoch's values of those columns for a set of runs, one line
-per run, so that a row of a table can be checked against what its mechanism did. ADELE's correction
-epochs come from its adele.json, Loss Correction's estimated matrix from transition_matrix.json.
-CLCS's shares of all voxels are turned into the shares a reader asks for (``clcs_shares``): of the
-voxels labelled foreground (background), how many it left out of its clean set, and how many of the
-left-out voxels lie in the label's border band, against the band's share of all voxels.
+background, Co-Teaching's kept fraction per class, CLCS's selected fraction, RSF-assisted MTCL's
+share of the flips RSF kept, SVL-DRL's reward and policy entropy); this prints the last epoch's
+values of those columns for a set of runs, one line per run, so that a row of a table can be
+checked against what its mechanism did. ADELE's correction epochs come from its adele.json, Loss
+Correction's estimated matrix from transition_matrix.json. CLCS's shares of all voxels are turned
+into the shares a reader asks for (``clcs_shares``): of the voxels labelled foreground
+(background), how many it left out of its clean set, and how many of the left-out voxels lie in
+the label's border band, against the band's share of all voxels.
 
     python experiments/la/mechanisms.py /work/runs/la2018 'jcas__mt-0.5__seed*' 'co-teaching__mt-0.5__seed*'
 """

@@ -186,6 +186,8 @@ def test_mtcl_flips_are_vetted_by_rsf_from_the_teachers_prediction(tmp_path: Pat
     expected = torch.where(agree, proposed[0], old[0])
     vetted = trainer.correct_noisy_labels(image, label, teacher)  # (1, 2, 16, 16, 16)
     torch.testing.assert_close(vetted.argmax(dim=1)[0], expected)
+    kept = int((expected != old[0]).sum()) / int((proposed[0] != old[0]).sum())
+    assert 0.0 < kept < 1.0 and trainer._accepted == pytest.approx(kept)  # logged as rsf_accepted
 
 
 @pytest.mark.slow
@@ -203,6 +205,7 @@ def test_two_epochs_on_phantoms(tmp_path: Path, base: str):
     result = trainer.fit()
     rows = read_log(tmp_path)
     assert len(rows) == 2 and all(math.isfinite(float(r["loss"])) for r in rows)
+    assert ("rsf_accepted" in rows[0]) == (base == "mtcl")
     assert 0.0 <= result["val_dice"] <= 1.0
 
 
@@ -215,3 +218,22 @@ def test_check_config_takes_the_options_of_the_configured_base():
         rsf.check_config(merge(CPU, {"method": "rsf-assisted", "method_options": {"clean_cases": "none"}}))
     with pytest.raises(ValueError, match="optim.loss=dice_ce is for the baseline"):
         rsf.check_config(merge(CPU, {"method": "rsf-assisted", "optim": {"loss": "dice_ce"}}))
+
+
+def test_rsf_assisted_adele_trains_exactly_as_adele_until_adele_first_corrects(tmp_path: Path):
+    """Why: RSF only vets ADELE's corrections, so where ADELE's start rule never fires (LA, defaults v5,
+    docs/results.md "Session 15") an RSF-assisted ADELE run repeats the ADELE run of its seed, weight
+    for weight; its table row then measures nothing of RSF, and the runs wait for an ADELE run that
+    corrects (RSF is measured on MTCL's corrections instead, experiments/la/rsf_mtcl.yaml)."""
+    cases = make_phantoms(2, 16, seed=3)
+    noisy, _ = mt_noise(cases, 0.5, seed=1)
+    train = [c.with_label(noisy[c.case_id]) for c in cases]
+    options = {"curve_unit": "epoch", "min_points": 100}  # a point per epoch, never enough points to start
+    adele_cfg = merge(tiny_cfg(options), {"method": "adele"})
+    adele = METHODS.get("adele")(adele_cfg, train, [], PHANTOM_LABELS, tmp_path / "adele", progress=False)
+    rsf = RSFAssistedTrainer(tiny_cfg(options), train, [], PHANTOM_LABELS, tmp_path / "rsf", progress=False)
+    adele.fit()
+    rsf.fit()
+    assert len(rsf.iou_history) == 4 and not rsf.corrections and (rsf.start_epoch < 0).all()
+    for (name, a), (_, b) in zip(adele.module.state_dict().items(), rsf.module.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

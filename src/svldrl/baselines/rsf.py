@@ -22,8 +22,13 @@ lambda1 = lambda2 = 1, nu = 0.002 x 255^2 (the demo's 0.001-0.003 x 255^2), mu 1
 200 iterations, phi0 = +-2 from the prediction; images in [0, 1] are scaled to 0..255 first, as
 the demo's, so that these values keep their meaning.
 
-``base`` picks the label-correction method: "adele" (default; needs no oracle) or "mtcl" (oracle
-clean-case identities from the noise manifest, as MTCL).
+``base`` picks the label-correction method: "adele" (default; needs no oracle) or "mtcl" (its clean
+cases as MTCL's: the trusted cases when the run has them, else the noise manifest's, an oracle).
+RSF acts only on the corrections its base proposes: until ADELE's first correction an RSF-assisted
+ADELE run trains exactly as the ADELE run of its seed (tested), and on LA ADELE's start rule has not
+fired (docs/results.md, "Session 15"), so RSF is measured there on MTCL's per-batch flips
+(``experiments/la/rsf_mtcl.yaml``). With base "mtcl" the log's ``rsf_accepted`` is the share of the
+batch's proposed flips RSF kept.
 """
 
 from __future__ import annotations
@@ -262,7 +267,8 @@ def accept_changes(old: torch.Tensor, proposed: torch.Tensor, regions: torch.Ten
 class RSFFields:
     """The options RSF-assisted adds to its base method's."""
 
-    base: str = option("adele", "label-correction method RSF assists: 'adele' or 'mtcl' (oracle clean cases)")
+    base: str = option("adele", "label-correction method RSF assists: 'adele' or 'mtcl' (MTCL's clean cases: "
+                                "the trusted ones, else the noise manifest's)")
     rsf_sigma: float = option(3.0, "RSF: sigma of the local Gaussian fit, in voxels")
     rsf_lambda1: float = option(1.0, "RSF: weight of the inside fit")
     rsf_lambda2: float = option(1.0, "RSF: weight of the outside fit")
@@ -394,6 +400,16 @@ class RSFAssistedMTCL(RSFAssistedTrainer, MTCLTrainer):
     """MTCL whose confident-learning flips (per batch, noisy cases) are vetted by RSF on the image patch."""
 
     OPTIONS = RSFMTCLOptions
+    TRAIN_SCALARS = (*MTCLTrainer.TRAIN_SCALARS, "rsf_accepted")
+    _accepted = math.nan
+    """The share of the last batch's proposed flips that RSF kept (NaN: none proposed, or no noisy patch)."""
+
+    def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
+        """MTCL's step; logs ``rsf_accepted`` too: with ``flipped_fraction`` (after the vetting) it shows
+        whether RSF lets MTCL's corrections through or stops them."""
+        self._accepted = math.nan
+        scalars = super().train_step(batch, epoch)
+        return {**scalars, "rsf_accepted": self._accepted}
 
     def correct_noisy_labels(
         self, image: torch.Tensor, label: torch.Tensor, teacher_groups: torch.Tensor
@@ -403,6 +419,10 @@ class RSFAssistedMTCL(RSFAssistedTrainer, MTCLTrainer):
         mode = self.labels.mode
         proposed = super().correct_noisy_labels(image, label, teacher_groups)
         old = group_indices(label, mode)  # (Bn, G, h, w, d)
-        vetted = self.vet(image, old, group_indices(proposed, mode), teacher_groups.argmax(dim=2))
+        proposed_groups = group_indices(proposed, mode)
+        vetted = self.vet(image, old, proposed_groups, teacher_groups.argmax(dim=2))
+        n_proposed = int((proposed_groups != old).sum())
+        if n_proposed:
+            self._accepted = float((vetted != old).sum()) / n_proposed
         onehot = F.one_hot(vetted.long(), teacher_groups.shape[2]).movedim(-1, 2).to(label.dtype)  # (Bn, G, n, ...)
         return from_group_targets(onehot, mode)
