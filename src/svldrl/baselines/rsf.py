@@ -34,7 +34,7 @@ batch's proposed flips RSF kept.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -75,16 +75,31 @@ def gaussian_kernel(
 
 
 def gaussian_blur(volume: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Separable 3D Gaussian convolution of (B, C, H, W, D) with zero padding ("same", as conv2 in the demo).
+    """Separable 3D Gaussian convolution of (B, C, H, W, D) with zero padding ("same", as conv2 in the demo)."""
+    return separable_blur(volume, blur_bands(kernel, volume.shape[2:], volume.dtype))
 
-    Each axis is a product with the (n, n) banded Toeplitz matrix of the kernel: a matrix product
-    runs much faster than a 1D convolution on CPUs and is the same operation.
+
+def blur_bands(kernel: torch.Tensor, spatial: Sequence[int], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Per spatial axis, the (n, n) banded Toeplitz matrix of ``kernel``: what ``separable_blur`` multiplies by.
+
+    Made once per evolution (``LocalFit.bands``): rebuilding them at each of the four blurs of an
+    RSF step took a third of the blur's time on a 32^3 patch.
     """
-    out = volume
-    for axis in range(3):
-        band = _toeplitz(kernel, volume.shape[2 + axis]).to(volume.dtype)  # (n, n)
-        out = torch.movedim(torch.movedim(out, 2 + axis, -1) @ band, -1, 2 + axis)
-    return out
+    return tuple(_toeplitz(kernel, n).to(dtype) for n in spatial)
+
+
+def separable_blur(volume: torch.Tensor, bands: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(B, C, H, W, D) convolved along each axis with its band (``blur_bands``), zero padding.
+
+    Each axis is a matrix product, which runs much faster than a 1D convolution on CPUs and is the
+    same operation. The bands are symmetric (the kernel is), so H and W are blurred by multiplying
+    from the left on a view, with no transposed copy of the volume (twice as fast at 32^3).
+    """
+    b, c, h, w, d = volume.shape
+    band_h, band_w, band_d = bands
+    out = volume @ band_d  # along D: (..., D) @ (D, D)
+    out = band_w @ out  # along W: (W, W) @ (..., W, D)
+    return (band_h @ out.reshape(b, c, h, w * d)).reshape(b, c, h, w, d)  # along H
 
 
 def _toeplitz(kernel: torch.Tensor, n: int) -> torch.Tensor:
@@ -137,8 +152,8 @@ class LocalFit(NamedTuple):
 
     image: torch.Tensor
     """(B, C, ...) intensities (scaled)."""
-    kernel: torch.Tensor
-    """(2r + 1,) the Gaussian."""
+    bands: tuple[torch.Tensor, ...]
+    """The Gaussian's band matrix of each axis (``blur_bands``)."""
     k_one: torch.Tensor
     """(B, 1, ...) K * 1: below 1 near the border (zero padding), the demo's KONE."""
     k_image: torch.Tensor
@@ -147,22 +162,23 @@ class LocalFit(NamedTuple):
 
 def local_fit(image: torch.Tensor, sigma: float) -> LocalFit:
     kernel = gaussian_kernel(sigma, dtype=image.dtype, device=image.device)
-    k_one = gaussian_blur(torch.ones_like(image[:, :1]), kernel)
-    return LocalFit(image, kernel, k_one, gaussian_blur(image, kernel))
+    bands = blur_bands(kernel, image.shape[2:], image.dtype)
+    k_one = separable_blur(torch.ones_like(image[:, :1]), bands)
+    return LocalFit(image, bands, k_one, separable_blur(image, bands))
 
 
 def rsf_data_force(fit: LocalFit, phi: torch.Tensor, lambda1: float, lambda2: float, epsilon: float) -> torch.Tensor:
     """(B, 1, ...) ``lambda1 e1 - lambda2 e2`` (the demo's dataForce), mean over the image channels."""
     h = heaviside(phi, epsilon)  # (B, 1, ...)
-    k_h = gaussian_blur(h, fit.kernel)
-    k_hi = gaussian_blur(h * fit.image, fit.kernel)  # (B, C, ...)
+    k_h = separable_blur(h, fit.bands)
+    k_hi = separable_blur(h * fit.image, fit.bands)  # (B, C, ...)
     f1 = k_hi / k_h.clamp_min(1e-10)  # local mean inside, per channel
     f2 = (fit.k_image - k_hi) / (fit.k_one - k_h).clamp_min(1e-10)  # local mean outside
     s1 = lambda1 * f1**2 - lambda2 * f2**2
     s2 = lambda1 * f1 - lambda2 * f2
     image = fit.image
-    force = (lambda1 - lambda2) * fit.k_one * image**2 + gaussian_blur(s1, fit.kernel)
-    force = force - 2.0 * image * gaussian_blur(s2, fit.kernel)
+    force = (lambda1 - lambda2) * fit.k_one * image**2 + separable_blur(s1, fit.bands)
+    force = force - 2.0 * image * separable_blur(s2, fit.bands)
     return force.mean(dim=1, keepdim=True)
 
 
