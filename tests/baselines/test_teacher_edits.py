@@ -128,3 +128,38 @@ def test_edit_counts_are_to_background_then_to_foreground():
     label, fixed = classes([1, 1, 1, 0]), classes([0, 0, 1, 1])  # two voxels -> background, one -> foreground
     assert edit_counts(label, fixed, "classes") == (2, 1)
     assert edit_counts(label[:, 1:], fixed[:, 1:], "regions") == (2, 1)
+
+
+def test_drop_direction_filters_out_the_planted_over_segmented_cases_only(tmp_path: Path, monkeypatch):
+    """case-filter with drop=direction drops exactly the cases the direction rule would correct, and
+    trains on the trusted and the other cases from then on (the report says which, and why)."""
+    from svldrl.baselines import CaseFilterTrainer, teacher_edits
+    from svldrl.baselines.case_filter import FILTER_FILE
+
+    cases = make_phantoms(7, 32, seed=1)
+    train = [cases[6], *cases[:4], dilated(cases[4], 3), dilated(cases[5], 3)]
+    cfg = merge(CPU, {**SMALL, "method": "case-filter", "optim": {"epochs": 4, "iters_per_epoch": 1},
+                      "method_options": {"filter_at": 0.5, "drop": "direction"}})  # fmt: skip
+    CaseFilterTrainer.check_config(cfg)
+    trusted = [c.case_id for c in (cases[6], *cases[:2])]
+    monkeypatch.setattr(teacher_edits, "predict_probabilities", clean_label_teacher(cases, PHANTOM_LABELS))
+    trainer = CaseFilterTrainer(cfg, train, [], PHANTOM_LABELS, tmp_path, progress=False, trusted_ids=trusted)
+    trainer.fit()
+    planted = sorted([cases[4].case_id, cases[5].case_id])
+    assert trainer.dropped == planted
+    report = json.loads((tmp_path / FILTER_FILE).read_text())
+    assert report["drop"] == "direction" and report["dropped"] == planted and "imbalance" in report["score"]
+    assert all(abs(report["scores"][c]) > report["threshold"] for c in planted)
+    assert sorted(report["scores"]) == sorted(c.case_id for c in cases[2:6])  # trusted cases are never scored
+    assert sorted(trainer.sampler.case_ids) == sorted(c.case_id for c in (cases[6], *cases[:4]))
+
+
+@pytest.mark.parametrize("options", [{"drop": "direction", "confidence": 0.3},
+                                     {"drop": "direction", "imbalance": "-1"}, {"drop": "sideways"}])
+def test_case_filter_refuses_bad_direction_settings(options):
+    from svldrl.baselines import CaseFilterTrainer
+
+    cfg = merge(CPU, {**SMALL, "method": "case-filter", "method_options": options})
+    with pytest.raises(ValueError, match="confidence|imbalance|drop"):
+        CaseFilterTrainer.check_config(cfg)
+

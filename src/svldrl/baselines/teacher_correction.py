@@ -51,6 +51,7 @@ from svldrl.baselines.teacher_edits import (
     NONE,
     case_directions,
     case_edit_counts,
+    check_direction_options,
     confident_correction,
     imbalance,
     imbalance_threshold,
@@ -107,15 +108,7 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
             raise ValueError(f"method_options.gate must be one of {GATES}, got {options.gate!r}")
         if options.direction not in DIRECTIONS:
             raise ValueError(f"method_options.direction must be one of {DIRECTIONS}, got {options.direction!r}")
-        if options.imbalance != "auto":
-            try:
-                value = float(options.imbalance)
-            except ValueError:
-                value = -1.0
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"method_options.imbalance must be 'auto' or a number >= 0, got {options.imbalance!r}")
-        if not 0.5 <= options.confidence < 1.0:
-            raise ValueError(f"method_options.confidence must be in [0.5, 1), got {options.confidence}")
+        check_direction_options(options.confidence, options.imbalance)
 
     def apply_filter(self) -> None:
         """Freeze the teacher (unless a teacher run gave it); every case comes in, its labels corrected per batch."""

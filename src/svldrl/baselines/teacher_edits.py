@@ -108,6 +108,19 @@ def imbalance_threshold(counts: Mapping[str, tuple[int, int]], trusted_ids: Coll
     return max(trusted)
 
 
+def check_direction_options(confidence: float, imbalance_setting: str) -> None:
+    """The per-case direction rule's two settings: ``confidence`` in [0.5, 1), ``imbalance`` 'auto' or >= 0."""
+    if imbalance_setting != "auto":
+        try:
+            value = float(imbalance_setting)
+        except ValueError:
+            value = -1.0
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"method_options.imbalance must be 'auto' or a number >= 0, got {imbalance_setting!r}")
+    if not 0.5 <= confidence < 1.0:
+        raise ValueError(f"method_options.confidence must be in [0.5, 1), got {confidence}")
+
+
 def case_directions(
     counts: Mapping[str, tuple[int, int]], trusted_ids: Collection[str], threshold: float
 ) -> dict[str, str]:
