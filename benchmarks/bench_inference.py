@@ -52,6 +52,19 @@ class Settings(NamedTuple):
     also counts the waits for a core, which differ between two back-to-back runs."""
 
 
+def add_timing_arguments(parser: argparse.ArgumentParser, warmup: int = 1, repeats: int = 5) -> None:
+    """``--warmup``, ``--repeats`` and ``--threads``, the options every paired timing here takes."""
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+
+
+def timing_settings(args: argparse.Namespace) -> Settings:
+    """Set torch's thread count from ``add_timing_arguments``' options; the CPU-time settings they give."""
+    torch.set_num_threads(args.threads)
+    return Settings(args.warmup, args.repeats, time.process_time)
+
+
 def time_pair(
     ours: Callable[[], torch.Tensor], reference: Callable[[], torch.Tensor], settings: Settings
 ) -> PairTiming:

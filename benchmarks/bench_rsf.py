@@ -21,7 +21,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from bench_inference import Settings, time_pair
+from bench_inference import Settings, add_timing_arguments, time_pair, timing_settings
 from scipy import ndimage
 
 from svldrl.baselines.rsf import RSFParameters, blur_bands, gaussian_kernel, rsf_regions, separable_blur
@@ -47,12 +47,9 @@ def conv3d_blur(volume: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=200, help="RSF steps of a vetting (the default: 200)")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+    add_timing_arguments(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    settings = Settings(args.warmup, args.repeats, time.process_time)
+    settings = timing_settings(args)
 
     case = make_phantoms(1, 32, seed=0)[0]
     image = torch.as_tensor(case.image)[None].float()  # (1, 1, 32, 32, 32)

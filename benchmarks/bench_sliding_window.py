@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-from bench_inference import Settings, time_pair
+from bench_inference import add_timing_arguments, time_pair, timing_settings
 
 from svldrl.config import CPU
 from svldrl.inference import predict_probabilities
@@ -32,12 +31,9 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=32, help="window side")
     parser.add_argument("--batch", type=int, nargs="*", default=[2, 4, 8], help="windows per pass to compare with 1")
     parser.add_argument("--overlap", type=float, default=0.25)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+    add_timing_arguments(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    settings = Settings(args.warmup, args.repeats, time.process_time)
+    settings = timing_settings(args)
     torch.manual_seed(0)
     net = build_network(CPU.model, 1, 2).eval()
     image = torch.rand(1, *args.shape, generator=torch.Generator().manual_seed(1))
