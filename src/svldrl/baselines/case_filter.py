@@ -41,11 +41,9 @@ from typing import Any
 from svldrl.baselines.common import BaselineTrainer, epochs_of, option, parse_method_options, require_trusted
 from svldrl.baselines.teacher_edits import (
     NONE,
-    case_directions,
-    case_edit_counts,
     check_direction_options,
+    direction_rule,
     imbalance,
-    imbalance_threshold,
 )
 from svldrl.data import Case, PatchSampler
 from svldrl.training import METHODS
@@ -135,9 +133,7 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
         """drop=direction: each non-trusted case's edit imbalance, the trusted cases' threshold on it, and
         the cases beyond it either way (those teacher-correction's direction rule would correct)."""
         model = self.teacher if self.teacher is not None else self.eval_model()
-        counts = case_edit_counts(self, model, self.options.confidence)
-        threshold = imbalance_threshold(counts, self.trusted_ids, self.options.imbalance)
-        directions = case_directions(counts, self.trusted_ids, threshold)
+        counts, threshold, directions = direction_rule(self, model, self.options.confidence, self.options.imbalance)
         scores = {case_id: round(imbalance(*counts[case_id]), 4) for case_id in directions}
         return scores, threshold, sorted(case_id for case_id, d in directions.items() if d != NONE)
 

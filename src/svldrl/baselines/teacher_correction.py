@@ -49,12 +49,10 @@ from svldrl.baselines.case_filter import CaseFilterTrainer, check_filter_epoch, 
 from svldrl.baselines.common import option, parse_method_options, require_trusted
 from svldrl.baselines.teacher_edits import (
     NONE,
-    case_directions,
-    case_edit_counts,
     check_direction_options,
     confident_correction,
+    direction_rule,
     imbalance,
-    imbalance_threshold,
     one_direction,
 )
 from svldrl.training import METHODS
@@ -126,9 +124,9 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
 
     def choose_directions(self) -> None:
         """direction=case: each case's dominant edit direction, or none; recorded in ``teacher_directions.json``."""
-        counts = case_edit_counts(self, self.teacher, self.options.confidence)
-        threshold = imbalance_threshold(counts, self.trusted_ids, self.options.imbalance)
-        self.directions = case_directions(counts, self.trusted_ids, threshold)
+        counts, threshold, self.directions = direction_rule(
+            self, self.teacher, self.options.confidence, self.options.imbalance
+        )
         if self.flagged is not None:  # gate=case as well: a case the gate leaves out is never corrected
             self.directions = {c: d if c in self.flagged else NONE for c, d in self.directions.items()}
         cases = {case_id: {"to_background": b, "to_foreground": f, "imbalance": round(imbalance(b, f), 4),

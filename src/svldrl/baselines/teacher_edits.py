@@ -133,3 +133,17 @@ def case_directions(
         value = imbalance(to_background, to_foreground)
         directions[case_id] = BACKGROUND if value > threshold else FOREGROUND if value < -threshold else NONE
     return directions
+
+
+def direction_rule(
+    trainer: Any, teacher: nn.Module, confidence: float, imbalance_setting: str
+) -> tuple[dict[str, tuple[int, int]], float, dict[str, str]]:
+    """The per-case direction rule whole: the teacher's edit counts on every training case of
+    ``trainer``, the imbalance threshold from its trusted cases, and each non-trusted case's direction.
+
+    One function for the two methods that use the rule (``teacher-correction`` corrects the cases it
+    gives a direction, ``case-filter`` with ``drop=direction`` drops them), so they cannot drift apart.
+    """
+    counts = case_edit_counts(trainer, teacher, confidence)
+    threshold = imbalance_threshold(counts, trainer.trusted_ids, imbalance_setting)
+    return counts, threshold, case_directions(counts, trainer.trusted_ids, threshold)
