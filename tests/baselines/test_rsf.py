@@ -184,10 +184,10 @@ def test_mtcl_flips_are_vetted_by_rsf_from_the_teachers_prediction(tmp_path: Pat
     regions = rsf_regions(image, teacher.argmax(dim=2), 2, trainer.options.rsf_parameters())[0, 0, 1]
     agree = torch.where(proposed[0] == 1, regions, ~regions)
     expected = torch.where(agree, proposed[0], old[0])
-    vetted = trainer.correct_noisy_labels(image, label, teacher)  # (1, 2, 16, 16, 16)
+    vetted, scalars = trainer.correct_noisy_labels(image, label, teacher)  # (1, 2, 16, 16, 16)
     torch.testing.assert_close(vetted.argmax(dim=1)[0], expected)
     kept = int((expected != old[0]).sum()) / int((proposed[0] != old[0]).sum())
-    assert 0.0 < kept < 1.0 and trainer._accepted == pytest.approx(kept)  # logged as rsf_accepted
+    assert 0.0 < kept < 1.0 and scalars["rsf_accepted"] == pytest.approx(kept)
 
 
 @pytest.mark.slow

@@ -305,17 +305,18 @@ class MTCLTrainer(BaselineTrainer):
             teacher_logits = self.teacher(image, heads=("seg",)).seg
         loss_cons = ((seg_probabilities(logits, mode) - teacher_noisy) ** 2).mean()
         teacher_groups = self.group_log_probs(teacher_logits).exp()  # (Bn, G, n, h, w, d)
-        corrected = self.correct_noisy_labels(image, label, teacher_groups)
-        return loss_cons, self.supervised(logits, corrected), flips_of(label, corrected, mode)
+        corrected, vetting = self.correct_noisy_labels(image, label, teacher_groups)
+        return loss_cons, self.supervised(logits, corrected), {**flips_of(label, corrected, mode), **vetting}
 
     def correct_noisy_labels(
         self, image: torch.Tensor, label: torch.Tensor, teacher_groups: torch.Tensor
-    ) -> torch.Tensor:
-        """(Bn, n_outputs, ...) the noisy cases' labels with confident learning's flags flipped.
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """(Bn, n_outputs, ...) the noisy cases' labels with confident learning's flags flipped, and the
+        scalars a variant logs about its own step (none here).
 
-        A hook for variants that vet the flips with the image (RSF-assisted).
+        A hook for variants that vet the flips with the image (RSF-assisted logs ``rsf_accepted``).
         """
-        return corrected_targets(label, teacher_groups, self.labels.mode, self.options.filter_by)
+        return corrected_targets(label, teacher_groups, self.labels.mode, self.options.filter_by), {}
 
     def checkpoint_state(self) -> dict[str, Any]:
         state = super().checkpoint_state()

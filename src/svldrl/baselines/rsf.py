@@ -417,28 +417,20 @@ class RSFAssistedMTCL(RSFAssistedTrainer, MTCLTrainer):
 
     OPTIONS = RSFMTCLOptions
     TRAIN_SCALARS = (*MTCLTrainer.TRAIN_SCALARS, "rsf_accepted")
-    _accepted = math.nan
-    """The share of the last batch's proposed flips that RSF kept (NaN: none proposed, or no noisy patch)."""
-
-    def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
-        """MTCL's step; logs ``rsf_accepted`` too: with ``flipped_fraction`` (after the vetting) it shows
-        whether RSF lets MTCL's corrections through or stops them."""
-        self._accepted = math.nan
-        scalars = super().train_step(batch, epoch)
-        return {**scalars, "rsf_accepted": self._accepted}
 
     def correct_noisy_labels(
         self, image: torch.Tensor, label: torch.Tensor, teacher_groups: torch.Tensor
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """(Bn, n_outputs, ...) MTCL's confident-learning flips, each kept only where RSF (from the teacher's
-        prediction) agrees."""
+        prediction) agrees; and ``rsf_accepted``, the share of the proposed flips RSF kept (absent when
+        MTCL proposed none). With ``flipped_fraction`` (after the vetting) it shows whether RSF lets
+        MTCL's corrections through or stops them."""
         mode = self.labels.mode
-        proposed = super().correct_noisy_labels(image, label, teacher_groups)
+        proposed, _ = super().correct_noisy_labels(image, label, teacher_groups)
         old = group_indices(label, mode)  # (Bn, G, h, w, d)
         proposed_groups = group_indices(proposed, mode)
         vetted = self.vet(image, old, proposed_groups, teacher_groups.argmax(dim=2))
         n_proposed = int((proposed_groups != old).sum())
-        if n_proposed:
-            self._accepted = float((vetted != old).sum()) / n_proposed
+        accepted = {"rsf_accepted": float((vetted != old).sum()) / n_proposed} if n_proposed else {}
         onehot = F.one_hot(vetted.long(), teacher_groups.shape[2]).movedim(-1, 2).to(label.dtype)  # (Bn, G, n, ...)
-        return from_group_targets(onehot, mode)
+        return from_group_targets(onehot, mode), accepted
