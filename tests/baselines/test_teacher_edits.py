@@ -163,3 +163,79 @@ def test_case_filter_refuses_bad_direction_settings(options):
     with pytest.raises(ValueError, match="confidence|imbalance|drop"):
         CaseFilterTrainer.check_config(cfg)
 
+
+
+def test_reliable_side_is_the_label_side_one_sided_noise_leaves_right():
+    from svldrl.baselines.teacher_edits import reliable_side
+
+    label = classes([1, 1, 0, 0])
+    label[0, :, 3] = 0.0  # a voxel of zero padding: no class, on neither side
+    assert reliable_side(label, "classes", BACKGROUND).flatten().tolist() == [0, 0, 1, 0]
+    assert reliable_side(label, "classes", FOREGROUND).flatten().tolist() == [1, 1, 0, 0]
+    assert reliable_side(label, "classes", NONE).flatten().tolist() == [1, 1, 1, 1]
+    regions = torch.tensor([[1, 0, 0], [1, 1, 0]], dtype=torch.float32)[None, :, :, None, None]  # 2 regions, 3 voxels
+    assert reliable_side(regions, "regions", BACKGROUND).flatten().tolist() == [0, 0, 1]
+    assert reliable_side(regions, "regions", FOREGROUND).flatten().tolist() == [1, 1, 0]
+    with pytest.raises(ValueError, match="direction"):
+        reliable_side(label, "classes", "sideways")
+
+
+def test_leave_out_side_keeps_the_one_sided_cases_without_their_doubtful_side(tmp_path: Path, monkeypatch):
+    """case-filter with leave_out=side: the planted over-segmented cases stay in training, their label's
+    foreground (where the noise is) weighs nothing in the loss, their background and every other case count."""
+    from svldrl.baselines import CaseFilterTrainer, teacher_edits
+    from svldrl.baselines.case_filter import FILTER_FILE
+    from svldrl.training import read_log
+    from svldrl.training.losses import weighted_dice_loss
+
+    cases = make_phantoms(7, 32, seed=1)
+    train = [cases[6], *cases[:4], dilated(cases[4], 3), dilated(cases[5], 3)]
+    cfg = merge(CPU, {**SMALL, "method": "case-filter", "optim": {"epochs": 4, "iters_per_epoch": 2},
+                      "method_options": {"filter_at": 0.5, "drop": "direction", "leave_out": "side"}})  # fmt: skip
+    CaseFilterTrainer.check_config(cfg)
+    trusted = [c.case_id for c in (cases[6], *cases[:2])]
+    monkeypatch.setattr(teacher_edits, "predict_probabilities", clean_label_teacher(cases, PHANTOM_LABELS))
+
+    def make() -> CaseFilterTrainer:
+        return CaseFilterTrainer(cfg, train, [], PHANTOM_LABELS, tmp_path, progress=False, trusted_ids=trusted)
+
+    first = make()
+    first.fit(stop_after=3)
+    planted = sorted([cases[4].case_id, cases[5].case_id])
+    assert first.dropped == [] and first.sides == dict.fromkeys(planted, BACKGROUND)
+    assert sorted(first.sampler.case_ids) == sorted(c.case_id for c in train)  # nothing dropped
+    report = json.loads((tmp_path / FILTER_FILE).read_text())
+    assert report["leave_out"] == "side" and report["one_sided"] == planted and report["sides"] == first.sides
+    log = read_log(tmp_path)
+    left_out = [float(row["left_out_fraction"]) for row in log]
+    assert left_out[0] == 0.0 < max(left_out)  # nothing left out before the filter; some after it
+
+    # The step's loss cannot see the planted case's label foreground: the over-segmented label and
+    # its clean version give the same loss, while a wrong background voxel changes it.
+    noisy = torch.from_numpy(PHANTOM_LABELS.target_channels(train[6].label).astype(np.float32))[None]
+    clean = torch.from_numpy(PHANTOM_LABELS.target_channels(cases[5].label).astype(np.float32))[None]
+    weights = teacher_edits.reliable_side(noisy, "classes", first.sides[cases[5].case_id])
+    probs = torch.softmax(torch.randn_like(noisy), dim=1)
+    torch.testing.assert_close(weighted_dice_loss(probs, noisy, weights), weighted_dice_loss(probs, clean, weights))
+    wrong_bg = noisy.clone()
+    background = torch.nonzero(noisy[0, 0] > 0.5)[0]
+    wrong_bg[(0, slice(None), *background.tolist())] = torch.tensor([0.0, 1.0])
+    assert weighted_dice_loss(probs, wrong_bg, weights) != weighted_dice_loss(probs, noisy, weights)
+
+    def no_teacher_pass(*args, **kwargs):
+        raise AssertionError("a resumed run reads its sides from the checkpoint")
+
+    monkeypatch.setattr(teacher_edits, "predict_probabilities", no_teacher_pass)
+    second = make()
+    second.fit(resume=True)
+    assert second.sides == first.sides and second.dropped == []
+
+
+@pytest.mark.parametrize("options", [{"drop": "otsu", "leave_out": "side"},
+                                     {"drop": "direction", "leave_out": "voxel"}])
+def test_case_filter_refuses_a_side_it_cannot_find(options):
+    from svldrl.baselines import CaseFilterTrainer
+
+    cfg = merge(CPU, {**SMALL, "method": "case-filter", "method_options": options})
+    with pytest.raises(ValueError, match="leave_out"):
+        CaseFilterTrainer.check_config(cfg)

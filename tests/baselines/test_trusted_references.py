@@ -13,11 +13,11 @@ from monai.losses import DiceLoss
 
 from svldrl.baselines import CaseFilterTrainer, MetaReweightTrainer
 from svldrl.baselines.case_filter import FILTER_FILE
-from svldrl.baselines.meta_reweight import weighted_dice_loss
 from svldrl.config import CPU, merge
 from svldrl.data import PHANTOM_LABELS, make_phantoms
 from svldrl.training import read_log
 from svldrl.training.case_scores import cases_to_drop, otsu_threshold
+from svldrl.training.losses import weighted_dice_loss
 
 SMALL = {"data": {"patch_size": [32, 32, 32], "samples_per_volume": 1, "trusted_count": 2},
          "model": {"channels": [4, 8]}, "num_threads": 1, "val_every": 0,

@@ -14,6 +14,17 @@ hard to beat. Schedule (the same number of optimisation steps as the baseline):
    edits of the case are more one-sided than its edits of any trusted case);
 3. the same network trains on the trusted and the kept cases for the remaining epochs.
 
+``leave_out = side`` (with ``drop = direction``) keeps the one-sided cases and leaves out only the
+side of their label that the noise can have made wrong: the foreground voxels of a case whose
+teacher edits remove foreground (over-segmented), the background voxels of one whose edits add it.
+The other side is right under one-sided noise (an over-segmented label's background is background)
+and stays in the Dice loss (weighted Dice, ``training/losses.py``, weight 0 on the left-out side).
+Why (issue 15, session 26): the filter drops whole cases, and with them the half of each label that
+the noise left right, and under MT 50 % the rule also drops 106 of 240 untouched cases whose
+teacher edits happen to be one-sided; leaving out one side of each keeps what the dropped cases
+could still teach. It is also the direct rule that a voxel agent with a "leave out" action would
+have to learn, so it measures that design's ceiling before anyone builds the agents.
+
 With ``teacher_run`` (a finished ``trusted-only`` run of the same seed, see ``training/teacher.py``)
 the cases are scored by that network before the first epoch, and the run trains on the trusted
 and the kept cases for its whole budget: the trusted-only model scores the cases after its whole
@@ -38,20 +49,32 @@ import dataclasses
 import json
 from typing import Any
 
-from svldrl.baselines.common import BaselineTrainer, epochs_of, option, parse_method_options, require_trusted
+import torch
+
+from svldrl.baselines.common import (
+    BaselineTrainer,
+    epochs_of,
+    option,
+    parse_method_options,
+    require_trusted,
+    seg_probabilities,
+)
 from svldrl.baselines.teacher_edits import (
     NONE,
     check_direction_options,
     direction_rule,
     imbalance,
+    reliable_side,
 )
 from svldrl.data import Case, PatchSampler
 from svldrl.training import METHODS
 from svldrl.training.case_scores import cases_to_drop, label_agreement, split_report
 from svldrl.training.checkpoint import atomic_write_text
+from svldrl.training.losses import weighted_dice_loss
 from svldrl.training.teacher import TEACHER_RUN_HELP, FrozenTeacherMixin
 
 FILTER_FILE = "case_filter.json"
+LEAVE_OUT = ("case", "side")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +86,8 @@ class CaseFilterOptions:
     confidence: float = option(0.8, "drop=direction: an edit is where the model gives its own class more than this")
     imbalance: str = option("auto", "drop=direction: the |log10(edits to background / to foreground)| a case must "
                                     "exceed to be dropped; 'auto': the largest the model shows on trusted cases")
+    leave_out: str = option("case", "drop=direction: 'case' drops a one-sided case whole; 'side' keeps it and leaves "
+                                    "out of the loss only the side of its label the noise can have made wrong")
 
 
 @METHODS.register("case-filter")
@@ -82,6 +107,8 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
         """The filter runs before this epoch: after the trusted-only start, or at once with a teacher run."""
         self.dropped: list[str] | None = None
         """None before the filter; then the dropped case ids."""
+        self.sides: dict[str, str] = {}
+        """leave_out=side: case id -> the direction of its one-sided edits, whose other label side is left out."""
         self.sampler = self.sampler_of(self.trusted_cases(), mixed_streams=False)
         if self.options.teacher_run:
             self.adopt_teacher_run(self.options.teacher_run)
@@ -94,6 +121,11 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
         check_filter_epoch(cfg, options.filter_at, options.teacher_run)
         if not 0.0 < options.filter_at < 1.0:
             raise ValueError(f"method_options.filter_at must be in (0, 1), got {options.filter_at}")
+        if options.leave_out not in LEAVE_OUT:
+            raise ValueError(f"method_options.leave_out must be one of {LEAVE_OUT}, got {options.leave_out!r}")
+        if options.leave_out == "side" and options.drop != "direction":
+            raise ValueError("method_options.leave_out=side needs drop=direction (the side comes from the direction "
+                             "of the teacher's edits)")
         if options.drop == "direction":
             check_direction_options(options.confidence, options.imbalance)
         elif options.drop != "otsu":
@@ -120,22 +152,53 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
             self.apply_filter()
 
     def apply_filter(self) -> None:
-        """Score the non-trusted cases, drop the low scorers, train on the rest from now on."""
+        """Score the non-trusted cases, drop the low scorers (or, leave_out=side, one side of their labels),
+        train on the rest from now on."""
         if self.options.drop == "direction":
-            scores, threshold, self.dropped = self.one_sided_cases()
+            scores, threshold, one_sided = self.one_sided_cases()
+            if self.leaves_out_side:
+                self.dropped, self.sides = [], one_sided
+            else:
+                self.dropped = sorted(one_sided)
         else:
             scores = self.score_cases()
             self.dropped, threshold = cases_to_drop(scores, self.options.drop)
         self.write_report(scores, threshold)
         self.use_kept_cases()
 
-    def one_sided_cases(self) -> tuple[dict[str, float], float, list[str]]:
+    def one_sided_cases(self) -> tuple[dict[str, float], float, dict[str, str]]:
         """drop=direction: each non-trusted case's edit imbalance, the trusted cases' threshold on it, and
-        the cases beyond it either way (those teacher-correction's direction rule would correct)."""
+        the cases beyond it either way with their direction (those teacher-correction's rule would correct)."""
         model = self.teacher if self.teacher is not None else self.eval_model()
         counts, threshold, directions = direction_rule(self, model, self.options.confidence, self.options.imbalance)
         scores = {case_id: round(imbalance(*counts[case_id]), 4) for case_id in directions}
-        return scores, threshold, sorted(case_id for case_id, d in directions.items() if d != NONE)
+        return scores, threshold, {case_id: d for case_id, d in directions.items() if d != NONE}
+
+    @property
+    def leaves_out_side(self) -> bool:
+        """leave_out=side (``teacher-correction``, a subclass with options of its own, never does)."""
+        return getattr(self.options, "leave_out", "case") == "side"
+
+    def log_columns(self) -> list[str]:
+        """The base columns, and with leave_out=side the left-out share of the batch (older runs keep theirs)."""
+        columns = super().log_columns()
+        if not self.leaves_out_side:
+            return columns
+        return [*columns[: len(self.TRAIN_SCALARS)], "left_out_fraction", *columns[len(self.TRAIN_SCALARS):]]
+
+    def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
+        """The baseline's step; with leave_out=side, the weighted Dice loss with the one-sided cases' doubtful
+        label side weighted 0 (every other voxel 1, so a batch without such a case gets MONAI's Dice loss)."""
+        if not self.leaves_out_side:
+            return super().train_step(batch, epoch)
+        image, label = batch["image"], batch["label"]
+        weights = torch.cat([reliable_side(label[i : i + 1], self.labels.mode, self.sides.get(case_id, NONE))
+                             for i, case_id in enumerate(batch["case_id"])])  # fmt: skip
+        self.optimizer.zero_grad(set_to_none=True)
+        seg_logits = self.net(image, heads=("seg",)).seg.float()
+        loss = weighted_dice_loss(seg_probabilities(seg_logits, self.labels.mode), label, weights)
+        self.backward_and_step(loss)
+        return {"loss": loss.item(), "left_out_fraction": 1.0 - weights.mean().item()}
 
     def score_cases(self) -> dict[str, float]:
         """Dice of the teacher's (else the current model's) prediction against each non-trusted case's label."""
@@ -148,30 +211,36 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
         self.sampler = self.sampler_of(kept, mixed_streams=bool(others))
 
     def write_report(self, scores: dict[str, float], threshold: float) -> None:
-        write_case_report(self, FILTER_FILE, scores, threshold, "dropped", self.dropped or [])
+        if self.leaves_out_side:
+            write_case_report(self, FILTER_FILE, scores, threshold, "one_sided", sorted(self.sides),
+                              sides=self.sides)  # fmt: skip
+        else:
+            write_case_report(self, FILTER_FILE, scores, threshold, "dropped", self.dropped or [])
 
     def checkpoint_state(self) -> dict[str, Any]:
         state = super().checkpoint_state()
-        state["case_filter"] = {"dropped": self.dropped}
+        state["case_filter"] = {"dropped": self.dropped, "sides": self.sides}
         return state
 
     def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
         super().load_checkpoint_state(payload)
         self.dropped = payload["case_filter"]["dropped"]
+        self.sides = dict(payload["case_filter"].get("sides", {}))
         if self.dropped is not None:
             self.use_kept_cases()
 
 
 def write_case_report(
-    trainer: CaseFilterTrainer, name: str, scores: dict[str, float], threshold: float, key: str, chosen: list[str]
+    trainer: CaseFilterTrainer, name: str, scores: dict[str, float], threshold: float, key: str, chosen: list[str],
+    **extra: Any,
 ) -> None:
-    """``name`` in the run folder: the filter's settings and ``split_report`` of its scores."""
+    """``name`` in the run folder: the filter's settings, ``split_report`` of its scores and ``extra``."""
     drop = getattr(trainer.options, "drop", "otsu")
-    score = ("edit imbalance log10((to background + 1) / (to foreground + 1)); dropped where |score| > threshold"
+    score = (f"edit imbalance log10((to background + 1) / (to foreground + 1)); {key} where |score| > threshold"
              if drop == "direction" else "Dice(prediction, label); below the threshold: " + key)
     report = {"filter_epoch": trainer.filter_epoch, "teacher_run": trainer.options.teacher_run or None,
-              "drop": drop, "score": score,
-              **split_report(scores, threshold, key, chosen, trainer.noise_manifest)}  # fmt: skip
+              "drop": drop, "leave_out": getattr(trainer.options, "leave_out", "case"), "score": score,
+              **split_report(scores, threshold, key, chosen, trainer.noise_manifest), **extra}  # fmt: skip
     atomic_write_text(json.dumps(report, indent=2) + "\n", trainer.run_dir / name)
 
 

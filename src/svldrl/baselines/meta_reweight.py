@@ -41,28 +41,13 @@ from svldrl.rl.credit import CREDIT_ESTIMATORS, descent_logit_change, group_delt
 from svldrl.rl.credit import trusted_gradient as trusted_loss_gradient
 from svldrl.training import METHODS
 from svldrl.training.label_episode import seg_forward
+from svldrl.training.losses import weighted_dice_loss
 
 
 @dataclasses.dataclass(frozen=True)
 class MetaReweightOptions:
     trusted_batch: int = option(2, "trusted patches per step for the meta-gradient (from the trusted cases only)")
     credit_estimator: str = option("jvp", "'jvp' (exact) or 'finite_difference' (one more forward)")
-
-
-def weighted_dice_loss(
-    probs: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, eps: float = 1e-5
-) -> torch.Tensor:
-    """Soft Dice loss with per-voxel weights on every sum; weights of 1 give MONAI's ``DiceLoss`` (smooth 1e-5).
-
-    Args:
-        probs: (B, n_outputs, ...) softmax or sigmoid probabilities.
-        target: (B, n_outputs, ...) one-hot or region labels.
-        weights: (B, 1, ...) non-negative voxel weights.
-    """
-    dims = tuple(range(2, probs.dim()))
-    intersection = (weights * probs * target).sum(dims)  # (B, n_outputs)
-    denominator = (weights * probs).sum(dims) + (weights * target).sum(dims)
-    return 1.0 - ((2.0 * intersection + eps) / (denominator + eps)).mean()
 
 
 @METHODS.register("meta-reweight", aliases=("l2rw",))

@@ -68,6 +68,27 @@ def one_direction(label: torch.Tensor, fixed: torch.Tensor, mode: str, direction
     return torch.where(take, fixed, label)
 
 
+def reliable_side(label: torch.Tensor, mode: str, direction: str) -> torch.Tensor:
+    """(B, 1, ...) 1 on the voxels of ``label`` whose labelling a one-sided error cannot have made wrong, else 0.
+
+    A case whose teacher edits remove foreground (``background``) was over-segmented: its background
+    voxels are right (systematic noise that adds foreground leaves them alone), its foreground ones
+    are a mix of right and wrong. ``foreground`` is the mirror case (under-segmentation): its
+    foreground voxels are right. ``none``: every voxel. Classes: voxels of zero padding (no class) are
+    on neither side. Regions: background is where no region is on.
+    """
+    fg = (label[:, 1:] if mode == "classes" else label).amax(dim=1, keepdim=True) > 0.5
+    if direction == NONE:
+        return torch.ones_like(label[:, :1])
+    if direction == FOREGROUND:
+        return fg.to(label.dtype)
+    if direction != BACKGROUND:
+        raise ValueError(f"reliable_side: direction must be {BACKGROUND!r}, {FOREGROUND!r} or {NONE!r}, "
+                         f"got {direction!r}")
+    bg = label[:, :1] > 0.5 if mode == "classes" else ~fg
+    return bg.to(label.dtype)
+
+
 def edit_counts(label: torch.Tensor, fixed: torch.Tensor, mode: str) -> tuple[int, int]:
     """(voxels an edit sets to background, voxels it sets to foreground) of ``fixed`` against ``label``."""
     if mode == "regions":

@@ -51,3 +51,19 @@ class DiceBCELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.dice(logits, target) + self.bce(logits, target)
+
+
+def weighted_dice_loss(
+    probs: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
+    """Soft Dice loss with per-voxel weights on every sum; weights of 1 give MONAI's ``DiceLoss`` (smooth 1e-5).
+
+    Args:
+        probs: (B, n_outputs, ...) softmax or sigmoid probabilities.
+        target: (B, n_outputs, ...) one-hot or region labels.
+        weights: (B, 1, ...) non-negative voxel weights.
+    """
+    dims = tuple(range(2, probs.dim()))
+    intersection = (weights * probs * target).sum(dims)  # (B, n_outputs)
+    denominator = (weights * probs).sum(dims) + (weights * target).sum(dims)
+    return 1.0 - ((2.0 * intersection + eps) / (denominator + eps)).mean()
