@@ -1,4 +1,6 @@
-"""The segmentation losses every method trains with: Dice (Eq. 1) or Dice + cross-entropy.
+"""The segmentation losses every method trains with: Dice (Eq. 1) or Dice + cross-entropy; and the
+Dice loss with per-voxel weights of the methods that weigh label voxels (meta-reweight) or leave
+them out (case-filter with ``leave_out=side``).
 
 Kept apart from the training engine (``trainer.py``) because scripts and tests build the same loss
 without a trainer (``experiments/la/credit_auc.py``, the label-agent credit tests).
