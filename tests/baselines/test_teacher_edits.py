@@ -239,3 +239,61 @@ def test_case_filter_refuses_a_side_it_cannot_find(options):
     cfg = merge(CPU, {**SMALL, "method": "case-filter", "method_options": options})
     with pytest.raises(ValueError, match="leave_out"):
         CaseFilterTrainer.check_config(cfg)
+
+
+def test_band_weights_leave_out_the_doubtful_side_near_the_border_only():
+    from svldrl.baselines.teacher_edits import band_weights, edit_band_width
+
+    fg = torch.zeros(1, 1, 9, 1, 1)
+    fg[0, 0, 2:7] = 1.0  # foreground voxels 2..6 of a line of 9
+    label = torch.cat([1 - fg, fg], dim=1)
+    w = band_weights(label, "classes", BACKGROUND, 1.0).flatten().tolist()
+    assert w == [1, 1, 0, 1, 1, 1, 0, 1, 1]  # the outermost foreground voxel on each side
+    w = band_weights(label, "classes", BACKGROUND, 2.0).flatten().tolist()
+    assert w == [1, 1, 0, 0, 1, 0, 0, 1, 1]
+    w = band_weights(label, "classes", FOREGROUND, 1.0).flatten().tolist()
+    assert w == [1, 0, 1, 1, 1, 1, 1, 0, 1]  # the background voxels next to the foreground
+    assert band_weights(label, "classes", NONE, 2.0).flatten().tolist() == [1] * 9
+    assert band_weights(label, "classes", BACKGROUND, 0.0).flatten().tolist() == [1] * 9
+    # the teacher removes the two outer foreground voxels on the left: distances 1 and 2 from the border
+    fixed = label.clone()
+    fixed[0, :, 2:4] = torch.tensor([1.0, 0.0])[:, None, None, None]
+    assert edit_band_width(label, fixed, "classes", BACKGROUND, 1.0) == 2.0
+    assert edit_band_width(label, fixed, "classes", FOREGROUND, 1.0) == 0.0  # no edit that way
+
+
+def test_leave_out_band_finds_the_planted_margin_and_keeps_both_sides_beyond_it(tmp_path: Path, monkeypatch):
+    """leave_out=band: with a teacher that knows the clean labels, the band of a case dilated by 3 voxels is 3
+    voxels wide, the loss cannot see the planted margin, and labelled foreground deep inside still counts."""
+    from svldrl.baselines import CaseFilterTrainer, teacher_edits
+    from svldrl.baselines.case_filter import FILTER_FILE
+    from svldrl.training.losses import weighted_dice_loss
+
+    cases = make_phantoms(7, 32, seed=1)
+    train = [cases[6], *cases[:4], dilated(cases[4], 3), dilated(cases[5], 3)]
+    cfg = merge(CPU, {**SMALL, "method": "case-filter", "optim": {"epochs": 2, "iters_per_epoch": 2},
+                      "method_options": {"drop": "direction", "leave_out": "band", "band_quantile": 1.0,
+                                         "filter_at": 0.5}})  # fmt: skip
+    CaseFilterTrainer.check_config(cfg)
+    trusted = [c.case_id for c in (cases[6], *cases[:2])]
+    monkeypatch.setattr(teacher_edits, "predict_probabilities", clean_label_teacher(cases, PHANTOM_LABELS))
+    trainer = CaseFilterTrainer(cfg, train, [], PHANTOM_LABELS, tmp_path, progress=False, trusted_ids=trusted)
+    trainer.fit()
+    planted = sorted([cases[4].case_id, cases[5].case_id])
+    assert trainer.sides == dict.fromkeys(planted, BACKGROUND)
+    # band_quantile 1: as deep as the deepest edit, the planted 3-voxel margin or a gap the dilation closed
+    assert all(3.0 <= trainer.band_widths[c] <= 8.0 for c in planted)
+    report = json.loads((tmp_path / FILTER_FILE).read_text())
+    assert report["leave_out"] == "band" and report["band_widths"] == trainer.band_widths
+
+    for noisy_case, clean_case in ((train[5], cases[4]), (train[6], cases[5])):
+        noisy = torch.from_numpy(PHANTOM_LABELS.target_channels(noisy_case.label).astype(np.float32))[None]
+        clean = torch.from_numpy(PHANTOM_LABELS.target_channels(clean_case.label).astype(np.float32))[None]
+        weights = trainer.voxel_weights(noisy, clean_case.case_id)
+        probs = torch.softmax(torch.randn_like(noisy), dim=1)
+        # every planted error is inside the band: the noisy and the clean label cost the same
+        torch.testing.assert_close(weighted_dice_loss(probs, noisy, weights), weighted_dice_loss(probs, clean, weights))
+        true_fg = clean[0, 1:].amax(0) > 0.5
+        # true foreground deep inside still counts (leave_out=side keeps none of it)
+        assert (true_fg & (weights[0, 0] > 0)).sum() > 0.2 * true_fg.sum()
+        assert not (true_fg & (teacher_edits.reliable_side(noisy, "classes", BACKGROUND)[0, 0] > 0)).any()

@@ -23,7 +23,16 @@ Why (issue 15, session 26): the filter drops whole cases, and with them the half
 the noise left right, and under MT 50 % the rule also drops 106 of 240 untouched cases whose
 teacher edits happen to be one-sided; leaving out one side of each keeps what the dropped cases
 could still teach. It is also the direct rule that a voxel agent with a "leave out" action would
-have to learn, so it measures that design's ceiling before anyone builds the agents.
+have to learn, so it measures that design's ceiling before anyone builds the agents. Measured (LA,
+MT 50 %, session 26): it over-segments, because a case supervised on one side only never says
+"background" (or "foreground") near its border, and the Dice loss grows the prediction there.
+
+``leave_out = band`` leaves out only the part of the doubtful side within a band along the label
+border (``teacher_edits.band_weights``), as deep as the teacher's one-sided edits of that case reach
+(the ``band_quantile`` of their distances from the border, measured on the whole case when the
+filter runs): systematic noise that adds or removes a margin lies in such a band, and beyond it
+both sides of the label are right, so every case keeps supervision on both sides. Patches compute
+the band from their own crop of the label (a border just outside the patch is not seen).
 
 With ``teacher_run`` (a finished ``trusted-only`` run of the same seed, see ``training/teacher.py``)
 the cases are scored by that network before the first epoch, and the run trains on the trusted
@@ -50,6 +59,7 @@ import json
 from typing import Any
 
 import torch
+from torch import nn
 
 from svldrl.baselines.common import (
     BaselineTrainer,
@@ -61,6 +71,8 @@ from svldrl.baselines.common import (
 )
 from svldrl.baselines.teacher_edits import (
     NONE,
+    band_weights,
+    case_band_widths,
     check_direction_options,
     direction_rule,
     imbalance,
@@ -74,7 +86,8 @@ from svldrl.training.losses import weighted_dice_loss
 from svldrl.training.teacher import TEACHER_RUN_HELP, FrozenTeacherMixin
 
 FILTER_FILE = "case_filter.json"
-LEAVE_OUT = ("case", "side")
+LEAVE_OUT = ("case", "side", "band")
+"""What drop=direction leaves out of a one-sided case: all of it, its doubtful label side, or a band of it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +100,11 @@ class CaseFilterOptions:
     imbalance: str = option("auto", "drop=direction: the |log10(edits to background / to foreground)| a case must "
                                     "exceed to be dropped; 'auto': the largest the model shows on trusted cases")
     leave_out: str = option("case", "drop=direction: 'case' drops a one-sided case whole; 'side' keeps it and leaves "
-                                    "out of the loss only the side of its label the noise can have made wrong")
+                                    "out of the loss only the side of its label the noise can have made wrong; "
+                                    "'band': only the part of that side near the label border that the teacher's "
+                                    "edits reach (band_quantile)")
+    band_quantile: float = option(0.95, "leave_out=band: the band's width per case is this quantile of the distances "
+                                        "of the teacher's one-sided edits from the label border")
 
 
 @METHODS.register("case-filter")
@@ -109,7 +126,9 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
         self.dropped: list[str] | None = None
         """None before the filter; then the dropped case ids."""
         self.sides: dict[str, str] = {}
-        """leave_out=side: case id -> the direction of its one-sided edits, whose other label side is left out."""
+        """leave_out=side or band: case id -> the direction of its one-sided edits (its doubtful side is left out)."""
+        self.band_widths: dict[str, float] = {}
+        """leave_out=band: case id -> the width (voxels) of the band along its label border that is left out."""
         self.sampler = self.sampler_of(self.trusted_cases(), mixed_streams=False)
         if self.options.teacher_run:
             self.adopt_teacher_run(self.options.teacher_run)
@@ -124,9 +143,11 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
             raise ValueError(f"method_options.filter_at must be in (0, 1), got {options.filter_at}")
         if options.leave_out not in LEAVE_OUT:
             raise ValueError(f"method_options.leave_out must be one of {LEAVE_OUT}, got {options.leave_out!r}")
-        if options.leave_out == "side" and options.drop != "direction":
-            raise ValueError("method_options.leave_out=side needs drop=direction (the side comes from the direction "
-                             "of the teacher's edits)")
+        if options.leave_out != "case" and options.drop != "direction":
+            raise ValueError(f"method_options.leave_out={options.leave_out} needs drop=direction (the side comes from "
+                             "the direction of the teacher's edits)")
+        if not 0.0 < options.band_quantile <= 1.0:
+            raise ValueError(f"method_options.band_quantile must be in (0, 1], got {options.band_quantile}")
         if options.drop == "direction":
             check_direction_options(options.confidence, options.imbalance)
         elif options.drop != "otsu":
@@ -159,6 +180,9 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
             scores, threshold, one_sided = self.one_sided_cases()
             if self.leaves_out_side:
                 self.dropped, self.sides = [], one_sided
+                if self.options.leave_out == "band":
+                    self.band_widths = case_band_widths(self, self.scoring_model(), self.options.confidence,
+                                                        one_sided, self.options.band_quantile)  # fmt: skip
             else:
                 self.dropped = sorted(one_sided)
         else:
@@ -170,15 +194,19 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
     def one_sided_cases(self) -> tuple[dict[str, float], float, dict[str, str]]:
         """drop=direction: each non-trusted case's edit imbalance, the trusted cases' threshold on it, and
         the cases beyond it either way with their direction (those teacher-correction's rule would correct)."""
-        model = self.teacher if self.teacher is not None else self.eval_model()
-        counts, threshold, directions = direction_rule(self, model, self.options.confidence, self.options.imbalance)
+        counts, threshold, directions = direction_rule(self, self.scoring_model(), self.options.confidence,
+                                                       self.options.imbalance)  # fmt: skip
         scores = {case_id: round(imbalance(*counts[case_id]), 4) for case_id in directions}
         return scores, threshold, {case_id: d for case_id, d in directions.items() if d != NONE}
 
+    def scoring_model(self) -> nn.Module:
+        """The network that judges the cases: the teacher run's, else the trusted-only start's."""
+        return self.teacher if self.teacher is not None else self.eval_model()
+
     @property
     def leaves_out_side(self) -> bool:
-        """leave_out=side (``teacher-correction``, a subclass with options of its own, never does)."""
-        return getattr(self.options, "leave_out", "case") == "side"
+        """leave_out=side or band (``teacher-correction``, a subclass with options of its own, never does)."""
+        return getattr(self.options, "leave_out", "case") in ("side", "band")
 
     def log_columns(self) -> list[str]:
         """The base columns, and with leave_out=side the left-out share of the batch (older runs keep theirs)."""
@@ -188,13 +216,14 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
         return [*columns[: len(self.TRAIN_SCALARS)], "left_out_fraction", *columns[len(self.TRAIN_SCALARS):]]
 
     def train_step(self, batch: dict[str, Any], epoch: int) -> dict[str, float]:
-        """The baseline's step; with leave_out=side, the weighted Dice loss with the one-sided cases' doubtful
-        label side weighted 0 (every other voxel 1, so a batch without such a case gets MONAI's Dice loss)."""
+        """The baseline's step; with leave_out=side (band), the weighted Dice loss with the one-sided cases' doubtful
+        label side (its band along the border) weighted 0; every other voxel 1, so a batch without such a case
+        gets MONAI's Dice loss."""
         if not self.leaves_out_side:
             return super().train_step(batch, epoch)
         image, label = batch["image"], batch["label"]
-        weights = torch.cat([reliable_side(label[i : i + 1], self.labels.mode, self.sides.get(case_id, NONE))
-                             for i, case_id in enumerate(batch["case_id"])])  # fmt: skip
+        rows = enumerate(batch["case_id"])
+        weights = torch.cat([self.voxel_weights(label[i : i + 1], case_id) for i, case_id in rows])
         self.optimizer.zero_grad(set_to_none=True)
         seg_logits = self.net(image, heads=("seg",)).seg.float()
         loss = weighted_dice_loss(seg_probabilities(seg_logits, self.labels.mode), label, weights)
@@ -211,22 +240,30 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
         others = [c for c in kept if c.case_id not in self.trusted_ids]
         self.sampler = self.sampler_of(kept, mixed_streams=bool(others))
 
+    def voxel_weights(self, label: torch.Tensor, case_id: str) -> torch.Tensor:
+        """(1, 1, ...) weights of one row: 0 on what leave_out leaves out of a one-sided case, else 1."""
+        direction = self.sides.get(case_id, NONE)
+        if self.options.leave_out == "band":
+            return band_weights(label, self.labels.mode, direction, self.band_widths.get(case_id, 0.0))
+        return reliable_side(label, self.labels.mode, direction)
+
     def write_report(self, scores: dict[str, float], threshold: float) -> None:
         if self.leaves_out_side:
             write_case_report(self, FILTER_FILE, scores, threshold, "one_sided", sorted(self.sides),
-                              sides=self.sides)  # fmt: skip
+                              sides=self.sides, band_widths=self.band_widths or None)  # fmt: skip
         else:
             write_case_report(self, FILTER_FILE, scores, threshold, "dropped", self.dropped or [])
 
     def checkpoint_state(self) -> dict[str, Any]:
         state = super().checkpoint_state()
-        state["case_filter"] = {"dropped": self.dropped, "sides": self.sides}
+        state["case_filter"] = {"dropped": self.dropped, "sides": self.sides, "band_widths": self.band_widths}
         return state
 
     def load_checkpoint_state(self, payload: dict[str, Any]) -> None:
         super().load_checkpoint_state(payload)
         self.dropped = payload["case_filter"]["dropped"]
         self.sides = dict(payload["case_filter"].get("sides", {}))
+        self.band_widths = dict(payload["case_filter"].get("band_widths", {}))
         if self.dropped is not None:
             self.use_kept_cases()
 

@@ -24,6 +24,7 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
+import edt
 import numpy as np
 import torch
 from torch import nn
@@ -102,21 +103,81 @@ def imbalance(to_background: int, to_foreground: int) -> float:
     return math.log10((to_background + 1) / (to_foreground + 1))
 
 
+def case_correction(
+    trainer: Any, teacher: nn.Module, case: Any, confidence: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(label, teacher's confident correction of it), each (1, n_outputs, ...), of a whole training case of
+    ``trainer``, from whole-volume probabilities (sliding window, as case scores are)."""
+    mode = trainer.labels.mode
+    prob = predict_probabilities(
+        teacher, case.image, trainer.cfg.data.patch_size, overlap=trainer.cfg.sw_overlap,
+        sw_batch_size=trainer.cfg.sw_batch_size, device=trainer.device, mode=mode,
+    )  # fmt: skip
+    prob = torch.from_numpy(np.clip(prob, 1e-6, 1 - 1e-6))[None]
+    logits = prob.log() if mode == "classes" else prob.log() - (1 - prob).log()
+    label = torch.from_numpy(trainer.labels.target_channels(case.label).astype(np.float32))[None]
+    return label, confident_correction(label, logits, mode, confidence)
+
+
 def case_edit_counts(trainer: Any, teacher: nn.Module, confidence: float) -> dict[str, tuple[int, int]]:
     """Per training case of ``trainer`` (trusted ones too): ``edit_counts`` of the teacher's confident
-    correction of the whole label, from whole-volume probabilities (sliding window, as case scores are)."""
-    mode = trainer.labels.mode
+    correction of the whole label."""
     counts = {}
     for case in trainer.train_cases:
-        prob = predict_probabilities(
-            teacher, case.image, trainer.cfg.data.patch_size, overlap=trainer.cfg.sw_overlap,
-            sw_batch_size=trainer.cfg.sw_batch_size, device=trainer.device, mode=mode,
-        )  # fmt: skip
-        prob = torch.from_numpy(np.clip(prob, 1e-6, 1 - 1e-6))[None]
-        logits = prob.log() if mode == "classes" else prob.log() - (1 - prob).log()
-        label = torch.from_numpy(trainer.labels.target_channels(case.label).astype(np.float32))[None]
-        counts[case.case_id] = edit_counts(label, confident_correction(label, logits, mode, confidence), mode)
+        label, fixed = case_correction(trainer, teacher, case, confidence)
+        counts[case.case_id] = edit_counts(label, fixed, trainer.labels.mode)
     return counts
+
+
+def foreground_mask(label: torch.Tensor, mode: str) -> np.ndarray:
+    """(...) bool numpy mask of one label (1, n_outputs, ...): any foreground class or region."""
+    fg = label[0, 1:] if mode == "classes" else label[0]
+    return (fg.amax(dim=0) > 0.5).cpu().numpy()
+
+
+def border_distance(foreground: np.ndarray, direction: str) -> np.ndarray:
+    """Distance in voxels from each voxel of the label's doubtful side (its foreground for ``background``,
+    its background for ``foreground``) to the nearest voxel of the other side; 0 on the other side.
+    Nothing is assumed outside the array (a patch's border is not a label border)."""
+    side = foreground if direction == BACKGROUND else ~foreground
+    return edt.edt(np.ascontiguousarray(side), black_border=False)
+
+
+def edit_band_width(label: torch.Tensor, fixed: torch.Tensor, mode: str, direction: str, quantile: float) -> float:
+    """The ``quantile`` of the distances (voxels) of the teacher's edits of ``direction`` from the label border:
+    how deep into the doubtful side the teacher's one-sided corrections reach; 0 when it makes none."""
+    edits = (one_direction(label, fixed, mode, direction) != label).any(dim=1)[0].cpu().numpy()
+    if direction == NONE or not edits.any():
+        return 0.0
+    return float(np.quantile(border_distance(foreground_mask(label, mode), direction)[edits], quantile))
+
+
+def band_weights(label: torch.Tensor, mode: str, direction: str, width: float) -> torch.Tensor:
+    """(1, 1, ...) 0 on the voxels of the doubtful side of ``label`` (1, n_outputs, ...) within ``width`` voxels
+    of the label border, 1 elsewhere (``none``: 1 everywhere).
+
+    Why a band and not the whole side (``reliable_side``): a case supervised on one side only says
+    nothing against the other class near its border, and the Dice loss then grows the prediction (LA,
+    MT 50 %, session 26: leaving out the whole side over-segments). Systematic noise that adds or
+    removes a margin lies in a band along the label border; beyond it both sides of the label are right.
+    """
+    if direction == NONE or width <= 0:
+        return torch.ones_like(label[:, :1])
+    distance = border_distance(foreground_mask(label, mode), direction)
+    band = (distance > 0) & (distance <= width)
+    return torch.from_numpy(~band).to(label.device, label.dtype)[None, None]
+
+
+def case_band_widths(
+    trainer: Any, teacher: nn.Module, confidence: float, directions: Mapping[str, str], quantile: float
+) -> dict[str, float]:
+    """Per case of ``directions`` (case id -> its one-sided direction): ``edit_band_width`` of its whole label."""
+    cases = {case.case_id: case for case in trainer.train_cases}
+    widths = {}
+    for case_id, direction in directions.items():
+        label, fixed = case_correction(trainer, teacher, cases[case_id], confidence)
+        widths[case_id] = round(edit_band_width(label, fixed, trainer.labels.mode, direction, quantile), 3)
+    return widths
 
 
 def imbalance_threshold(counts: Mapping[str, tuple[int, int]], trusted_ids: Collection[str], setting: str) -> float:
