@@ -115,8 +115,8 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
     NAME = "Case filter"
     DESCRIPTION = ("Case filter: train on the trusted cases, drop the cases whose label disagrees most with that "
                    "model (Otsu split of the Dice scores; drop=direction: the cases whose edits by that model are "
-                   "more one-sided than on any trusted case; leave_out=side keeps those, without their label's "
-                   "doubtful side), train on the rest (needs trusted cases)")
+                   "more one-sided than on any trusted case; leave_out=band keeps those, without a band of their "
+                   "label's doubtful side), train on the rest (needs trusted cases)")
     FOOTNOTE = "Case filter: not from a paper; the simple case-level reference (docs/method.md)."
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
