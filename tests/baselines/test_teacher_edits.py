@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -130,22 +132,42 @@ def test_edit_counts_are_to_background_then_to_foreground():
     assert edit_counts(label[:, 1:], fixed[:, 1:], "regions") == (2, 1)
 
 
-def test_drop_direction_filters_out_the_planted_over_segmented_cases_only(tmp_path: Path, monkeypatch):
-    """case-filter with drop=direction drops exactly the cases the direction rule would correct, and
-    trains on the trusted and the other cases from then on (the report says which, and why)."""
+class PlantedFilter(NamedTuple):
+    """A case-filter set-up on 7 phantoms: 3 trusted, 2 untouched, 2 over-segmented by 3 voxels (planted)."""
+
+    make: Callable[[], Any]
+    cases: list
+    train: list
+    planted: list[str]
+
+
+def planted_filter(tmp_path: Path, monkeypatch, options: dict, epochs: int, iters: int) -> PlantedFilter:
+    """``PlantedFilter`` whose teacher knows the clean labels (``clean_label_teacher``); ``make()`` builds the
+    trainer (again, to resume)."""
     from svldrl.baselines import CaseFilterTrainer, teacher_edits
-    from svldrl.baselines.case_filter import FILTER_FILE
 
     cases = make_phantoms(7, 32, seed=1)
     train = [cases[6], *cases[:4], dilated(cases[4], 3), dilated(cases[5], 3)]
-    cfg = merge(CPU, {**SMALL, "method": "case-filter", "optim": {"epochs": 4, "iters_per_epoch": 1},
-                      "method_options": {"filter_at": 0.5, "drop": "direction"}})  # fmt: skip
+    cfg = merge(CPU, {**SMALL, "method": "case-filter", "optim": {"epochs": epochs, "iters_per_epoch": iters},
+                      "method_options": {"filter_at": 0.5, "drop": "direction", **options}})  # fmt: skip
     CaseFilterTrainer.check_config(cfg)
     trusted = [c.case_id for c in (cases[6], *cases[:2])]
     monkeypatch.setattr(teacher_edits, "predict_probabilities", clean_label_teacher(cases, PHANTOM_LABELS))
-    trainer = CaseFilterTrainer(cfg, train, [], PHANTOM_LABELS, tmp_path, progress=False, trusted_ids=trusted)
+
+    def make() -> CaseFilterTrainer:
+        return CaseFilterTrainer(cfg, train, [], PHANTOM_LABELS, tmp_path, progress=False, trusted_ids=trusted)
+
+    return PlantedFilter(make, cases, train, sorted([cases[4].case_id, cases[5].case_id]))
+
+
+def test_drop_direction_filters_out_the_planted_over_segmented_cases_only(tmp_path: Path, monkeypatch):
+    """case-filter with drop=direction drops exactly the cases the direction rule would correct, and
+    trains on the trusted and the other cases from then on (the report says which, and why)."""
+    from svldrl.baselines.case_filter import FILTER_FILE
+
+    make, cases, _, planted = planted_filter(tmp_path, monkeypatch, {}, epochs=4, iters=1)
+    trainer = make()
     trainer.fit()
-    planted = sorted([cases[4].case_id, cases[5].case_id])
     assert trainer.dropped == planted
     report = json.loads((tmp_path / FILTER_FILE).read_text())
     assert report["drop"] == "direction" and report["dropped"] == planted and "imbalance" in report["score"]
@@ -183,25 +205,14 @@ def test_reliable_side_is_the_label_side_one_sided_noise_leaves_right():
 def test_leave_out_side_keeps_the_one_sided_cases_without_their_doubtful_side(tmp_path: Path, monkeypatch):
     """case-filter with leave_out=side: the planted over-segmented cases stay in training, their label's
     foreground (where the noise is) weighs nothing in the loss, their background and every other case count."""
-    from svldrl.baselines import CaseFilterTrainer, teacher_edits
+    from svldrl.baselines import teacher_edits
     from svldrl.baselines.case_filter import FILTER_FILE
     from svldrl.training import read_log
     from svldrl.training.losses import weighted_dice_loss
 
-    cases = make_phantoms(7, 32, seed=1)
-    train = [cases[6], *cases[:4], dilated(cases[4], 3), dilated(cases[5], 3)]
-    cfg = merge(CPU, {**SMALL, "method": "case-filter", "optim": {"epochs": 4, "iters_per_epoch": 2},
-                      "method_options": {"filter_at": 0.5, "drop": "direction", "leave_out": "side"}})  # fmt: skip
-    CaseFilterTrainer.check_config(cfg)
-    trusted = [c.case_id for c in (cases[6], *cases[:2])]
-    monkeypatch.setattr(teacher_edits, "predict_probabilities", clean_label_teacher(cases, PHANTOM_LABELS))
-
-    def make() -> CaseFilterTrainer:
-        return CaseFilterTrainer(cfg, train, [], PHANTOM_LABELS, tmp_path, progress=False, trusted_ids=trusted)
-
+    make, cases, train, planted = planted_filter(tmp_path, monkeypatch, {"leave_out": "side"}, epochs=4, iters=2)
     first = make()
     first.fit(stop_after=3)
-    planted = sorted([cases[4].case_id, cases[5].case_id])
     assert first.dropped == [] and first.sides == dict.fromkeys(planted, BACKGROUND)
     assert sorted(first.sampler.case_ids) == sorted(c.case_id for c in train)  # nothing dropped
     report = json.loads((tmp_path / FILTER_FILE).read_text())
@@ -265,21 +276,14 @@ def test_band_weights_leave_out_the_doubtful_side_near_the_border_only():
 def test_leave_out_band_finds_the_planted_margin_and_keeps_both_sides_beyond_it(tmp_path: Path, monkeypatch):
     """leave_out=band: with a teacher that knows the clean labels, the band of a case dilated by 3 voxels is 3
     voxels wide, the loss cannot see the planted margin, and labelled foreground deep inside still counts."""
-    from svldrl.baselines import CaseFilterTrainer, teacher_edits
+    from svldrl.baselines import teacher_edits
     from svldrl.baselines.case_filter import FILTER_FILE
     from svldrl.training.losses import weighted_dice_loss
 
-    cases = make_phantoms(7, 32, seed=1)
-    train = [cases[6], *cases[:4], dilated(cases[4], 3), dilated(cases[5], 3)]
-    cfg = merge(CPU, {**SMALL, "method": "case-filter", "optim": {"epochs": 2, "iters_per_epoch": 2},
-                      "method_options": {"drop": "direction", "leave_out": "band", "band_quantile": 1.0,
-                                         "filter_at": 0.5}})  # fmt: skip
-    CaseFilterTrainer.check_config(cfg)
-    trusted = [c.case_id for c in (cases[6], *cases[:2])]
-    monkeypatch.setattr(teacher_edits, "predict_probabilities", clean_label_teacher(cases, PHANTOM_LABELS))
-    trainer = CaseFilterTrainer(cfg, train, [], PHANTOM_LABELS, tmp_path, progress=False, trusted_ids=trusted)
+    options = {"leave_out": "band", "band_quantile": 1.0}
+    make, cases, train, planted = planted_filter(tmp_path, monkeypatch, options, epochs=2, iters=2)
+    trainer = make()
     trainer.fit()
-    planted = sorted([cases[4].case_id, cases[5].case_id])
     assert trainer.sides == dict.fromkeys(planted, BACKGROUND)
     # band_quantile 1: as deep as the deepest edit, the planted 3-voxel margin or a gap the dilation closed
     assert all(3.0 <= trainer.band_widths[c] <= 8.0 for c in planted)
