@@ -32,7 +32,10 @@ border (``teacher_edits.band_weights``), as deep as the teacher's one-sided edit
 (the ``band_quantile`` of their distances from the border, measured on the whole case when the
 filter runs): systematic noise that adds or removes a margin lies in such a band, and beyond it
 both sides of the label are right, so every case keeps supervision on both sides. Patches compute
-the band from their own crop of the label (a border just outside the patch is not seen).
+the band from their own crop of the label (a border just outside the patch is not seen, so wrong
+voxels at a patch's face can be kept). Measured (LA, MT 50 %, ten seeds, session 26): 2.0 points
+under the drop filter and level with the noisy baseline, with no volume bias; computing the band on
+the whole case and cropping it with the patch is the untested repair (docs/results.md).
 
 With ``teacher_run`` (a finished ``trusted-only`` run of the same seed, see ``training/teacher.py``)
 the cases are scored by that network before the first epoch, and the run trains on the trusted
@@ -209,7 +212,8 @@ class CaseFilterTrainer(FrozenTeacherMixin, BaselineTrainer):
         return getattr(self.options, "leave_out", "case") in ("side", "band")
 
     def log_columns(self) -> list[str]:
-        """The base columns, and with leave_out=side the left-out share of the batch (older runs keep theirs)."""
+        """The base columns, and with leave_out=side or band the left-out share of the batch (older runs keep
+        theirs)."""
         columns = super().log_columns()
         if not self.leaves_out_side:
             return columns
@@ -276,8 +280,9 @@ def write_case_report(
     drop = getattr(trainer.options, "drop", "otsu")
     score = (f"edit imbalance log10((to background + 1) / (to foreground + 1)); {key} where |score| > threshold"
              if drop == "direction" else "Dice(prediction, label); below the threshold: " + key)
+    leave_out = {"leave_out": trainer.options.leave_out} if hasattr(trainer.options, "leave_out") else {}
     report = {"filter_epoch": trainer.filter_epoch, "teacher_run": trainer.options.teacher_run or None,
-              "drop": drop, "leave_out": getattr(trainer.options, "leave_out", "case"), "score": score,
+              "drop": drop, **leave_out, "score": score,
               **split_report(scores, threshold, key, chosen, trainer.noise_manifest), **extra}  # fmt: skip
     atomic_write_text(json.dumps(report, indent=2) + "\n", trainer.run_dir / name)
 
