@@ -26,3 +26,19 @@ def test_band_over_margin_and_a_run_folder(tmp_path: Path):
     (tmp_path / "case_filter.json").write_text(json.dumps({"leave_out": "side", "band_widths": {}}))
     with pytest.raises(ValueError, match="band"):
         module.run_ratios(tmp_path, 0.5)
+
+
+def test_patch_leak_is_zero_for_whole_volume_patches_and_shows_for_small_ones():
+    import numpy as np
+    import torch
+
+    module = load_script(SCRIPT, "la_band_report")
+    fg = torch.zeros(12, 12, 12)
+    fg[2:10, 2:10, 2:10] = 1.0
+    label = torch.stack([1 - fg, fg])[None]  # an over-segmented case: its outer 2 foreground layers are the band
+    band = 8**3 - 4**3
+    in_band, missed = module.patch_leak(label, "background", 2.0, 12, 3, np.random.default_rng(0))
+    assert (in_band, missed) == (3 * band, 0)
+    # 4-voxel patches: a patch inside the cube cannot see the border two voxels away, so its own band misses
+    in_band, missed = module.patch_leak(label, "background", 2.0, 4, 50, np.random.default_rng(0))
+    assert 0 < missed < in_band

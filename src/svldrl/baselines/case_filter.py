@@ -32,10 +32,10 @@ border (``teacher_edits.band_weights``), as deep as the teacher's one-sided edit
 (the ``band_quantile`` of their distances from the border, measured on the whole case when the
 filter runs): systematic noise that adds or removes a margin lies in such a band, and beyond it
 both sides of the label are right, so every case keeps supervision on both sides. Patches compute
-the band from their own crop of the label (a border just outside the patch is not seen, so wrong
-voxels at a patch's face can be kept). Measured (LA, MT 50 %, ten seeds, session 26): 2.0 points
-under the drop filter and level with the noisy baseline, with no volume bias; computing the band on
-the whole case and cropping it with the patch is the untested repair (docs/results.md).
+the band from their own crop of the label (a border just outside the patch is not seen; on LA such
+patches miss 0.3-0.4 % of the whole-case band, ``experiments/la/band_report.py --leak``). Measured
+(LA, MT 50 %, ten seeds, session 26): 2.0 points under the drop filter and level with the noisy
+baseline, with no volume bias (docs/results.md).
 
 With ``teacher_run`` (a finished ``trusted-only`` run of the same seed, see ``training/teacher.py``)
 the cases are scored by that network before the first epoch, and the run trains on the trusted
