@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
+
+from svldrl.config import load_config
 
 
 def band_over_margin(width_voxels: float, k: int, train_spacing: float, original_spacing: float) -> float:
@@ -36,8 +37,7 @@ def run_ratios(run_dir: Path, original_spacing: float) -> tuple[dict[str, list[f
     if report.get("leave_out") != "band":
         raise ValueError(f"{run_dir / 'case_filter.json'}: not a leave_out=band run")
     cases = {c["case_id"]: c for c in json.loads((run_dir / "noise_manifest.json").read_text())["cases"]}
-    spacing = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["spacing"]
-    train_spacing = float(spacing if np.isscalar(spacing) else spacing[0])
+    train_spacing = float(np.atleast_1d(load_config(run_dir / "config.yaml").data.spacing)[0])
     ratios: dict[str, list[float]] = {}
     untouched = []
     for case_id, width in report["band_widths"].items():
@@ -86,12 +86,12 @@ def patch_leak(label: torch.Tensor, direction: str, width: float, patch: int, n:
 def run_leak(run_dir: Path, data: Path, patches: int) -> tuple[int, int]:
     """``patch_leak`` summed over a band run's flagged cases, on its noisy labels at its training grid."""
     from svldrl.data import load_dataset, prepare_cases
-    from svldrl.training import load_trained
 
     report = json.loads((run_dir / "case_filter.json").read_text())
-    _, cfg, labels = load_trained(run_dir, device="cpu")
+    cfg = load_config(run_dir / "config.yaml")  # the run's grid and patch size; no network needed
     noisy = np.load(json.loads((run_dir / "noisy_labels.json").read_text())["path"])
     dataset = load_dataset(data)
+    labels = dataset.labels
     rng = np.random.default_rng(0)
     in_band = missed = 0
     for case_id, direction in report["sides"].items():

@@ -19,7 +19,9 @@ def test_band_over_margin_and_a_run_folder(tmp_path: Path):
     cases = [{"case_id": "a", "corrupted": True, "operation": "dilation", "k": 8},
              {"case_id": "b", "corrupted": False, "operation": None, "k": None}]
     (tmp_path / "noise_manifest.json").write_text(json.dumps({"cases": cases}))
-    (tmp_path / "config.yaml").write_text("data:\n  spacing: 2.0\n")
+    from svldrl.config import CPU, dump_config, merge
+
+    (tmp_path / "config.yaml").write_text(dump_config(merge(CPU, {"data": {"spacing": 2.0}})))
     (tmp_path / "case_filter.json").write_text(json.dumps({"leave_out": "band", "band_widths": {"a": 1.0, "b": 3.0}}))
     ratios, untouched = module.run_ratios(tmp_path, 0.5)
     assert ratios == {"dilation": [pytest.approx(1.0)]} and untouched == [6.0]
