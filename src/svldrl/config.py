@@ -122,7 +122,11 @@ class OptimConfig:
 class NoiseConfig:
     """Label noise applied to the training cases (never to validation or test)."""
 
-    kind: str = _f("none", "'none', 'mt' (morphological) or 'sfda' (labels from a source model)")
+    kind: str = _f(
+        "none",
+        "'none', 'mt' (morphological), 'sfda' (labels from a source model) or 'border' (the border moved out here,"
+        " in there)",
+    )
     ratio: float = _f(0.5, "share of training cases whose label is corrupted")
     seed: int = _f(0, "seed of the corruption (which cases, which operation)")
     sfda_budget: float = _f(0.2, "sfda: the source model trains for this share of the run's epochs")

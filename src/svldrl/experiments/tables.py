@@ -125,7 +125,10 @@ CASE_WORDS = {"test": "test cases", "val": "validation cases", "all": "cases", "
 
 def noise_label(kind: str, ratio: float) -> str:
     """The row group of a run: ``clean`` or ``MT-Noise 50%`` (as in the paper's tables)."""
-    return "clean" if kind == "none" else f"{kind.upper()}-Noise {ratio:.0%}"
+    if kind == "none":
+        return "clean"
+    name = kind.upper() if kind in ("mt", "sfda") else kind.capitalize()  # acronyms as the paper writes them
+    return f"{name}-Noise {ratio:.0%}"
 
 
 def summary_table(summaries: Mapping[str, Mapping[str, Any]], group: str = "", cases: str = "test") -> str:

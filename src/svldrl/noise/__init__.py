@@ -1,9 +1,10 @@
-"""Label noise for training cases: morphological (MT) and SFDA noise, case selection, the manifest.
+"""Label noise for training cases: morphological (MT), SFDA and border noise, case selection, the manifest.
 
 Noisy labels are for training only; validation and test always use clean labels (method.md).
 """
 
-from svldrl.noise.corrupt import NOISES, NoiseFunction, corrupt_labels, mt_noise, write_noisy_dataset
+from svldrl.noise.border import BorderRecord, border_noise_with_record
+from svldrl.noise.corrupt import NOISES, NoiseFunction, border_noise, corrupt_labels, mt_noise, write_noisy_dataset
 from svldrl.noise.labels import label_dice
 from svldrl.noise.manifest import MANIFEST_NAME, CaseNoise, NoiseManifest
 from svldrl.noise.morphological import (
@@ -21,6 +22,9 @@ from svldrl.noise.sfda import DomainShift, Predictor, SourceTrainer, sfda_noise
 
 __all__ = [
     "K_RANGE",
+    "BorderRecord",
+    "border_noise",
+    "border_noise_with_record",
     "MANIFEST_NAME",
     "MAX_DRAWS",
     "NOISES",

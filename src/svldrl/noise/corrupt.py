@@ -16,6 +16,7 @@ import numpy as np
 
 from svldrl.config import DataConfig
 from svldrl.data import Case, Dataset, copy_dataset_with_labels, load_dataset, open_checked_dataset, split_cases
+from svldrl.noise.border import SMOOTHNESS, border_noise_with_record
 from svldrl.noise.labels import case_generator, case_ids_of, check_label, check_ratio_seed, each_case, label_dice
 from svldrl.noise.manifest import MANIFEST_NAME, CaseNoise, NoiseManifest, clean_entry, sorted_entries
 from svldrl.noise.morphological import K_RANGE, MAX_DRAWS, morphological_noise_with_record
@@ -42,6 +43,49 @@ def mt_noise(
         The training label of every case by id (clean cases keep their label array, not a copy) and
         the manifest with the operation, k and Dice(noisy, clean) of each corrupted case.
     """
+
+    def corrupt(clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str, int, dict]:
+        noisy, record = morphological_noise_with_record(clean, rng, k_range=k_range, max_draws=max_draws)
+        return noisy, record.operation, record.k, {"draws": record.draws, "fallback": record.fallback}
+
+    options: dict = {"k_range": list(k_range), "max_draws": max_draws}
+    return _per_case_noise(cases, ratio, seed, "mt", corrupt, options, protected)
+
+
+def border_noise(
+    cases: Sequence[Case],
+    ratio: float,
+    seed: int,
+    *,
+    k_range: tuple[int, int] = K_RANGE,
+    smoothness: float = SMOOTHNESS,
+    protected: Sequence[str] = (),
+) -> tuple[dict[str, np.ndarray], NoiseManifest]:
+    """Border noise (``svldrl.noise.border``) on a seeded share ``ratio`` of the cases: the same cases as MT's.
+
+    Returns:
+        The training label of every case by id and the manifest with k, the share of changed voxels
+        that were added (``grown_share``) and Dice(noisy, clean) of each corrupted case.
+    """
+
+    def corrupt(clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str, int, dict]:
+        noisy, record = border_noise_with_record(clean, rng, k_range=k_range, smoothness=smoothness)
+        return noisy, "border", record.k, {"grown_share": record.grown_share, "halvings": record.halvings}
+
+    options: dict = {"k_range": list(k_range), "smoothness": smoothness}
+    return _per_case_noise(cases, ratio, seed, "border", corrupt, options, protected)
+
+
+def _per_case_noise(
+    cases: Sequence[Case],
+    ratio: float,
+    seed: int,
+    kind: str,
+    corrupt: Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, str, int, dict]],
+    options: dict,
+    protected: Sequence[str],
+) -> tuple[dict[str, np.ndarray], NoiseManifest]:
+    """Labels and manifest of a noise kind that corrupts each selected case on its own, from its own generator."""
     check_ratio_seed(ratio, seed)
     noisy_ids = set(select_noisy_cases(case_ids_of(cases), ratio, np.random.default_rng(seed), protected))
     labels: dict[str, np.ndarray] = {}
@@ -54,21 +98,18 @@ def mt_noise(
             labels[case.case_id] = clean
             entries.append(clean_entry(case.case_id))
             continue
-        rng = case_generator(seed, case.case_id)
-        noisy, record = morphological_noise_with_record(clean, rng, k_range=k_range, max_draws=max_draws)
+        noisy, operation, k, details = corrupt(clean, case_generator(seed, case.case_id))
         labels[case.case_id] = noisy
-        details = {"draws": record.draws, "fallback": record.fallback}
-        dice = label_dice(noisy, clean)
-        entries.append(CaseNoise(case.case_id, True, "mt", record.operation, record.k, dice, details))
-    options: dict = {"k_range": list(k_range), "max_draws": max_draws}
+        entries.append(CaseNoise(case.case_id, True, kind, operation, k, label_dice(noisy, clean), details))
     if protected:
-        options["protected"] = sorted(protected)
-    return labels, NoiseManifest("mt", float(ratio), int(seed), sorted_entries(entries), options)
+        options = {**options, "protected": sorted(protected)}
+    return labels, NoiseManifest(kind, float(ratio), int(seed), sorted_entries(entries), options)
 
 
 NOISES: Registry[NoiseFunction] = Registry("noise kind")
 NOISES.add("mt", mt_noise, aliases=("morphological",))
 NOISES.add("sfda", sfda_noise)
+NOISES.add("border", border_noise)
 
 
 def corrupt_labels(
@@ -78,11 +119,12 @@ def corrupt_labels(
 
     Args:
         cases: training cases with clean labels (a list, or a lazily loading sequence).
-        kind: a name in ``NOISES`` ("mt", "sfda"); a typo gets the list and the nearest name.
+        kind: a name in ``NOISES`` ("mt", "sfda", "border"); a typo gets the list and the nearest name.
         ratio: share of cases corrupted, rounded half up to a whole number of cases.
         seed: seed of the selection and of the noise.
-        **kind_options: options of that kind (mt: ``k_range``, ``max_draws``; sfda: ``train_source``,
-            ``domain_shift``) and of both: ``protected``, the trusted cases, never corrupted.
+        **kind_options: options of that kind (mt: ``k_range``, ``max_draws``; border: ``k_range``,
+            ``smoothness``; sfda: ``train_source``, ``domain_shift``) and of all: ``protected``, the trusted
+            cases, never corrupted.
     """
     noise = NOISES.get(kind)
     check_ratio_seed(ratio, seed)

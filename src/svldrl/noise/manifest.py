@@ -21,11 +21,12 @@ class CaseNoise:
     Attributes:
         case_id: the case.
         corrupted: whether its training label was replaced by a noisy one.
-        kind: the noise kind of this case (``"mt"``, ``"sfda"``), ``"none"`` for a clean case.
-        operation: ``"dilation"``/``"erosion"`` (mt), ``"source-model"`` (sfda), None when clean.
-        k: cube side in voxels (mt), else None.
+        kind: the noise kind of this case (``"mt"``, ``"sfda"``, ``"border"``), ``"none"`` for a clean case.
+        operation: ``"dilation"``/``"erosion"`` (mt), ``"source-model"`` (sfda), ``"border"``, None when clean.
+        k: cube side in voxels (mt), the shift field's scale in voxels (border), else None.
         dice_noisy_vs_clean: Dice between the training label and the clean one (1.0 when clean).
-        details: kind-specific facts (mt: k draws and fallback; sfda: role, gamma and shift).
+        details: kind-specific facts (mt: k draws and fallback; border: grown share and halvings; sfda: role,
+            gamma and shift).
     """
 
     case_id: str
