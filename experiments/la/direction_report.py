@@ -29,7 +29,7 @@ from pathlib import Path
 NEEDED = {"dilation": "background", "erosion": "foreground"}
 """The direction a corrupted case's correction needs, by the MT operation that corrupted it."""
 
-NOISE_PART = re.compile(r"__(?P<kind>[a-z]+)-(?P<ratio>[0-9.]+)__seed(?P<seed>\d+)")
+NOISE_PART = re.compile(r"__(?P<kind>[a-z]+(?:-[a-z]+)*)-(?P<ratio>[0-9.]+)__seed(?P<seed>\d+)")
 
 
 def group_of(case: dict) -> str:

@@ -48,7 +48,7 @@ from paired import load_runs, paired, run_level  # noqa: E402
 DICE_BASELINE, DICE_CE_BASELINE = "baseline", "baseline-dice-ce"
 REPO = Path(__file__).resolve().parents[2]
 """``grid.json`` names its experiment file relative to the repository root."""
-RUN_NAME = re.compile(r"^(?P<method>.+)__(?P<noise>[a-z]+(?:-[0-9.]+)?)__seed(?P<seed>\d+)$")
+RUN_NAME = re.compile(r"^(?P<method>.+)__(?P<noise>[a-z]+(?:-[a-z]+)*(?:-[0-9.]+)?)__seed(?P<seed>\d+)$")
 
 
 def oracle_methods(sources: list[Path]) -> set[str]:

@@ -124,8 +124,8 @@ class NoiseConfig:
 
     kind: str = _f(
         "none",
-        "'none', 'mt' (morphological), 'sfda' (labels from a source model) or 'border' (the border moved out here,"
-        " in there)",
+        "'none', 'mt' (morphological), 'sfda' (labels from a source model), 'border' (the border moved out here,"
+        " in there) or 'border-onesided' (its shifts all out or all in per case)",
     )
     ratio: float = _f(0.5, "share of training cases whose label is corrupted")
     seed: int = _f(0, "seed of the corruption (which cases, which operation)")

@@ -15,7 +15,7 @@ from svldrl.config import TrainConfig
 OPTIMIZERS = ("sgd", "adam")
 SAMPLERS = ("mixed", "per_case")
 LR_SCHEDULES = ("constant", "poly")
-NOISE_KINDS = ("none", "mt", "morphological", "sfda", "border")
+NOISE_KINDS = ("none", "mt", "morphological", "sfda", "border", "border-onesided")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training.precision resolves them per device
 HEAD_FORMS = ("full", "light")  # model.heads, built by models.network.ThreeHeadNet
 

@@ -110,3 +110,30 @@ def test_bad_settings_are_refused() -> None:
         border_noise_with_record(_sphere(16, 4.0), np.random.default_rng(0), k_range=(0, 3))
     with pytest.raises(ValueError, match="smoothness"):
         border_noise_with_record(_sphere(16, 4.0), np.random.default_rng(0), smoothness=0)
+
+
+def test_the_onesided_control_moves_each_case_one_way_by_the_same_magnitudes() -> None:
+    clean = _sphere()
+    both, _ = border_noise_with_record(clean, np.random.default_rng(6), k_range=(6, 6), smoothness=4.0)
+    directions = set()
+    for seed in range(6):
+        one, record = border_noise_with_record(
+            clean, np.random.default_rng(seed), k_range=(6, 6), smoothness=4.0, sides="one"
+        )
+        directions.add(record.direction)
+        grown, shrunk = (one == 1) & (clean == 0), (clean == 1) & (one == 0)
+        assert (grown.any(), shrunk.any()) == ((True, False) if record.direction == "outward" else (False, True))
+        assert record.grown_share == (1.0 if record.direction == "outward" else 0.0)
+    assert directions == {"outward", "inward"}
+    same, _ = border_noise_with_record(clean, np.random.default_rng(6), k_range=(6, 6), smoothness=4.0, sides="both")
+    np.testing.assert_array_equal(both, same)  # the control's extra draw comes after the field: "both" unchanged
+
+
+def test_the_onesided_kind_is_registered_and_records_the_direction() -> None:
+    label = _sphere(32, 9.0)
+    cases = [Case(label[None].astype(np.float32), label, (1.0, 1.0, 1.0), f"c{i}") for i in range(4)]
+    _, manifest = corrupt_labels(cases, "border-onesided", 1.0, seed=0, k_range=(3, 3), smoothness=3.0)
+    assert manifest.kind == "border-onesided"
+    assert {e.operation for e in manifest.cases} <= {"border-outward", "border-inward"}
+    with pytest.raises(ValueError, match="sides"):
+        border_noise_with_record(_sphere(16, 4.0), np.random.default_rng(0), sides="out")

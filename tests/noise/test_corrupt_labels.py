@@ -75,7 +75,7 @@ def test_a_case_keeps_its_noise_when_other_cases_are_dropped() -> None:
 
 
 def test_registry_names_aliases_and_typos() -> None:
-    assert NOISES.names() == ["mt", "sfda", "border"]
+    assert NOISES.names() == ["mt", "sfda", "border", "border-onesided"]
     assert NOISES.get("morphological") is mt_noise
     with pytest.raises(UnknownNameError, match="Did you mean 'sfda'"):
         corrupt_labels(_cases(2), "sdfa", 0.5, seed=0)

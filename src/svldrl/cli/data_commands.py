@@ -59,8 +59,8 @@ def check_data(
 def noise(
     data: Annotated[Path, typer.Argument(help="Data set with clean labels.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the noisy copy (same format) and its manifest.")],
-    kind: Annotated[str, typer.Option("--kind", help="'mt' (morphological), 'sfda' (source-model labels) or 'border'"
-                                              " (border moved out and in).")] = "mt",
+    kind: Annotated[str, typer.Option("--kind", help="'mt' (morphological), 'sfda' (source-model labels), 'border'"
+                                              " (border moved out and in) or 'border-onesided'.")] = "mt",
     ratio: Annotated[float, typer.Option("--ratio", min=0.0, max=1.0, help="Share of cases to corrupt.")] = 0.5,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the corruption.")] = 0,
     preset: Annotated[str, typer.Option("--preset", help="sfda: preset of the source model and of the split.")] = "cpu",

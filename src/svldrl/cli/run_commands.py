@@ -26,7 +26,8 @@ def train(
         str, typer.Option("--preset", help="'cpu' (small U-Net, minutes) or 'paper' (SwinUNETR, Section 4.1).")
     ] = "cpu",
     noise: Annotated[
-        str, typer.Option("--noise", help="Label noise on the training cases: 'none', 'mt', 'sfda' or 'border'.")
+        str, typer.Option("--noise", help="Label noise on the training cases: 'none', 'mt', 'sfda', 'border' or"
+                          " 'border-onesided'.")
     ] = "none",
     noise_ratio: Annotated[
         float, typer.Option("--noise-ratio", min=0.0, max=1.0, help="Share of training cases corrupted.")

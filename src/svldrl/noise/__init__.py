@@ -4,7 +4,15 @@ Noisy labels are for training only; validation and test always use clean labels 
 """
 
 from svldrl.noise.border import BorderRecord, border_noise_with_record
-from svldrl.noise.corrupt import NOISES, NoiseFunction, border_noise, corrupt_labels, mt_noise, write_noisy_dataset
+from svldrl.noise.corrupt import (
+    NOISES,
+    NoiseFunction,
+    border_noise,
+    border_onesided_noise,
+    corrupt_labels,
+    mt_noise,
+    write_noisy_dataset,
+)
 from svldrl.noise.labels import label_dice
 from svldrl.noise.manifest import MANIFEST_NAME, CaseNoise, NoiseManifest
 from svldrl.noise.morphological import (
@@ -24,6 +32,7 @@ __all__ = [
     "K_RANGE",
     "BorderRecord",
     "border_noise",
+    "border_onesided_noise",
     "border_noise_with_record",
     "MANIFEST_NAME",
     "MAX_DRAWS",

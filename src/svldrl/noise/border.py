@@ -22,6 +22,11 @@ inward. The mean of s over a case is about zero, so a case's edits go both ways:
 the share of changed voxels that were added (``grown_share``), about 0.5 for this kind against 1 or
 0 for MT.
 
+One-sided control (``sides="one"``, the kind ``border-onesided``): the same |s(x)|, all of it
+outward or all inward, the direction drawn per case with probability 0.5 each (as MT draws dilation
+or erosion). Its shifts are as large as border noise's; only their direction per case differs, so
+the two kinds side by side measure what the one-sidedness of a case's errors costs by itself.
+
 Class maps with several classes: each class gets its own signed distance, the same field, and
 contested voxels go to the lowest class index (MT's class priority); a class's shrunk
 voxels become background. Region stacks ``(K, H, W, D)``: each channel on its own with the same
@@ -56,6 +61,7 @@ class BorderRecord:
 
     Attributes:
         k: the drawn amplitude scale in voxels (the shift's mean absolute value is about k/2, at most k).
+        direction: ``"both"``, or for one-sided noise ``"outward"`` or ``"inward"``.
         grown_share: added voxels over all changed voxels (0.5 = balanced; MT gives 1 or 0).
         halvings: how often the amplitude was halved to keep every structure.
     """
@@ -63,6 +69,7 @@ class BorderRecord:
     k: int
     grown_share: float
     halvings: int = 0
+    direction: str = "both"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +114,7 @@ def border_noise_with_record(
     *,
     k_range: tuple[int, int] = K_RANGE,
     smoothness: float = SMOOTHNESS,
+    sides: str = "both",
 ) -> tuple[np.ndarray, BorderRecord]:
     """``label`` with its border moved out here and in there by a smooth random field, and the record.
 
@@ -115,6 +123,7 @@ def border_noise_with_record(
         rng: the only source of randomness; the same generator state gives the same result.
         k_range: smallest and largest amplitude scale k in voxels (inclusive), drawn uniformly.
         smoothness: the field's Gaussian filter in voxels.
+        sides: ``"both"`` (border noise), or ``"one"``: the field's magnitude, all outward or all inward.
 
     Returns:
         The noisy label (same shape and dtype; the input is not modified) and its ``BorderRecord``.
@@ -124,14 +133,20 @@ def border_noise_with_record(
         raise ValueError(f"k_range: expected 1 <= low <= high, got {k_range}")
     if smoothness <= 0:
         raise ValueError(f"smoothness: expected a positive filter width in voxels, got {smoothness}")
+    if sides not in ("both", "one"):
+        raise ValueError(f"sides: expected 'both' or 'one', got {sides!r}")
     k = int(rng.integers(k_range[0], k_range[1] + 1))
     spatial = label.shape[-3:]
     field = shift_field(spatial, k, rng, smoothness)
+    direction = "both"
+    if sides == "one":  # drawn after the field, so "both" keeps its stream
+        direction = "outward" if rng.random() < 0.5 else "inward"
+        field = np.abs(field) if direction == "outward" else -np.abs(field)
     for halvings in range(MAX_HALVINGS + 1):
         noisy = move_border(label, field / np.float32(2**halvings))
         if keeps_every_structure(label, noisy):
-            return noisy, BorderRecord(k, grown_share(label, noisy), halvings)
-    return label.copy(), BorderRecord(k, float("nan"), MAX_HALVINGS + 1)
+            return noisy, BorderRecord(k, grown_share(label, noisy), halvings, direction)
+    return label.copy(), BorderRecord(k, float("nan"), MAX_HALVINGS + 1, direction)
 
 
 def grown_share(clean: np.ndarray, noisy: np.ndarray) -> float:

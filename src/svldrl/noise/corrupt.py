@@ -68,12 +68,39 @@ def border_noise(
         that were added (``grown_share``) and Dice(noisy, clean) of each corrupted case.
     """
 
+    return _border_kind(cases, ratio, seed, "border", "both", k_range, smoothness, protected)
+
+
+def border_onesided_noise(
+    cases: Sequence[Case],
+    ratio: float,
+    seed: int,
+    *,
+    k_range: tuple[int, int] = K_RANGE,
+    smoothness: float = SMOOTHNESS,
+    protected: Sequence[str] = (),
+) -> tuple[dict[str, np.ndarray], NoiseManifest]:
+    """Border noise's shifts all outward or all inward per case (``sides="one"``): its one-sided control."""
+    return _border_kind(cases, ratio, seed, "border-onesided", "one", k_range, smoothness, protected)
+
+
+def _border_kind(
+    cases: Sequence[Case],
+    ratio: float,
+    seed: int,
+    kind: str,
+    sides: str,
+    k_range: tuple[int, int],
+    smoothness: float,
+    protected: Sequence[str],
+) -> tuple[dict[str, np.ndarray], NoiseManifest]:
     def corrupt(clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str, int, dict]:
-        noisy, record = border_noise_with_record(clean, rng, k_range=k_range, smoothness=smoothness)
-        return noisy, "border", record.k, {"grown_share": record.grown_share, "halvings": record.halvings}
+        noisy, record = border_noise_with_record(clean, rng, k_range=k_range, smoothness=smoothness, sides=sides)
+        operation = "border" if sides == "both" else f"border-{record.direction}"
+        return noisy, operation, record.k, {"grown_share": record.grown_share, "halvings": record.halvings}
 
     options: dict = {"k_range": list(k_range), "smoothness": smoothness}
-    return _per_case_noise(cases, ratio, seed, "border", corrupt, options, protected)
+    return _per_case_noise(cases, ratio, seed, kind, corrupt, options, protected)
 
 
 def _per_case_noise(
@@ -110,6 +137,7 @@ NOISES: Registry[NoiseFunction] = Registry("noise kind")
 NOISES.add("mt", mt_noise, aliases=("morphological",))
 NOISES.add("sfda", sfda_noise)
 NOISES.add("border", border_noise)
+NOISES.add("border-onesided", border_onesided_noise)
 
 
 def corrupt_labels(
@@ -119,10 +147,11 @@ def corrupt_labels(
 
     Args:
         cases: training cases with clean labels (a list, or a lazily loading sequence).
-        kind: a name in ``NOISES`` ("mt", "sfda", "border"); a typo gets the list and the nearest name.
+        kind: a name in ``NOISES`` ("mt", "sfda", "border", "border-onesided"); a typo gets the list and
+            the nearest name.
         ratio: share of cases corrupted, rounded half up to a whole number of cases.
         seed: seed of the selection and of the noise.
-        **kind_options: options of that kind (mt: ``k_range``, ``max_draws``; border: ``k_range``,
+        **kind_options: options of that kind (mt: ``k_range``, ``max_draws``; border kinds: ``k_range``,
             ``smoothness``; sfda: ``train_source``, ``domain_shift``) and of all: ``protected``, the trusted
             cases, never corrupted.
     """
