@@ -67,7 +67,6 @@ def border_noise(
         The training label of every case by id and the manifest with k, the share of changed voxels
         that were added (``grown_share``) and Dice(noisy, clean) of each corrupted case.
     """
-
     return _border_kind(cases, ratio, seed, "border", "both", k_range, smoothness, protected)
 
 
@@ -94,6 +93,8 @@ def _border_kind(
     smoothness: float,
     protected: Sequence[str],
 ) -> tuple[dict[str, np.ndarray], NoiseManifest]:
+    """Either border kind: the manifest names one-sided cases' operation ``border-outward`` or ``border-inward``."""
+
     def corrupt(clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str, int, dict]:
         noisy, record = border_noise_with_record(clean, rng, k_range=k_range, smoothness=smoothness, sides=sides)
         operation = "border" if sides == "both" else f"border-{record.direction}"
