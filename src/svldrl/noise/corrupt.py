@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,47 +60,25 @@ def border_noise(
     *,
     k_range: tuple[int, int] = K_RANGE,
     smoothness: float = SMOOTHNESS,
+    sides: str = "both",
     protected: Sequence[str] = (),
 ) -> tuple[dict[str, np.ndarray], NoiseManifest]:
     """Border noise (``svldrl.noise.border``) on a seeded share ``ratio`` of the cases: the same cases as MT's.
+
+    ``sides="one"`` is its one-sided control, the kind ``border-onesided``: the manifest then names each
+    case's operation ``border-outward`` or ``border-inward``.
 
     Returns:
         The training label of every case by id and the manifest with k, the share of changed voxels
         that were added (``grown_share``) and Dice(noisy, clean) of each corrupted case.
     """
-    return _border_kind(cases, ratio, seed, "border", "both", k_range, smoothness, protected)
-
-
-def border_onesided_noise(
-    cases: Sequence[Case],
-    ratio: float,
-    seed: int,
-    *,
-    k_range: tuple[int, int] = K_RANGE,
-    smoothness: float = SMOOTHNESS,
-    protected: Sequence[str] = (),
-) -> tuple[dict[str, np.ndarray], NoiseManifest]:
-    """Border noise's shifts all outward or all inward per case (``sides="one"``): its one-sided control."""
-    return _border_kind(cases, ratio, seed, "border-onesided", "one", k_range, smoothness, protected)
-
-
-def _border_kind(
-    cases: Sequence[Case],
-    ratio: float,
-    seed: int,
-    kind: str,
-    sides: str,
-    k_range: tuple[int, int],
-    smoothness: float,
-    protected: Sequence[str],
-) -> tuple[dict[str, np.ndarray], NoiseManifest]:
-    """Either border kind: the manifest names one-sided cases' operation ``border-outward`` or ``border-inward``."""
 
     def corrupt(clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str, int, dict]:
         noisy, record = border_noise_with_record(clean, rng, k_range=k_range, smoothness=smoothness, sides=sides)
         operation = "border" if sides == "both" else f"border-{record.direction}"
         return noisy, operation, record.k, {"grown_share": record.grown_share, "halvings": record.halvings}
 
+    kind = "border" if sides == "both" else "border-onesided"
     options: dict = {"k_range": list(k_range), "smoothness": smoothness}
     return _per_case_noise(cases, ratio, seed, kind, corrupt, options, protected)
 
@@ -138,7 +117,7 @@ NOISES: Registry[NoiseFunction] = Registry("noise kind")
 NOISES.add("mt", mt_noise, aliases=("morphological",))
 NOISES.add("sfda", sfda_noise)
 NOISES.add("border", border_noise)
-NOISES.add("border-onesided", border_onesided_noise)
+NOISES.add("border-onesided", partial(border_noise, sides="one"))
 
 
 def corrupt_labels(
