@@ -137,3 +137,12 @@ def test_the_onesided_kind_is_registered_and_records_the_direction() -> None:
     assert {e.operation for e in manifest.cases} <= {"border-outward", "border-inward"}
     with pytest.raises(ValueError, match="sides"):
         border_noise_with_record(_sphere(16, 4.0), np.random.default_rng(0), sides="out")
+
+
+def test_regions_that_were_not_nested_are_not_forced_to_nest() -> None:
+    left = np.zeros((32, 32, 32), bool)
+    right = np.zeros((32, 32, 32), bool)
+    left[6:14, 8:24, 8:24] = True
+    right[18:26, 8:24, 8:24] = True
+    noisy = move_border(np.stack([left, right]), np.full(left.shape, 1.5, np.float32))
+    assert noisy[1].any() and not (noisy[0] & noisy[1]).any()

@@ -5,8 +5,9 @@ label, and SFDA's wrong voxels are 90-93 % false positives on LA (`experiments/l
 Under such noise the direction of a case's errors is a case-level fact, and a filter that reads it
 (`case-filter`, `method_options.drop=direction`) beat every voxel-level method we built. Border
 noise is the case where that fact is absent: an annotator whose border wanders out here and in
-there. A per-voxel method has something to find that a per-case rule cannot, so this kind measures
-whether voxel-level label correction is worth its cost where case-level rules have nothing to read.
+there. A per-voxel method would have something to find that a per-case rule cannot; measured on LA
+(docs/results.md, "Session 27"), such noise costs the baseline about half a Dice point, and the
+same shifts one-sided per case cost 2.
 
 Recipe (ours; not from a paper). For each corrupted case, draw k uniformly from ``k_range`` (MT's
 3..15 voxels by default), then a smooth random shift field
@@ -15,12 +16,11 @@ Recipe (ours; not from a paper). For each corrupted case, draw k uniformly from 
 
 (``G_sigma`` a Gaussian filter of ``smoothness`` voxels; ``z`` has mean absolute value 1). So the
 border moves by k/2 voxels on average, as far as an MT cube of side k moves all of it, but in both
-directions. A voxel is
-in the noisy structure when its signed distance to the clean border, d(x) (negative inside, in
-voxels, Euclidean), is below s(x): where s > 0 the border moves outward by about s, where s < 0
-inward. The mean of s over a case is about zero, so a case's edits go both ways: the record holds
-the share of changed voxels that were added (``grown_share``), about 0.5 for this kind against 1 or
-0 for MT.
+directions. A voxel is in the noisy structure when its signed distance to the clean border, d(x)
+(negative inside, in voxels, Euclidean), is below s(x): where s > 0 the border moves outward by about
+s, where s < 0 inward. The mean of s over a case is about zero, so a case's edits go both ways: the
+record holds the share of changed voxels that were added (``grown_share``; median 0.62 on LA, since
+a border moved outward sweeps more voxels than one moved inward by as much), against 1 or 0 for MT.
 
 One-sided control (``sides="one"``, the kind ``border-onesided``): the same |s(x)|, all of it
 outward or all inward, the direction drawn per case with probability 0.5 each (as MT draws dilation
@@ -30,8 +30,8 @@ the two kinds side by side measure what the one-sidedness of a case's errors cos
 Class maps with several classes: each class gets its own signed distance, the same field, and
 contested voxels go to the lowest class index (MT's class priority); a class's shrunk
 voxels become background. Region stacks ``(K, H, W, D)``: each channel on its own with the same
-field, then nested regions are made nested again (each channel kept inside the one before it), as
-BraTS's WT ⊇ TC ⊇ ET. If the field would empty a structure, the amplitude is halved until it does
+field; if the clean channels are nested (each inside the one before it, as BraTS's WT ⊇ TC ⊇ ET),
+the noisy ones are made nested again. If the field would empty a structure, the amplitude is halved until it does
 not (recorded as ``halvings``).
 """
 
@@ -99,7 +99,8 @@ def move_border(label: np.ndarray, field: np.ndarray) -> np.ndarray:
     """``label`` (class map or region stack) with every structure's border moved by ``field`` (module docstring)."""
     if label.ndim == 4:
         moved = [signed_distance(np.ascontiguousarray(channel != 0)) < field for channel in label]
-        for i in range(1, len(moved)):  # nested regions stay nested
+        nested = all(not (label[i].astype(bool) & ~label[i - 1].astype(bool)).any() for i in range(1, len(label)))
+        for i in range(1, len(moved) if nested else 0):  # nested regions stay nested
             moved[i] &= moved[i - 1]
         return np.stack(moved).astype(label.dtype)
     out = np.zeros_like(label)
