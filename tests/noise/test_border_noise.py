@@ -6,7 +6,7 @@ from scipy import ndimage
 
 from svldrl.data import Case
 from svldrl.noise import border_noise_with_record, corrupt_labels, label_dice
-from svldrl.noise.border import grown_share, move_border, shift_field, signed_distance
+from svldrl.noise.border import MAX_HALVINGS, grown_share, move_border, shift_field, signed_distance
 
 
 def _sphere(size: int = 48, radius: float = 14.0) -> np.ndarray:
@@ -77,9 +77,18 @@ def test_class_maps_keep_every_class_and_regions_stay_nested() -> None:
 def test_a_field_that_would_empty_a_structure_is_halved() -> None:
     tiny = np.zeros((24, 24, 24), np.uint8)
     tiny[11:13, 11:13, 11:13] = 1  # 2 voxels thick: any inward shift above 1 voxel empties it
-    noisy, record = border_noise_with_record(tiny, np.random.default_rng(4), k_range=(12, 12), smoothness=40.0)
-    assert noisy.any() and record.halvings >= 0
-    assert label_dice(noisy, tiny) > 0
+    # one-sided and inward (pinned by the seed), mean |s| 6 voxels: unhalved it surely empties the cube
+    noisy, record = border_noise_with_record(
+        tiny, np.random.default_rng(0), k_range=(12, 12), smoothness=40.0, sides="one"
+    )
+    assert record.direction == "inward"
+    assert 0 < record.halvings <= MAX_HALVINGS  # halved, and not given up (that records MAX_HALVINGS + 1)
+    assert noisy.any() and not (noisy.astype(bool) & ~tiny.astype(bool)).any()  # kept, and only shrunk
+    outward, outward_record = border_noise_with_record(
+        tiny, np.random.default_rng(1), k_range=(12, 12), smoothness=40.0, sides="one"
+    )
+    assert outward_record.direction == "outward" and outward_record.halvings == 0  # growing never empties
+    assert label_dice(outward, tiny) > 0
 
 
 def test_grown_share_is_nan_when_nothing_changed() -> None:
