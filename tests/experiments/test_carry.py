@@ -69,7 +69,7 @@ def test_a_carried_teacher_is_trained_again_when_a_run_still_to_train_reads_it(t
         cfg, variant = SimpleNamespace(method_options=options), SimpleNamespace(superseded="")
         return SimpleNamespace(run_dir=lambda exp, ds: runs_root / ds / name, cfg=cfg, variant=variant)
 
-    exp = SimpleNamespace(out=tmp_path / "results")
+    exp = SimpleNamespace(out=tmp_path / "results", carry_from=())
     teacher, other = run("teacher__mt-0.5__seed0"), run("other__mt-0.5__seed0")
     runs = [teacher, other, run("student__mt-0.5__seed0", "teacher__mt-0.5__seed0")]
     assert carried_not_needed(exp, runs, "d") == {"other__mt-0.5__seed0"}
@@ -91,7 +91,7 @@ def test_superseded_runs_are_left_alone_unless_a_run_to_train_reads_one_as_its_t
         cfg, variant = SimpleNamespace(method_options=options), SimpleNamespace(superseded=superseded)
         return SimpleNamespace(run_dir=lambda exp, ds: runs_root / ds / name, cfg=cfg, variant=variant)
 
-    exp = SimpleNamespace(out=tmp_path / "results")
+    exp = SimpleNamespace(out=tmp_path / "results", carry_from=())
     write_cases(exp.out, {"root__s0": {"c1": 0.5}, "t2__s0": {"c1": 0.6}})  # two carried runs, folders gone
     old_teacher = run("old-teacher__s0", teacher="root__s0", superseded="v1")  # reads the carried root
     old_student = run("old-student__s0", teacher="t2__s0", superseded="v1")

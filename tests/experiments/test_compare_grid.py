@@ -98,6 +98,58 @@ def test_compare_runs_grid_skips_finished_and_writes_tables(phantoms: Path, tmp_
     assert "Baseline" in (tmp_path / "results" / "table.md").read_text()
 
 
+def test_a_grid_carries_the_runs_it_shares_with_a_carry_from_grid_only_where_the_settings_match(
+    phantoms: Path, tmp_path: Path
+) -> None:
+    """Table 1's reference rows are reference.yaml's runs: on a new machine they come back from its
+    committed results, but never under the same name with other settings."""
+    for folder in ("reference", "table1", "longer", "bad"):
+        (tmp_path / folder).mkdir()
+    reference = tiny_experiment(tmp_path / "reference", phantoms, "[baseline]", "[0]")
+    invoke("compare", reference, "-q")  # baseline clean and MT, seed 0
+    with (tmp_path / "reference" / "results" / "cases.csv").open(newline="") as fh:
+        committed = {(r["run"], r["case_id"]): r["dice"] for r in csv.DictReader(fh) if r["class"] == "mean"}
+
+    def sharing(folder: str, methods: str) -> Path:
+        exp = tiny_experiment(tmp_path / folder, phantoms, methods, "[0]")
+        exp.write_text(exp.read_text() + f"carry_from: [{reference}]\n")
+        return exp
+
+    gone = tmp_path / "new-machine"  # no run folders at all
+    table1 = sharing("table1", "[baseline, {method: baseline, label: Other, set: [optim.lr=0.002]}]")
+    states = {line.split("\t")[3].rsplit("/", 1)[1]: line.split("\t")[1]
+              for line in invoke("compare", table1, "--list", "--runs-root", gone).splitlines()}
+    assert states == {"baseline__clean__seed0": "carried", "baseline__mt-0.5__seed0": "carried",
+                      "other__mt-0.5__seed0": "pending"}  # fmt: skip
+    invoke("compare", table1, "-q", "--index", "1", "--runs-root", gone)  # an array job leaves it alone
+    assert not gone.exists()
+    invoke("compare", table1, "-q", "--tables-only", "--runs-root", gone)
+    with (tmp_path / "table1" / "results" / "cases.csv").open(newline="") as fh:
+        carried = {(r["run"], r["case_id"]): r["dice"] for r in csv.DictReader(fh) if r["class"] == "mean"}
+    assert carried == committed  # the same rows, to the digit
+    assert json.loads((tmp_path / "table1" / "results" / "grid.json").read_text())["carried_from"] == {"results": 2}
+    assert "MT-Noise 50%" in (tmp_path / "table1" / "results" / "table.md").read_text()
+    with (tmp_path / "table1" / "results" / "runs.csv").open(newline="") as fh:
+        origin = {r["run"]: r["carried_from"] for r in csv.DictReader(fh)}
+    assert origin == {"baseline__clean__seed0": "results", "baseline__mt-0.5__seed0": "results"}
+    def files() -> dict[str, bytes]:
+        return {f.name: f.read_bytes() for f in (tmp_path / "table1" / "results").iterdir() if f.suffix != ".png"}
+
+    written = files()
+    invoke("compare", table1, "-q", "--tables-only", "--runs-root", gone)  # now its own rows: the same files
+    assert files() == written
+    # the same folder name trained otherwise (a longer run) is not the reference's run: it is trained
+    longer = sharing("longer", "[baseline]")
+    longer.write_text(longer.read_text().replace("optim.epochs=2", "optim.epochs=3"))
+    assert {line.split("\t")[1] for line in invoke("compare", longer, "--list", "--runs-root", gone).splitlines()} == {
+        "pending"
+    }
+    bad = sharing("bad", "[baseline]")
+    bad.write_text(bad.read_text().replace(f"carry_from: [{reference}]", "carry_from: [missing.yaml]"))
+    result = runner.invoke(app, ["compare", str(bad), "--list"])
+    assert result.exit_code != 0 and "carry_from" in str(result.exception) and "missing.yaml" in str(result.exception)
+
+
 def test_compare_with_two_jobs_trains_each_run_once(phantoms: Path, tmp_path: Path) -> None:
     """Two worker processes share the grid; --runs-root (passed on to the workers) moves the run folders."""
     exp = tiny_experiment(tmp_path, phantoms, "[baseline]", "[0, 1]")

@@ -12,6 +12,12 @@ A carried run counts as finished: ``compare`` does not train it again, ``--list`
 carried rows). The settings of a carried run cannot be checked against the experiment file (its
 ``config.json`` went with the folder), so an experiment file whose rows are committed is changed
 only by appending (the rule the experiment files already follow).
+
+Grids also share runs: Table 1's clean, noisy and trusted-only rows are reference.yaml's runs (same
+settings, same folder names). An experiment file lists such grids under ``carry_from``; a run of
+its own that one of them has committed, with the same settings read from both files, is carried
+from there (``shared_carry``). Without it, which reference rows a table shows would depend on which
+grids last tabulated on the machine that still had the folders.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from svldrl.metrics.evaluate import summarise
 CASES_FILE = "cases.csv"
 RUNS_FILE = "runs.csv"
 #: per-run fields of ``runs.csv`` besides the run's name and grid coordinates
-RUN_FIELDS = ("seconds_per_epoch", "parameters_inference", "git_commit", "environment", "before_runs_csv")
+RUN_FIELDS = (
+    "seconds_per_epoch", "parameters_inference", "git_commit", "environment", "before_runs_csv", "carried_from",
+)  # fmt: skip
 #: the cost table as it was when ``runs.csv`` was introduced: runs tabulated before then have no
 #: per-run cost record, so their aggregate is kept verbatim rather than recomputed or dropped
 FROZEN_COST_FILE = "cost_before_runs_csv.md"
@@ -83,7 +91,15 @@ def run_record(name: str, coordinates: dict[str, Any], metrics: dict[str, Any], 
         "environment": "" if env is None else json.dumps(env, sort_keys=True),
         # a run first tabulated before runs.csv existed stays one: its row here has no cost or environment
         "before_runs_csv": "yes" if metrics.get("before_runs_csv") else "",
+        # the grid whose results a shared run came from (shared_carry); its cost, if unrecorded here, is there
+        "carried_from": metrics.get("carried_from", ""),
     }
+
+
+def unrecorded_here(metrics: dict[str, Any]) -> bool:
+    """A run tabulated in this grid before ``runs.csv`` existed, its folder gone: its cost and environment
+    are only in this grid's frozen records (not one shared from another grid, whose records are there)."""
+    return bool(metrics.get("before_runs_csv")) and not metrics.get("carried_from")
 
 
 def _run_record_fields(row: dict[str, str]) -> dict[str, Any]:
@@ -91,6 +107,8 @@ def _run_record_fields(row: dict[str, str]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if row.get("before_runs_csv"):
         fields["before_runs_csv"] = True
+    if row.get("carried_from"):  # a column since shared runs: older runs.csv files lack it
+        fields["carried_from"] = row["carried_from"]
     if row.get("seconds_per_epoch"):
         seconds = float(row["seconds_per_epoch"])
         if math.isfinite(seconds):
@@ -109,9 +127,60 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def shared_carry(exp: Any, runs: list[Any], dataset_name: str) -> dict[str, Path]:
+    """This grid's runs that a ``carry_from`` grid has committed with the same settings: folder name ->
+    that grid's results folder. This grid's own ``cases.csv`` comes first, then the files in the order listed.
+
+    The settings are compared as the two experiment files give them now (``same_settings``: a
+    committed row has no ``config.json`` left to check), so a run of the same name that the other
+    file trains with other settings (another label's options, another teacher) is never taken.
+    Only the other grid's own committed rows count, not what it carries from a third.
+    """
+    if not exp.carry_from:
+        return {}
+    from svldrl.experiments.grid import grid, load_experiment
+    from svldrl.experiments.runs import same_settings
+
+    mine = {run.run_dir(exp, dataset_name).name: run for run in runs}
+    own = carried_names(exp.out)
+    shared: dict[str, Path] = {}
+    for source in exp.carry_from:
+        other = load_experiment(source, exp.runs_root)  # the same runs root: teacher paths compare equal
+        if other.data != exp.data:
+            raise ValueError(f"{exp.source}: carry_from: {source} reads {other.data}, not {exp.data}")
+        held = carried_names(other.out)
+        for run in grid(other):
+            name = run.run_dir(other, dataset_name).name
+            if name in held and name in mine and name not in own and name not in shared:
+                if same_settings(run.cfg, mine[name].cfg):
+                    shared[name] = other.out
+    return shared
+
+
+def all_carried_names(exp: Any, runs: list[Any], dataset_name: str) -> set[str]:
+    """The runs whose scores are committed: in this grid's ``cases.csv`` or shared (``shared_carry``)."""
+    return carried_names(exp.out) | set(shared_carry(exp, runs, dataset_name))
+
+
+def carried_records(exp: Any, runs: list[Any], dataset_name: str, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``carried_runs`` for the runs in ``names``, from this grid's results folder and then its ``carry_from`` grids';
+    a shared run's record names the results folder it came from (``carried_from``, the folder's name: the
+    same on every machine), which is also where its cost is when that grid has no per-run record of it."""
+    wanted = list(names)
+    records = carried_runs(exp.out, wanted)
+    by_source: dict[Path, list[str]] = {}
+    for name, out in shared_carry(exp, runs, dataset_name).items():
+        if name in wanted and name not in records:
+            by_source.setdefault(out, []).append(name)
+    for out, shared in by_source.items():
+        for name, record in carried_runs(out, shared).items():
+            records[name] = {**record, "carried_from": out.name}
+    return records
+
+
 def carried_not_needed(exp: Any, runs: list[Any], dataset_name: str) -> set[str]:
     """Carried runs (carry.py) that training may skip: all but the teacher runs of runs still to train."""
-    return left_alone(exp, runs, dataset_name) & carried_names(exp.out)
+    return left_alone(exp, runs, dataset_name) & all_carried_names(exp, runs, dataset_name)
 
 
 def left_alone(exp: Any, runs: list[Any], dataset_name: str) -> set[str]:
@@ -123,7 +192,7 @@ def left_alone(exp: Any, runs: list[Any], dataset_name: str) -> set[str]:
     trained, so either is trained first when a current run needs it (and so is its own teacher).
     A superseded run needs no teacher, since it is not trained.
     """
-    carried = carried_names(exp.out)
+    carried = all_carried_names(exp, runs, dataset_name)
     folders = {id(run): run.run_dir(exp, dataset_name) for run in runs}
     unfinished = [run for run in runs if not (folders[id(run)] / METRICS_FILE).exists()]
     left = {

@@ -26,9 +26,10 @@ from svldrl.experiments.carry import (
     FROZEN_COST_FILE,
     RUNS_FILE,
     carried_not_needed,
-    carried_runs,
+    carried_records,
     left_alone,
     same_scores,
+    unrecorded_here,
 )
 from svldrl.experiments.grid import Experiment, GridRun, grid, load_experiment, waits_for
 from svldrl.experiments.grid_outputs import (
@@ -194,7 +195,8 @@ def train_index(
     check_existing_run(run_dir, run.cfg)
     if not retrain and not run_dir.exists() and run_dir.name in carried_not_needed(exp, runs, dataset.name):
         print(
-            f"[compare {index}] carried: finished before, its folder gone, its scores in {exp.out / CASES_FILE}; "
+            f"[compare {index}] carried: finished before, its folder gone, its scores committed (in "
+            f"{exp.out / CASES_FILE} or a carry_from grid's); "
             "left alone (--retrain trains it again)",
             flush=True,
         )
@@ -319,6 +321,12 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
         )
     if replaced:
         record["replaced_carried_runs"] = replaced
+    shared: dict[str, int] = {}
+    for _, metrics in done:
+        if metrics.get("carried_from"):
+            shared[metrics["carried_from"]] = shared.get(metrics["carried_from"], 0) + 1
+    if shared:  # which grids' committed results stand in for runs of this one, and how many
+        record["carried_from"] = dict(sorted(shared.items()))
     write_text(exp.out / "grid.json", json.dumps(record, indent=2))
     # runs.csv last: until it exists, the next call still finds the earlier environments in grid.json
     written["runs"] = write_runs_csv(done, exp, dataset_name, exp.out / RUNS_FILE)
@@ -339,11 +347,12 @@ def finished_runs(
             metrics = json.loads((run_dir / METRICS_FILE).read_text())
             on_disk[run_dir.name] = {**metrics, "environment": run_environment(run_dir)}
     names = [run.run_dir(exp, dataset_name).name for run in runs]
-    carried = carried_runs(exp.out, names)
+    carried = carried_records(exp, runs, dataset_name, names)
     replaced = sorted(n for n in on_disk if n in carried and not same_scores(on_disk[n], carried[n]))
     for name in replaced:
         print(
-            f"[compare] {name}: its run folder replaces the committed rows of {exp.out / CASES_FILE}, "
+            f"[compare] {name}: its run folder replaces the committed rows of "
+            f"{exp.out.parent / carried[name].get('carried_from', exp.out.name) / CASES_FILE}, "
             "which have other scores (retrained?)",
             file=sys.stderr,
             flush=True,
@@ -364,7 +373,7 @@ def _freeze_records_before_runs_csv(out: Path, done: list[tuple[GridRun, dict]])
     account left is the cost table and ``grid.json`` written then, so the first call that finds
     such runs copies the cost table to ``cost_before_runs_csv.md`` and the environments forward.
     """
-    if not any(m.get("before_runs_csv") for _, m in done):
+    if not any(unrecorded_here(m) for _, m in done):
         return None
     grid_json = out / "grid.json"
     earlier = json.loads(grid_json.read_text()) if grid_json.exists() else {}

@@ -35,6 +35,7 @@ EXPERIMENT_KEYS = {
     "runs_root",
     "out",
     "description",
+    "carry_from",
 }
 
 
@@ -75,6 +76,9 @@ class Experiment:
     out: Path
     description: str = ""
     source: Path = field(default=Path("."))
+    carry_from: tuple[Path, ...] = ()
+    """Other experiment files whose committed results may stand in for this grid's runs of the same
+    name and settings (``carry.shared_carry``), e.g. the reference rows Table 1 shares with reference.yaml."""
 
 
 def load_experiment(path: Path, runs_root: Path | None = None) -> Experiment:
@@ -109,7 +113,23 @@ def load_experiment(path: Path, runs_root: Path | None = None) -> Experiment:
         out=_relative(base, raw.get("out", f"results/{name}")),
         description=str(raw.get("description", "")),
         source=path,
+        carry_from=_carry_from(raw, path),
     )
+
+
+def _carry_from(raw: dict[str, Any], path: Path) -> tuple[Path, ...]:
+    """``carry_from: [reference.yaml]``: experiment files (relative to this one) that must exist now,
+    not when a table is written hours later."""
+    value = raw.get("carry_from") or ()
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{path}: carry_from must be a list of experiment files, got {value!r}")
+    files = tuple(_relative(path.parent, v) for v in value)
+    for file in files:
+        if not file.is_file():
+            raise ValueError(f"{path}: carry_from: {file} is not an experiment file")
+        if file == path.resolve():
+            raise ValueError(f"{path}: carry_from names the file itself; its own results are carried anyway")
+    return files
 
 
 def _clean_methods(raw: dict[str, Any], path: Path) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from svldrl._io import atomic_write, write_text
-from svldrl.experiments.carry import FROZEN_COST_FILE, RUN_FIELDS, run_record
+from svldrl.experiments.carry import FROZEN_COST_FILE, RUN_FIELDS, run_record, unrecorded_here
 from svldrl.experiments.grid import Experiment, GridRun
 from svldrl.experiments.methods import method_info
 from svldrl.experiments.tables import Table, TableRow, rows_from_runs
@@ -174,7 +174,7 @@ def write_cost_table(done: list[tuple[GridRun, dict]], path: Path) -> Path:
         f"{' / '.join(f'{n:,}' for n in sorted(params.get(label, ()))) or '-'} |"
         for label, v in per.items()
     ]
-    unrecorded = sum(1 for _, m in done if m.get("before_runs_csv"))
+    unrecorded = sum(1 for _, m in done if unrecorded_here(m))
     frozen = path.parent / FROZEN_COST_FILE
     if unrecorded and frozen.exists():
         lines = lines if per else []
@@ -184,6 +184,16 @@ def write_cost_table(done: list[tuple[GridRun, dict]], path: Path) -> Path:
             f"their costs are in the cost table as it stood then ({FROZEN_COST_FILE}), over the runs of that time:",
             "",
             frozen.read_text().strip(),
+        ]
+    elsewhere: dict[str, int] = {}
+    for _, metrics in done:
+        if metrics.get("before_runs_csv") and metrics.get("carried_from"):
+            elsewhere[metrics["carried_from"]] = elsewhere.get(metrics["carried_from"], 0) + 1
+    for grid_name, count in sorted(elsewhere.items()):
+        lines += [
+            "",
+            f"{count} runs here are carried from {grid_name}'s results (carry_from), which keep no per-run cost "
+            f"record of them; their cost is in ../{grid_name}/cost.md.",
         ]
     write_text(path, "\n".join(lines) + "\n")
     return path
