@@ -65,6 +65,18 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+#: environment variables that cap the instruction set torch (ATen), oneDNN and MKL pick their CPU kernels
+#: from: with them an AVX-512 machine trains what an AVX2 machine trains, bit for bit (docs/results.md, Session 28)
+KERNEL_LIMIT_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def kernel_limits() -> dict[str, str]:
+    """The kernel-limiting variables set in this process's environment (``KERNEL_LIMIT_VARIABLES``)."""
+    import os
+
+    return {name: os.environ[name] for name in KERNEL_LIMIT_VARIABLES if os.environ.get(name)}
+
+
 def environment_record(device: str) -> dict[str, Any]:
     """The content of a run's ``env.json``."""
     import torch
@@ -87,4 +99,8 @@ def environment_record(device: str) -> dict[str, Any]:
         "git_commit": git_commit(),
         "command": " ".join(sys.argv),
     }
+    if limits := kernel_limits():  # absent when none is set, as in every record made before it was kept
+        # Why: ``torch_cpu_capability`` shows ATen's choice only; oneDNN's convolutions follow their own
+        # variable, and only both together reproduced an AVX2 machine's run on an AVX-512 one
+        record["cpu_kernel_limits"] = limits
     return record

@@ -21,7 +21,7 @@ from svldrl.experiments.tables import Table, TableRow, rows_from_runs
 from svldrl.metrics import METRICS
 
 # what of a run's env.json says where it was trained (a table mixing environments should say so)
-ENVIRONMENT_KEYS = ("packages", "machine", "torch_cpu_capability", "cpu_count", "device")
+ENVIRONMENT_KEYS = ("packages", "machine", "torch_cpu_capability", "cpu_kernel_limits", "cpu_count", "device")
 
 
 def run_environment(run_dir: Path) -> dict[str, Any] | None:
