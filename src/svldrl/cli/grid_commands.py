@@ -43,8 +43,8 @@ def compare(
         typer.Option(
             "--retrain",
             help="With --index: train the run again although it is carried (finished before, its folder gone, "
-            "its scores in the committed cases.csv; its new scores then replace the committed ones), or train "
-            "an unfinished run of a superseded row.",
+            "its scores in the committed cases.csv or a carry_from grid's; its new scores then replace the "
+            "committed ones), or train an unfinished run of a superseded row.",
         ),
     ] = False,
     noise_only: Annotated[

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -131,10 +132,13 @@ def shared_carry(exp: Any, runs: list[Any], dataset_name: str) -> dict[str, Path
     """This grid's runs that a ``carry_from`` grid has committed with the same settings: folder name ->
     that grid's results folder. This grid's own ``cases.csv`` comes first, then the files in the order listed.
 
-    The settings are compared as the two experiment files give them now (``same_settings``: a
-    committed row has no ``config.json`` left to check), so a run of the same name that the other
-    file trains with other settings (another label's options, another teacher) is never taken.
-    Only the other grid's own committed rows count, not what it carries from a third.
+    A run is shared only where it is one training: the two files name the same runs folder
+    (their own ``runs_root``; under two folders the same name is two trainings, perhaps on two
+    machines, and a student of this grid read this grid's teacher, not the other's), and give it
+    the same settings (``same_settings``, as the two files resolve them now: a committed row has
+    no ``config.json`` left to check), so another label's options or another teacher never pass.
+    Only rows the other grid made itself count, not those it carries from a third (``runs.csv``'s
+    ``carried_from``): each shared row names the grid that trained it.
     """
     if not exp.carry_from:
         return {}
@@ -143,18 +147,29 @@ def shared_carry(exp: Any, runs: list[Any], dataset_name: str) -> dict[str, Path
 
     mine = {run.run_dir(exp, dataset_name).name: run for run in runs}
     own = carried_names(exp.out)
+    own_root = load_experiment(exp.source).runs_root  # the file's own, whatever --runs-root says now
     shared: dict[str, Path] = {}
     for source in exp.carry_from:
-        other = load_experiment(source, exp.runs_root)  # the same runs root: teacher paths compare equal
+        if (its_root := load_experiment(source).runs_root) != own_root:
+            raise ValueError(
+                f"{exp.source}: carry_from: {source} trains under another runs_root ({its_root}, not "
+                f"{own_root}): runs of the same name there are other trainings"
+            )
+        other = load_experiment(source, exp.runs_root)  # the same runs root as this call: teacher paths compare equal
         if other.data != exp.data:
             raise ValueError(f"{exp.source}: carry_from: {source} reads {other.data}, not {exp.data}")
-        held = carried_names(other.out)
+        held = carried_names(other.out) - carried_elsewhere(other.out)
         for run in grid(other):
             name = run.run_dir(other, dataset_name).name
             if name in held and name in mine and name not in own and name not in shared:
                 if same_settings(run.cfg, mine[name].cfg):
                     shared[name] = other.out
     return shared
+
+
+def carried_elsewhere(out: Path) -> set[str]:
+    """The runs ``out/runs.csv`` says came from another grid's results (``carried_from``)."""
+    return {row["run"] for row in _read_csv(out / RUNS_FILE) if row.get("carried_from")}
 
 
 def all_carried_names(exp: Any, runs: list[Any], dataset_name: str) -> set[str]:
@@ -164,8 +179,8 @@ def all_carried_names(exp: Any, runs: list[Any], dataset_name: str) -> set[str]:
 
 def carried_records(exp: Any, runs: list[Any], dataset_name: str, names: Iterable[str]) -> dict[str, dict[str, Any]]:
     """``carried_runs`` for the runs in ``names``, from this grid's results folder and then its ``carry_from`` grids';
-    a shared run's record names the results folder it came from (``carried_from``, the folder's name: the
-    same on every machine), which is also where its cost is when that grid has no per-run record of it."""
+    a shared run's record names the results folder it came from (``carried_from``, relative to this grid's:
+    the same on every machine), which is also where its cost is when that grid has no per-run record of it."""
     wanted = list(names)
     records = carried_runs(exp.out, wanted)
     by_source: dict[Path, list[str]] = {}
@@ -174,7 +189,7 @@ def carried_records(exp: Any, runs: list[Any], dataset_name: str, names: Iterabl
             by_source.setdefault(out, []).append(name)
     for out, shared in by_source.items():
         for name, record in carried_runs(out, shared).items():
-            records[name] = {**record, "carried_from": out.name}
+            records[name] = {**record, "carried_from": os.path.relpath(out, exp.out)}
     return records
 
 

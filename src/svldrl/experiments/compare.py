@@ -352,7 +352,7 @@ def finished_runs(
     for name in replaced:
         print(
             f"[compare] {name}: its run folder replaces the committed rows of "
-            f"{exp.out.parent / carried[name].get('carried_from', exp.out.name) / CASES_FILE}, "
+            f"{exp.out / carried[name].get('carried_from', '.') / CASES_FILE}, "
             "which have other scores (retrained?)",
             file=sys.stderr,
             flush=True,
@@ -403,6 +403,6 @@ def _refuse_to_shrink(exp: Experiment, finished: int) -> None:
     if finished < before:
         raise ValueError(
             f"{record}: the tables there were made from {before} finished runs, but only {finished} are under "
-            f"{exp.runs_root}; not replacing them with fewer rows (point --runs-root at the run folders, "
-            f"or move {exp.out} away to start the tables afresh)"
+            f"{exp.runs_root} or committed (carried); not replacing them with fewer rows (point --runs-root at the "
+            f"run folders, or move {exp.out} away to start the tables afresh)"
         )

@@ -121,7 +121,7 @@ def _carry_from(raw: dict[str, Any], path: Path) -> tuple[Path, ...]:
     """``carry_from: [reference.yaml]``: experiment files (relative to this one) that must exist now,
     not when a table is written hours later."""
     value = raw.get("carry_from") or ()
-    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"{path}: carry_from must be a list of experiment files, got {value!r}")
     files = tuple(_relative(path.parent, v) for v in value)
     for file in files:

@@ -30,7 +30,8 @@ def run_environment(run_dir: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     env = json.loads(path.read_text())
-    return {k: env.get(k) for k in (*ENVIRONMENT_KEYS, "git_commit")}
+    # a key env.json leaves out stays out (cpu_kernel_limits: absent unless set), so committed records do not churn
+    return {k: env.get(k) for k in (*ENVIRONMENT_KEYS, "git_commit") if k in env or k != "cpu_kernel_limits"}
 
 
 def shown_label(run: GridRun) -> str:
@@ -102,7 +103,7 @@ def environments(done: list[tuple[GridRun, dict]]) -> list[dict[str, Any]]:
         if metrics.get("before_runs_csv"):
             continue
         env = metrics.get("environment") or {}
-        setting = {k: env.get(k) for k in ENVIRONMENT_KEYS}
+        setting = {k: env.get(k) for k in ENVIRONMENT_KEYS if k != "cpu_kernel_limits" or env.get(k)}
         group = groups.setdefault(json.dumps(setting, sort_keys=True), {**setting, "git_commits": set(), "runs": 0})
         group["git_commits"].add(str(env.get("git_commit")))
         group["runs"] += 1
@@ -189,11 +190,12 @@ def write_cost_table(done: list[tuple[GridRun, dict]], path: Path) -> Path:
     for _, metrics in done:
         if metrics.get("before_runs_csv") and metrics.get("carried_from"):
             elsewhere[metrics["carried_from"]] = elsewhere.get(metrics["carried_from"], 0) + 1
-    for grid_name, count in sorted(elsewhere.items()):
+    for folder, count in sorted(elsewhere.items()):
+        runs = "1 run here is" if count == 1 else f"{count} runs here are"
         lines += [
             "",
-            f"{count} runs here are carried from {grid_name}'s results (carry_from), which keep no per-run cost "
-            f"record of them; their cost is in ../{grid_name}/cost.md.",
+            f"{runs} carried from the results in {folder} (carry_from), which keep no per-run cost record; "
+            f"the cost is in {folder}/cost.md.",
         ]
     write_text(path, "\n".join(lines) + "\n")
     return path
