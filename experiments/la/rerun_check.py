@@ -1,0 +1,62 @@
+"""Whether run folders trained again reproduce the scores committed for runs of the same name.
+
+For each run folder, its per-case mean Dice (``metrics.json``) against the rows of the same run in a
+committed ``cases.csv``: how many cases, the largest per-case difference, both means, and whether
+they are identical. Why: a grid grows over machines, and the rows it pairs by seed were trained
+on another one. This says whether this machine trains what that one trained (bit for bit:
+identical) or a run of its own (then pairing across machines adds that spread), e.g. with the
+CPU kernels capped (README, "bit for bit"):
+
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 SVLDRL_RUNS=/work/runs-check \\
+        svldrl compare experiments/la/teacher_filter_short.yaml --index 15 --retrain
+    python experiments/la/rerun_check.py docs/results/la-teacher-filter-short/cases.csv \\
+        /work/runs-check/la2018/baseline__sfda-0.5__seed0
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+
+def committed_dice(cases_csv: Path, run: str) -> dict[str, float]:
+    """The committed per-case mean Dice of ``run`` (empty if the file has no rows of it)."""
+    with cases_csv.open(newline="") as fh:
+        return {r["case_id"]: float(r["dice"]) for r in csv.DictReader(fh) if r["run"] == run and r["class"] == "mean"}
+
+
+def compare_run(run_dir: Path, cases_csv: Path) -> dict[str, float | int | bool]:
+    """The rerun's per-case mean Dice against the committed rows of the run of its name."""
+    committed = committed_dice(cases_csv, run_dir.name)
+    if not committed:
+        raise ValueError(f"{cases_csv}: no rows of run {run_dir.name}")
+    per_case = json.loads((run_dir / "metrics.json").read_text())["per_case"]
+    if sorted(per_case) != sorted(committed):
+        raise ValueError(f"{run_dir}: scored other cases than {cases_csv} holds for it (another split?)")
+    new = {c: float(per_case[c]["mean"]["dice"]) for c in committed}
+    differences = [abs(new[c] - committed[c]) for c in committed]
+    return {
+        "cases": len(committed),
+        "max_abs_difference": 100.0 * max(differences),
+        "mean_rerun": 100.0 * sum(new.values()) / len(new),
+        "mean_committed": 100.0 * sum(committed.values()) / len(committed),
+        "identical": max(differences) == 0.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("cases_csv", type=Path, help="the committed cases.csv that holds the runs' rows")
+    parser.add_argument("run_dirs", type=Path, nargs="+", help="run folders trained again (their names as committed)")
+    args = parser.parse_args()
+    print("run\tcases\tmax |diff| (Dice points)\trerun\tcommitted\tidentical")
+    for run_dir in args.run_dirs:
+        r = compare_run(run_dir, args.cases_csv)
+        print(f"{run_dir.name}\t{r['cases']}\t{r['max_abs_difference']:.4f}\t{r['mean_rerun']:.2f}\t"
+              f"{r['mean_committed']:.2f}\t{'yes' if r['identical'] else 'no'}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
