@@ -195,10 +195,11 @@ def carried_records(exp: Any, runs: list[Any], dataset_name: str, names: Iterabl
 
 def carried_not_needed(exp: Any, runs: list[Any], dataset_name: str) -> set[str]:
     """Carried runs (carry.py) that training may skip: all but the teacher runs of runs still to train."""
-    return left_alone(exp, runs, dataset_name) & all_carried_names(exp, runs, dataset_name)
+    carried = all_carried_names(exp, runs, dataset_name)  # once: it reads the carry_from grids' files
+    return left_alone(exp, runs, dataset_name, carried) & carried
 
 
-def left_alone(exp: Any, runs: list[Any], dataset_name: str) -> set[str]:
+def left_alone(exp: Any, runs: list[Any], dataset_name: str, carried: set[str] | None = None) -> set[str]:
     """Folder names of the unfinished runs training leaves alone: carried runs (finished, folder gone)
     and runs of superseded rows (``Variant.superseded``), except the teacher runs of runs still to train.
 
@@ -207,7 +208,8 @@ def left_alone(exp: Any, runs: list[Any], dataset_name: str) -> set[str]:
     trained, so either is trained first when a current run needs it (and so is its own teacher).
     A superseded run needs no teacher, since it is not trained.
     """
-    carried = all_carried_names(exp, runs, dataset_name)
+    if carried is None:
+        carried = all_carried_names(exp, runs, dataset_name)
     folders = {id(run): run.run_dir(exp, dataset_name) for run in runs}
     unfinished = [run for run in runs if not (folders[id(run)] / METRICS_FILE).exists()]
     left = {
