@@ -16,26 +16,21 @@ CPU kernels capped (README, "bit for bit"):
 from __future__ import annotations
 
 import argparse
-import csv
-import json
+import sys
 from pathlib import Path
 
-
-def committed_dice(cases_csv: Path, run: str) -> dict[str, float]:
-    """The committed per-case mean Dice of ``run`` (empty if the file has no rows of it)."""
-    with cases_csv.open(newline="") as fh:
-        return {r["case_id"]: float(r["dice"]) for r in csv.DictReader(fh) if r["run"] == run and r["class"] == "mean"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired import load_runs, per_case_dice  # noqa: E402  (one reader of cases.csv and metrics.json for all scripts)
 
 
 def compare_run(run_dir: Path, cases_csv: Path) -> dict[str, float | int | bool]:
     """The rerun's per-case mean Dice against the committed rows of the run of its name."""
-    committed = committed_dice(cases_csv, run_dir.name)
+    committed = load_runs(cases_csv).get(run_dir.name, {})
     if not committed:
         raise ValueError(f"{cases_csv}: no rows of run {run_dir.name}")
-    per_case = json.loads((run_dir / "metrics.json").read_text())["per_case"]
-    if sorted(per_case) != sorted(committed):
+    new = per_case_dice(run_dir)
+    if sorted(new) != sorted(committed):
         raise ValueError(f"{run_dir}: scored other cases than {cases_csv} holds for it (another split?)")
-    new = {c: float(per_case[c]["mean"]["dice"]) for c in committed}
     differences = [abs(new[c] - committed[c]) for c in committed]
     return {
         "cases": len(committed),

@@ -147,15 +147,14 @@ def shared_carry(exp: Any, runs: list[Any], dataset_name: str) -> dict[str, Path
 
     mine = {run.run_dir(exp, dataset_name).name: run for run in runs}
     own = carried_names(exp.out)
-    own_root = load_experiment(exp.source).runs_root  # the file's own, whatever --runs-root says now
     shared: dict[str, Path] = {}
     for source in exp.carry_from:
-        if (its_root := load_experiment(source).runs_root) != own_root:
-            raise ValueError(
-                f"{exp.source}: carry_from: {source} trains under another runs_root ({its_root}, not "
-                f"{own_root}): runs of the same name there are other trainings"
-            )
         other = load_experiment(source, exp.runs_root)  # the same runs root as this call: teacher paths compare equal
+        if other.file_runs_root != exp.file_runs_root:  # the files' own roots, whatever --runs-root says now
+            raise ValueError(
+                f"{exp.source}: carry_from: {source} trains under another runs_root ({other.file_runs_root}, not "
+                f"{exp.file_runs_root}): runs of the same name there are other trainings"
+            )
         if other.data != exp.data:
             raise ValueError(f"{exp.source}: carry_from: {source} reads {other.data}, not {exp.data}")
         held = carried_names(other.out) - carried_elsewhere(other.out)

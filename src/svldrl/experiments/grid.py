@@ -79,6 +79,9 @@ class Experiment:
     carry_from: tuple[Path, ...] = ()
     """Other experiment files whose committed results may stand in for this grid's runs of the same
     name and settings (``carry.shared_carry``), e.g. the reference rows Table 1 shares with reference.yaml."""
+    file_runs_root: Path | None = None
+    """The file's own ``runs_root``, whatever ``--runs-root`` replaced it with: two files that name the
+    same one share run folders (``carry.shared_carry``)."""
 
 
 def load_experiment(path: Path, runs_root: Path | None = None) -> Experiment:
@@ -98,6 +101,7 @@ def load_experiment(path: Path, runs_root: Path | None = None) -> Experiment:
         raise ValueError(f"{path}: 'data' and 'methods' are required")
     base = path.parent
     name = str(raw.get("name", path.stem))
+    file_runs_root = _relative(base, raw.get("runs_root", "runs"))
     return Experiment(
         name=name,
         data=_relative(base, raw["data"]),
@@ -109,11 +113,12 @@ def load_experiment(path: Path, runs_root: Path | None = None) -> Experiment:
         ratios=tuple(float(r) for r in raw.get("ratios") or (0.5,)),
         seeds=tuple(int(s) for s in raw.get("seeds") or (0,)),
         clean_methods=_clean_methods(raw, path),
-        runs_root=runs_root.resolve() if runs_root is not None else _relative(base, raw.get("runs_root", "runs")),
+        runs_root=runs_root.resolve() if runs_root is not None else file_runs_root,
         out=_relative(base, raw.get("out", f"results/{name}")),
         description=str(raw.get("description", "")),
         source=path,
         carry_from=_carry_from(raw, path),
+        file_runs_root=file_runs_root,
     )
 
 
