@@ -5,11 +5,13 @@ state per epoch (JCAS's transition off-diagonals, MTCL's flipped fraction and th
 background, Co-Teaching's kept fraction per class, CLCS's selected fraction, RSF-assisted MTCL's
 share of the flips RSF kept, SVL-DRL's reward and policy entropy); this prints the last epoch's
 values of those columns for a set of runs, one line per run, so that a row of a table can be
-checked against what its mechanism did. ADELE's correction epochs come from its adele.json, Loss
-Correction's estimated matrix from transition_matrix.json. CLCS's shares of all voxels are turned
-into the shares a reader asks for (``clcs_shares``): of the voxels labelled foreground
-(background), how many it left out of its clean set, and how many of the left-out voxels lie in
-the label's border band, against the band's share of all voxels.
+checked against what its mechanism did. ADELE's correction epochs come from its adele.json, with
+each foreground class's IoU curve summed up (``adele_curve_state``: points, first and last IoU, the
+largest rise between two points, and how many points the reference's flat-start drop leaves: one
+means the start rule cannot fire), Loss Correction's estimated matrix from transition_matrix.json.
+CLCS's shares of all voxels are turned into the shares a reader asks for (``clcs_shares``): of the
+voxels labelled foreground (background), how many it left out of its clean set, and how many of the
+left-out voxels lie in the label's border band, against the band's share of all voxels.
 
     python experiments/la/mechanisms.py /work/runs/la2018 'jcas__mt-0.5__seed*' 'co-teaching__mt-0.5__seed*'
 """
@@ -20,6 +22,9 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
+from svldrl.baselines.adele_curve import FLAT_RISE, leading_flat_points
 from svldrl.training import read_log
 
 GENERIC = {"epoch", "stage", "lr", "epoch_time"}
@@ -41,11 +46,36 @@ def final_state(run_dir: Path) -> dict[str, str]:
     state.update(clcs_shares(rows[-1]) if rows else {})
     adele = run_dir / "adele.json"
     if adele.exists():
-        state["corrections"] = str(json.loads(adele.read_text())["corrections"])
+        history = json.loads(adele.read_text())
+        state["corrections"] = str(history["corrections"])
+        state.update(adele_curve_state(history["iou"]))
     transition = run_dir / "transition_matrix.json"
     if transition.exists():
         matrices = json.loads(transition.read_text())["T"]
         state["T"] = str([[[round(v, 4) for v in row] for row in m] for m in matrices])
+    return state
+
+
+def adele_curve_state(iou: list) -> dict[str, str]:
+    """Per foreground class of ADELE's IoU history (points x groups x classes): why its start rule did or did not fire.
+
+    The reference's ``if_update`` drops the leading points whose rise to the next is under ``FLAT_RISE``
+    (0.1) before it fits the curve; a curve that never rises that much between two points keeps one
+    point and never starts, however far it climbs in all.
+    """
+    curves = np.asarray(iou, dtype=np.float64)
+    if curves.ndim != 3 or len(curves) == 0:
+        return {}
+    state: dict[str, str] = {}
+    for g in range(curves.shape[1]):
+        for c in range(1, curves.shape[2]):
+            curve = curves[:, g, c]
+            rises = np.diff(curve)
+            tag = f"class{c}" if curves.shape[1] == 1 else f"group{g}_class{c}"
+            state[f"{tag}_iou_points"] = str(len(curve))
+            state[f"{tag}_iou_first_last"] = f"{curve[0]:.3f}->{curve[-1]:.3f}"
+            state[f"{tag}_largest_rise"] = f"{np.nanmax(rises):.3f}" if len(rises) else "nan"
+            state[f"{tag}_points_after_flat_drop"] = str(len(curve) - leading_flat_points(curve, FLAT_RISE))
     return state
 
 

@@ -23,6 +23,17 @@ def test_final_state_keeps_the_mechanism_columns_of_the_last_epoch(tmp_path: Pat
                      "corrections": "[79, 159]"}
 
 
+def test_adele_curve_state_says_how_many_points_the_flat_start_drop_leaves() -> None:
+    module = load_script(SCRIPT, "la_mechanisms")
+    slow = [[[0.9, v]] for v in (0.40, 0.45, 0.48, 0.55, 0.60)]  # climbs 0.2, never 0.1 between two points
+    assert module.adele_curve_state(slow) == {
+        "class1_iou_points": "5", "class1_iou_first_last": "0.400->0.600", "class1_largest_rise": "0.070",
+        "class1_points_after_flat_drop": "1"}
+    fast = [[[0.9, v]] for v in (0.10, 0.15, 0.40, 0.60, 0.62)]  # the first 0.1 rise ends the drop at point 1
+    assert module.adele_curve_state(fast)["class1_points_after_flat_drop"] == "4"
+    assert module.adele_curve_state([]) == {}
+
+
 def test_clcs_left_out_shares_are_pooled_from_the_logged_shares_of_all_voxels(tmp_path: Path) -> None:
     module = load_script(SCRIPT, "la_mechanisms")
     row = {"label_fg_fraction": "0.2", "band_fraction": "0.1", "unselected_label_fg": "0.05",
