@@ -86,8 +86,17 @@ TABLE1_LONG: Rows = {
     ]
 }
 TABLE1_LONG = {("clean", "baseline", "Baseline"): TABLE1[("clean", "baseline", "Baseline")], **TABLE1_LONG}
+# Rows that train weight for weight as another row (table1_long.yaml's ``same_as``): RSF vets only the
+# corrections of the method it assists, and ADELE corrected in none of its LA runs (mechanisms.py).
+# Such a row is shown with its twin's runs where every run of its own scores as the twin's, case for case.
+SAME_AS = {"rsf-assisted-adele": "adele"}
+SAME_AS_NOTE = "ADELE's runs, ADELE made no correction for RSF to vet"
 TABLES = {"1": TABLE1, "5": TABLE5, "long": TABLE1_LONG}
 NOISE_NAMES = {"clean": "clean", "mt-0.5": "MT 50 %", "sfda-0.5": "SFDA 50 %"}
+
+
+Cases = dict[str, tuple[dict[str, float], dict[str, float]]]
+"""run name -> (Dice, HD95) of each held-out case"""
 
 
 def our_scores(
@@ -96,7 +105,21 @@ def our_scores(
     """Dice (%) and HD95 (mm) of every finished seed (of ``seeds``, if given) of one method and noise.
 
     Each run's value is the mean over its held-out cases (``paired.load_runs`` reads both source
-    kinds). The seeds of a row join across sources (seeds 0-4 in one grid, 5-9 in another), unless
+    kinds); ``row_runs`` says which runs."""
+    return run_means(row_runs(sources, prefix, noise, seeds))
+
+
+def run_means(chosen: Cases) -> tuple[list[float], list[float]]:
+    """Each run's mean Dice (%) and HD95 (mm) over its cases, in run-name order."""
+    runs = {name: (100 * float(np.mean(list(d.values()))), float(np.mean(list(h.values()))))
+            for name, (d, h) in chosen.items()}  # fmt: skip
+    return [runs[r][0] for r in sorted(runs)], [runs[r][1] for r in sorted(runs)]
+
+
+def row_runs(sources: list[Path], prefix: str, noise: str, seeds: list[int] | None = None) -> Cases:
+    """The per-case scores of every finished run of one row (method and noise, ``seeds`` if given).
+
+    The seeds of a row join across sources (seeds 0-4 in one grid, 5-9 in another), unless
     two sources score one of its runs differently: then they are two runs under one name (the SFDA
     reference rows of two machines, whose source models, and so labels, differ), and the row is
     taken whole from the first source that has it, so that it never mixes the two; stderr says so.
@@ -123,9 +146,20 @@ def our_scores(
         for name, value in found.items():
             chosen.setdefault(name, value)
             origin.setdefault(name, source)
-    runs = {name: (100 * float(np.mean(list(d.values()))), float(np.mean(list(h.values()))))
-            for name, (d, h) in chosen.items()}  # fmt: skip
-    return [runs[r][0] for r in sorted(runs)], [runs[r][1] for r in sorted(runs)]
+    return chosen
+
+
+def same_as_twin(own: Cases, twin: Cases, prefix: str, twin_prefix: str) -> bool:
+    """Whether every run of a row scores case for case as the run of the same seed of its twin row."""
+    def same(a: dict[str, float], b: dict[str, float]) -> bool:
+        return sorted(a) == sorted(b) and all(
+            (np.isnan(a[c]) and np.isnan(b[c])) or np.isclose(a[c], b[c], rtol=1e-9, atol=1e-12) for c in a)
+
+    for name, (dice, hd95) in own.items():
+        other = twin.get(name.replace(f"{prefix}__", f"{twin_prefix}__", 1))
+        if other is None or not (same(dice, other[0]) and same(hd95, other[1])):
+            return False
+    return bool(own)
 
 
 def fmt(values: list[float]) -> str:
@@ -144,9 +178,18 @@ def main() -> None:
     print("| noise | method | Dice [%] ours | Dice [%] paper | HD95 [mm] ours | HD95 [mm] paper |")
     print("|---|---|---|---|---|---|")
     for (noise, prefix, label), paper in TABLES[args.table].items():
-        dice, hd95 = our_scores(args.sources, prefix, noise, args.seeds)
+        own = row_runs(args.sources, prefix, noise, args.seeds)
+        dice, hd95 = run_means(own)
         if not dice and "superseded" in label:
             continue  # kept for the runs it has; a superseded setting is not run again
+        twin_prefix = SAME_AS.get(prefix) if args.table == "long" else None
+        if twin_prefix and same_as_twin(own, twin := row_runs(args.sources, twin_prefix, noise, args.seeds),
+                                        prefix, twin_prefix):
+            label = f"{label}: {SAME_AS_NOTE} ({len(own)} run{'s' * (len(own) > 1)} of its own, identical)"
+            dice, hd95 = run_means(twin)
+        elif twin_prefix and own:
+            print(f"{prefix} ({noise}): its runs do not all score as {twin_prefix}'s; its own rows shown",
+                  file=sys.stderr)
         p_dice, p_hd = ("-", "-") if paper is None else (f"{paper[0]:.2f}", f"{paper[1]:.2f}")
         print(f"| {NOISE_NAMES[noise]} | {label} | {fmt(dice)} | {p_dice} | {fmt(hd95)} | {p_hd} |")
 

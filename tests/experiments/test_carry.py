@@ -66,7 +66,7 @@ def test_a_carried_teacher_is_trained_again_when_a_run_still_to_train_reads_it(t
 
     def run(name: str, teacher: str | None = None) -> SimpleNamespace:
         options = {"teacher_run": str(runs_root / "d" / teacher)} if teacher else {}
-        cfg, variant = SimpleNamespace(method_options=options), SimpleNamespace(superseded="")
+        cfg, variant = SimpleNamespace(method_options=options), SimpleNamespace(superseded="", same_as="")
         return SimpleNamespace(run_dir=lambda exp, ds: runs_root / ds / name, cfg=cfg, variant=variant)
 
     exp = SimpleNamespace(out=tmp_path / "results", carry_from=())
@@ -88,7 +88,7 @@ def test_superseded_runs_are_left_alone_unless_a_run_to_train_reads_one_as_its_t
 
     def run(name: str, teacher: str | None = None, superseded: str = "") -> SimpleNamespace:
         options = {"teacher_run": str(runs_root / "d" / teacher)} if teacher else {}
-        cfg, variant = SimpleNamespace(method_options=options), SimpleNamespace(superseded=superseded)
+        cfg, variant = SimpleNamespace(method_options=options), SimpleNamespace(superseded=superseded, same_as="")
         return SimpleNamespace(run_dir=lambda exp, ds: runs_root / ds / name, cfg=cfg, variant=variant)
 
     exp = SimpleNamespace(out=tmp_path / "results", carry_from=())
@@ -176,7 +176,7 @@ def test_a_shared_teacher_is_trained_again_when_a_run_still_to_train_reads_it(
 
     def run(name: str, teacher: str | None = None) -> SimpleNamespace:
         options = {"teacher_run": str(runs_root / "d" / teacher)} if teacher else {}
-        cfg, variant = SimpleNamespace(method_options=options), SimpleNamespace(superseded="")
+        cfg, variant = SimpleNamespace(method_options=options), SimpleNamespace(superseded="", same_as="")
         return SimpleNamespace(run_dir=lambda exp, ds: runs_root / ds / name, cfg=cfg, variant=variant)
 
     exp = SimpleNamespace(out=tmp_path / "results", carry_from=(tmp_path / "other.yaml",))

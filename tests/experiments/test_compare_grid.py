@@ -234,6 +234,47 @@ def test_a_superseded_row_keeps_its_runs_and_trains_no_more(phantoms: Path, tmp_
         assert result.exit_code != 0 and message in str(result.exception), result.output
 
 
+def test_a_same_as_row_is_not_trained_and_its_runs_check_the_claim(phantoms: Path, tmp_path: Path) -> None:
+    """A row that trains as another (RSF-assisted ADELE where ADELE never corrects): its runs keep their
+    index and are trained on request only; the table lists the seeds whose scores were checked equal to
+    the other row's, and refuses to be written when one is not (a false claim in the file)."""
+    twin = "{method: baseline, label: Twin, set: [optim.loss=dice], same_as: {row: Baseline, why: 'the same method'}}"
+    exp = tiny_experiment(tmp_path, phantoms, f"[baseline, {twin}]", "[0, 1]")
+    listed = [line.split("\t") for line in invoke("compare", exp, "--list").splitlines()]
+    twins = [int(r[0]) for r in listed if r[2].startswith("Twin")]
+    assert len(twins) == 2 and {listed[i][1] for i in twins} == {"same-as"}
+    said = invoke("compare", exp, "-q", "--index", twins[0])
+    assert "trains as Baseline (the same method): the runs it has check that; not trained" in said
+    invoke("compare", exp, "-q", "--index", twins[0], "--retrain")
+    invoke("compare", exp, "-q")
+    trained = sorted(p.parent.name for p in (tmp_path / "runs").rglob("metrics.json"))
+    assert "twin__mt-0.5__seed0" in trained and "twin__mt-0.5__seed1" not in trained and len(trained) == 5
+    table = (tmp_path / "results" / "table.md").read_text()
+    assert ("Twin: trains as Baseline (the same method); not trained beyond the runs it has, which score case "
+            "for case as Baseline's (MT-Noise 50% seed 0).") in table
+    # the same claim for a row that differs (another loss): the tables are refused, naming the run
+    other = "{method: baseline, label: Other, set: [optim.loss=dice_ce], same_as: {row: Baseline, why: 'claimed'}}"
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(exp.read_text().replace(f"[baseline, {twin}]", f"[baseline, {other}]")
+                     .replace("out: results", "out: results-wrong").replace("seeds: [0, 1]", "seeds: [0]"))
+    index = next(int(r[0]) for r in (line.split("\t") for line in invoke("compare", wrong, "--list").splitlines())
+                 if r[2].startswith("Other"))
+    invoke("compare", wrong, "-q", "--index", index, "--retrain")
+    result = runner.invoke(app, ["compare", str(wrong), "-q", "--tables-only"])
+    assert result.exit_code != 0
+    assert "Other (MT-Noise 50%, seed 0) scores differently from Baseline" in str(result.exception)
+    for entry, message in [
+        ("{method: baseline, label: X, same_as: {row: Nobody, why: w}}", "is not another trained row"),
+        ("{method: baseline, label: X, same_as: {row: X, why: w}}", "is not another trained row"),
+        ("{method: baseline, label: X, same_as: Baseline}", "same_as must be {row:"),
+        ("{method: baseline, label: X, superseded: old, same_as: {row: Baseline, why: w}}", "not both"),
+    ]:
+        (tmp_path / "bad").mkdir(exist_ok=True)
+        bad = tiny_experiment(tmp_path / "bad", phantoms, f"[baseline, {entry}]", "[0]")
+        result = runner.invoke(app, ["compare", str(bad), "--list"])
+        assert result.exit_code != 0 and message in str(result.exception), result.output
+
+
 def test_compare_noise_only_makes_the_labels_the_runs_then_read(phantoms: Path, tmp_path: Path) -> None:
     """--noise-only before a job array: one noise folder per noise setting, no run; each run reads its own."""
     exp = tiny_experiment(tmp_path, phantoms, "[baseline, co-teaching]", "[0, 1]")

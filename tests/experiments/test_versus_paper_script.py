@@ -69,3 +69,25 @@ def test_a_superseded_row_shows_only_where_it_has_runs(tmp_path: Path, monkeypat
     superseded = [line for line in lines if "superseded" in line]
     assert len(superseded) == 1 and superseded[0].startswith("| MT 50 % |")  # not the unrun SFDA one
     assert any(line.startswith("| SFDA 50 % | ADELE | not run yet") for line in lines)  # a current row stays
+
+
+def test_a_row_that_trains_as_another_shows_the_others_runs_only_when_its_own_are_identical(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """RSF-assisted ADELE, which trains as ADELE while ADELE makes no correction: with its one run scoring
+    as ADELE's of that seed it shows ADELE's five runs, labelled; with one differing run it shows its own."""
+    module = load_script(SCRIPT, "la_versus_paper_same_as")
+    adele = {f"adele__mt-0.5__seed{s}": [(0.80 + s / 100, 10.0)] for s in range(5)}
+    for rsf_score, expected in [(0.82, "ADELE's runs"), (0.50, "| 50.00 (±0.00, n=1) |")]:
+        cases = _write_cases(tmp_path / "long.csv", {**adele, "rsf-assisted-adele__mt-0.5__seed2": [(rsf_score, 10.0)]})
+        monkeypatch.setattr("sys.argv", ["versus_paper.py", str(cases), "--table", "long"])
+        module.main()
+        out = capsys.readouterr()
+        row = next(line for line in out.out.splitlines() if line.startswith("| MT 50 % | RSF-Assisted (ADELE)"))
+        assert expected in row
+        if rsf_score == 0.82:
+            assert "82.00 (±1.41, n=5)" in row and "(1 run of its own, identical)" in row
+        else:
+            assert "do not all score as adele's" in out.err
+    sfda = next(line for line in out.out.splitlines() if line.startswith("| SFDA 50 % | RSF-Assisted (ADELE)"))
+    assert "not run yet" in sfda  # no run of its own: nothing checked, nothing borrowed

@@ -26,7 +26,7 @@ def compare(
         typer.Option(
             "--list",
             help="Print the grid's runs, one per line: index, state (pending/running/finished/carried/"
-            "superseded/conflict), run, folder; train nothing.",
+            "superseded/same-as/conflict), run, folder; train nothing.",
         ),
     ] = False,
     index: Annotated[
@@ -44,7 +44,7 @@ def compare(
             "--retrain",
             help="With --index: train the run again although it is carried (finished before, its folder gone, "
             "its scores in the committed cases.csv or a carry_from grid's; its new scores then replace the "
-            "committed ones), or train an unfinished run of a superseded row.",
+            "committed ones), or train an unfinished run of a superseded or same_as row.",
         ),
     ] = False,
     noise_only: Annotated[

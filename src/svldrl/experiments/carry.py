@@ -200,7 +200,8 @@ def carried_not_needed(exp: Any, runs: list[Any], dataset_name: str) -> set[str]
 
 def left_alone(exp: Any, runs: list[Any], dataset_name: str, carried: set[str] | None = None) -> set[str]:
     """Folder names of the unfinished runs training leaves alone: carried runs (finished, folder gone)
-    and runs of superseded rows (``Variant.superseded``), except the teacher runs of runs still to train.
+    and runs of superseded rows (``Variant.superseded``) and of rows that train as another
+    (``Variant.same_as``), except the teacher runs of runs still to train.
 
     Why: a run that reads another run's folder (``method_options.teacher_run``) waits until that
     folder holds a finished run; a carried teacher has no folder and a superseded one would never be
@@ -214,7 +215,7 @@ def left_alone(exp: Any, runs: list[Any], dataset_name: str, carried: set[str] |
     left = {
         folders[id(run)].name for run in unfinished
         if (folders[id(run)].name in carried and not folders[id(run)].exists())
-        or run.variant.superseded
+        or run.variant.superseded or run.variant.same_as
     }  # fmt: skip
     while True:  # a teacher taken back into training may need its own teacher
         to_train = [run for run in unfinished if folders[id(run)].name not in left]
@@ -229,7 +230,10 @@ def same_scores(metrics: dict, carried: dict) -> bool:
     mine, kept = metrics.get("per_case", {}), carried["per_case"]
     if sorted(mine) != sorted(kept):
         return False
+    def same(a: float, b: float) -> bool:  # an undefined score (NaN: HD95 of an empty prediction) matches its like
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
     return all(
-        math.isclose(float(mine[c][cls][m]), kept[c][cls][m], rel_tol=1e-9, abs_tol=1e-12)
+        same(float(mine[c][cls][m]), float(kept[c][cls][m]))
         for c in kept for cls in kept[c] for m in kept[c][cls]
     )  # fmt: skip

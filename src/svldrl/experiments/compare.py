@@ -74,8 +74,8 @@ def run_experiment(
     left = left_alone(exp, runs, dataset_name)
     for run in runs:  # an invalid option, a run folder from other settings: refuse now, not hours in
         folder = run.run_dir(exp, dataset_name)
-        if run.variant.superseded and folder.name in left and not folder.exists():
-            continue  # old settings kept for the runs they have; one since made invalid must not stop the grid
+        if run.variant.untrained_why and folder.name in left and not folder.exists():
+            continue  # a row kept for the runs it has; old settings since made invalid must not stop the grid
         check_run_config(run.cfg)
         check_trusted(run.cfg, make_split(dataset, run.cfg))
         check_existing_run(run.run_dir(exp, dataset_name), run.cfg)
@@ -134,7 +134,8 @@ def train_pending(
 def grid_states(path: Path, runs_root: Path | None = None) -> list[tuple[int, str, GridRun, Path]]:
     """Every run of the grid with its index and state: ``pending``, ``running``, ``finished``, ``conflict``,
     ``carried`` (finished, its folder gone, its scores in the committed ``cases.csv``: see carry.py) or
-    ``superseded`` (not finished, of a row the file keeps only for the runs it has: not trained).
+    ``superseded`` (not finished, of a row the file keeps only for the runs it has: not trained) or
+    ``same-as`` (not finished, of a row that trains as another row: ``Variant.same_as``, not trained).
 
     The index is the run's place in the grid's fixed order (noise rows, methods, seeds), the
     number a cluster job array passes to ``--index``. ``running``: another process holds the
@@ -154,8 +155,8 @@ def grid_states(path: Path, runs_root: Path | None = None) -> list[tuple[int, st
     for index, run in enumerate(runs):
         folder = run.run_dir(exp, dataset_name)
         state = "carried" if folder.name in carried and not folder.exists() else _grid_state(folder, run.cfg)
-        if state == "pending" and run.variant.superseded and folder.name in left:
-            state = "superseded"
+        if state == "pending" and run.variant.untrained_why and folder.name in left:
+            state = "superseded" if run.variant.superseded else "same-as"
         out.append((index, state, run, folder))
     return out
 
@@ -177,7 +178,8 @@ def train_index(
     Checks this run as ``run_experiment`` checks every run, then trains or resumes it. A finished
     run is left as it is (a job array may be resubmitted), and so is a carried one (finished, its
     folder gone, its scores committed: carry.py) unless ``retrain``, and so is an unfinished run of a
-    superseded row (``Variant.superseded``) unless ``retrain``; a run another process holds is refused.
+    superseded row (``Variant.superseded``) or a same_as row (``Variant.same_as``) unless ``retrain``; a
+    run another process holds is refused.
     """
     from svldrl.data import load_dataset
     from svldrl.experiments.pipeline import check_run_config, make_split, train_run
@@ -201,13 +203,9 @@ def train_index(
             flush=True,
         )
         return run_dir
-    superseded_left = run.variant.superseded and run_dir.name in left_alone(exp, runs, dataset.name)
-    if not retrain and superseded_left and not (run_dir / METRICS_FILE).exists():
-        print(
-            f"[compare {index}] superseded ({run.variant.superseded}): the row is kept for the runs it has; "
-            "not trained (--retrain trains it)",
-            flush=True,
-        )
+    untrained = run.variant.untrained_why and run_dir.name in left_alone(exp, runs, dataset.name)
+    if not retrain and untrained and not (run_dir / METRICS_FILE).exists():
+        print(f"[compare {index}] {run.variant.untrained_why}; not trained (--retrain trains it)", flush=True)
         return run_dir
     with claim_run(run_dir) as claimed:
         if not claimed:

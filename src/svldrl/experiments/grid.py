@@ -39,7 +39,7 @@ EXPERIMENT_KEYS = {
 }
 
 
-METHOD_ENTRY_KEYS = {"method", "label", "set", "superseded"}
+METHOD_ENTRY_KEYS = {"method", "label", "set", "superseded", "same_as"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,22 @@ class Variant:
     """Why this row is kept only for the runs it has (a setting replaced by a newer default): its
     unfinished runs keep their grid index but are not trained (``--index I --retrain`` trains one),
     and the tables say it in a footnote. Empty: a current row."""
+    same_as: str = ""
+    """The label of another row of the file that this row trains weight for weight as, for the reason
+    in ``same_as_why`` (RSF-assisted ADELE, which only vets ADELE's corrections, where ADELE makes
+    none). Like a superseded row, its unfinished runs keep their grid index but are not trained; the
+    runs it has are a check of the claim: the tables compare them, seed by seed, with that row's and
+    are not written if one scores differently (``grid_outputs.same_as_checks``). Empty: no such row."""
+    same_as_why: str = ""
+
+    @property
+    def untrained_why(self) -> str:
+        """Why the row's unfinished runs are not trained: "" for a row the grid trains."""
+        if self.superseded:
+            return f"superseded ({self.superseded}): the row is kept for the runs it has"
+        if self.same_as:
+            return f"trains as {self.same_as} ({self.same_as_why}): the runs it has check that"
+        return ""
 
     @property
     def slug(self) -> str:
@@ -108,7 +124,7 @@ def load_experiment(path: Path, runs_root: Path | None = None) -> Experiment:
         preset=str(raw.get("preset", "cpu")),
         config=dict(raw.get("config") or {}),
         overrides=tuple(raw.get("set") or ()),
-        variants=tuple(_variant(v, path, raw) for v in raw["methods"]),
+        variants=_check_same_as(tuple(_variant(v, path, raw) for v in raw["methods"]), path),
         noise=tuple(raw.get("noise") or ("mt",)),
         ratios=tuple(float(r) for r in raw.get("ratios") or (0.5,)),
         seeds=tuple(int(s) for s in raw.get("seeds") or (0,)),
@@ -173,9 +189,38 @@ def _variant(entry: Any, path: Path, raw: dict[str, Any]) -> Variant:
         overrides = tuple(entry.get("set") or ())
         cfg = _entry_config(raw, overrides)
         label = entry.get("label") or method_info(method, cfg.method_options, _has_trusted(cfg))["label"]
-        return Variant(method, label, overrides, superseded.strip())
+        same_as, why = _same_as(entry, path)
+        if same_as and superseded.strip():
+            raise ValueError(f"{path}: method entry {entry['method']!r}: a row is either superseded or same_as "
+                             "another, not both")
+        return Variant(method, label, overrides, superseded.strip(), same_as, why)
     raise ValueError(f"{path}: a method entry is a name or a mapping with 'method' (and 'label', 'set', "
-                     f"'superseded'), got {entry!r}")
+                     f"'superseded', 'same_as'), got {entry!r}")
+
+
+def _same_as(entry: dict[str, Any], path: Path) -> tuple[str, str]:
+    """``same_as: {row: ADELE, why: "..."}``: the other row's label and the reason, both required."""
+    if "same_as" not in entry:
+        return "", ""
+    value = entry["same_as"]
+    if (not isinstance(value, dict) or set(value) != {"row", "why"}
+            or not all(isinstance(v, str) and v.strip() for v in value.values())):
+        raise ValueError(f"{path}: method entry {entry['method']!r}: same_as must be {{row: <another row's "
+                         f"label>, why: <why its runs are that row's, in words>}}, got {value!r}")
+    return value["row"].strip(), value["why"].strip()
+
+
+def _check_same_as(variants: tuple[Variant, ...], path: Path) -> tuple[Variant, ...]:
+    """A same_as row names another row of the file (by label or slug) that is itself trained."""
+    by_name = {name: v for v in variants for name in (v.label, v.slug)}
+    for v in variants:
+        if not v.same_as:
+            continue
+        target = by_name.get(v.same_as)
+        if target is None or target is v or target.same_as:
+            raise ValueError(f"{path}: row {v.label!r}: same_as names {v.same_as!r}, which is not another "
+                             f"trained row of the file; rows: {[x.label for x in variants]}")
+    return variants
 
 
 def _entry_config(raw: dict[str, Any], overrides: tuple[str, ...]) -> TrainConfig:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from svldrl._io import atomic_write, write_text
-from svldrl.experiments.carry import FROZEN_COST_FILE, RUN_FIELDS, run_record, unrecorded_here
+from svldrl.experiments.carry import FROZEN_COST_FILE, RUN_FIELDS, run_record, same_scores, unrecorded_here
 from svldrl.experiments.grid import Experiment, GridRun
 from svldrl.experiments.methods import method_info
 from svldrl.experiments.tables import Table, TableRow, rows_from_runs
@@ -50,7 +50,39 @@ def results_table(entries: list[tuple[GridRun, dict]], caption: str, n_seeds: in
     footnotes = sorted({note for r, _ in entries if (note := method_info(r.variant.method)["footnote"])})
     footnotes += sorted({f"{r.variant.label}: superseded ({r.variant.superseded}); kept for the runs it has."
                          for r, _ in entries if r.variant.superseded})
+    footnotes += [f"{label}: trains as {variant.same_as} ({variant.same_as_why}); not trained beyond the runs it "
+                  f"has, which score case for case as {variant.same_as}'s ({', '.join(checked) or 'none yet'})."
+                  for label, (variant, checked) in sorted(same_as_checks(entries).items())]
     return Table(rows, caption=caption, footnotes=footnotes, seeds=n_seeds if n_seeds > 1 else 0)
+
+
+def same_as_checks(entries: list[tuple[GridRun, dict]]) -> dict[str, tuple[Any, list[str]]]:
+    """For each row that trains as another (``Variant.same_as``): the runs of it that were checked, as
+    "noise seed N", each scoring case for case as the other row's run of its noise and seed.
+
+    Raises ValueError naming the first run that scores differently: the experiment file's claim is
+    then false, and a table built on it must not be written. A run whose counterpart has not
+    finished is not checked (and not listed).
+    """
+    def named(run: GridRun, name: str) -> bool:
+        return name in (run.variant.label, run.variant.slug)
+
+    out: dict[str, tuple[Any, list[str]]] = {}
+    for run, metrics in entries:
+        variant = run.variant
+        if not variant.same_as:
+            continue
+        checked = out.setdefault(variant.label, (variant, []))[1]
+        twin = next((m for r, m in entries if named(r, variant.same_as) and (r.noise, r.ratio, r.seed)
+                     == (run.noise, run.ratio, run.seed)), None)  # fmt: skip
+        if twin is None:
+            continue
+        if not same_scores(metrics, twin):
+            raise ValueError(f"{variant.label} ({run.group}, seed {run.seed}) scores differently from "
+                             f"{variant.same_as} of the same seed, so its same_as claim ({variant.same_as_why}) "
+                             "is false: take same_as off the row and train its runs")
+        checked.append(f"{run.group} seed {run.seed}")
+    return out
 
 
 def write_table(table: Table, stem: Path) -> dict[str, Path]:
