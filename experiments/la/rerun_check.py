@@ -23,9 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paired import load_runs, per_case_dice  # noqa: E402  (one reader of cases.csv and metrics.json for all scripts)
 
 
-def compare_run(run_dir: Path, cases_csv: Path) -> dict[str, float | int | bool]:
-    """The rerun's per-case mean Dice against the committed rows of the run of its name."""
-    committed = load_runs(cases_csv).get(run_dir.name, {})
+def compare_run(
+    run_dir: Path, cases_csv: Path, committed_runs: dict[str, dict[str, float]] | None = None
+) -> dict[str, float | int | bool]:
+    """The rerun's per-case mean Dice against the committed rows of the run of its name.
+
+    ``committed_runs``: ``load_runs(cases_csv)`` read once by a caller that checks several folders."""
+    runs = committed_runs if committed_runs is not None else load_runs(cases_csv)
+    committed = runs.get(run_dir.name, {})
     if not committed:
         raise ValueError(f"{cases_csv}: no rows of run {run_dir.name}")
     new = per_case_dice(run_dir)
@@ -47,8 +52,9 @@ def main() -> None:
     parser.add_argument("run_dirs", type=Path, nargs="+", help="run folders trained again (their names as committed)")
     args = parser.parse_args()
     print("run\tcases\tmax |diff| (Dice points)\trerun\tcommitted\tidentical")
+    committed_runs = load_runs(args.cases_csv)
     for run_dir in args.run_dirs:
-        r = compare_run(run_dir, args.cases_csv)
+        r = compare_run(run_dir, args.cases_csv, committed_runs)
         print(f"{run_dir.name}\t{r['cases']}\t{r['max_abs_difference']:.4f}\t{r['mean_rerun']:.2f}\t"
               f"{r['mean_committed']:.2f}\t{'yes' if r['identical'] else 'no'}")  # fmt: skip
 
