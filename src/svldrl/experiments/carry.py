@@ -230,6 +230,7 @@ def same_scores(metrics: dict, carried: dict) -> bool:
     mine, kept = metrics.get("per_case", {}), carried["per_case"]
     if sorted(mine) != sorted(kept):
         return False
+
     def same(a: float, b: float) -> bool:  # an undefined score (NaN: HD95 of an empty prediction) matches its like
         return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 

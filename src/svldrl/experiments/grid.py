@@ -217,7 +217,7 @@ def _check_same_as(variants: tuple[Variant, ...], path: Path) -> tuple[Variant, 
         if not v.same_as:
             continue
         target = by_name.get(v.same_as)
-        if target is None or target is v or target.same_as:
+        if target is None or target is v or target.same_as or target.superseded:
             raise ValueError(f"{path}: row {v.label!r}: same_as names {v.same_as!r}, which is not another "
                              f"trained row of the file; rows: {[x.label for x in variants]}")
     return variants
