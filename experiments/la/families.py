@@ -24,6 +24,10 @@ fault of the method as a user can run it. Whether a row is an oracle comes from 
 its ``cases.csv`` was made by (``grid.json`` beside it names it), read with the same rule as the
 grid's own labels; a runs folder or a ``cases.csv`` without ``grid.json`` marks nothing.
 
+A row that trains weight for weight as another (``same_as`` in its experiment file: RSF-assisted
+ADELE, where ADELE makes no correction for RSF to vet) is shown with the other row's runs, and named
+so, when every run of its own scores case for case as the other's run of that seed; else with its own.
+
 Sources are ``cases.csv`` files (or runs folders) read in order, the grids first; a run two
 sources score differently (two machines' SFDA runs share names) is taken from the first, and stderr
 says so. A ``--reference`` source gives baseline rows only (``baseline__*``, ``baseline-dice-ce__*``):
@@ -43,11 +47,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired import load_runs, paired, run_level  # noqa: E402
+from paired import REPO, load_runs, paired, run_level, same_as_rows, seeds_scored_as_twin  # noqa: E402
 
 DICE_BASELINE, DICE_CE_BASELINE = "baseline", "baseline-dice-ce"
-REPO = Path(__file__).resolve().parents[2]
-"""``grid.json`` names its experiment file relative to the repository root."""
 RUN_NAME = re.compile(r"^(?P<method>.+)__(?P<noise>[a-z]+(?:-[a-z]+)*(?:-[0-9.]+)?)__seed(?P<seed>\d+)$")
 
 
@@ -117,10 +119,11 @@ def baseline_spread(runs: dict[str, dict[str, float]], baseline: str, noise: str
 
 def family_rows(
     dice: dict[str, dict[str, float]], hd95: dict[str, dict[str, float]], noises: list[str] | None = None,
-    oracles: set[str] = frozenset(),
+    oracles: set[str] = frozenset(), same_as: dict[str, tuple[str, str]] | None = None,
 ) -> list[dict]:
     """One row per (noise, method) that has at least one seed paired with its family's baseline; ``oracles``:
-    the methods that read the noise manifest."""
+    the methods that read the noise manifest; ``same_as``: rows that train as another (``paired.same_as_rows``),
+    shown with that row's runs where every run of their own scores as its twin's, case for case."""
     rows = []
     for noise, methods in methods_by_noise(dice).items():
         if noises and noise not in noises:
@@ -129,17 +132,18 @@ def family_rows(
             base = family_baseline(method)
             if method == base:
                 continue
+            source, shown = _row_source(dice, hd95, method, noise, same_as or {})
             try:
-                d = paired(dice, base, method, noise)
-                h = paired(hd95, base, method, noise, scale=1.0)
+                d = paired(dice, base, source, noise)
+                h = paired(hd95, base, source, noise, scale=1.0)
             except SystemExit:  # no seed of this method paired with its baseline
                 continue
             spread = baseline_spread(dice, base, noise)
             level, level_h = run_level(d["per_seed"]), run_level(h["per_seed"])
             mine = [100 * float(np.mean(list(dice[n].values())))
-                    for n in dice if n.startswith(f"{method}__{noise}__")]  # fmt: skip
+                    for n in dice if n.startswith(f"{source}__{noise}__")]  # fmt: skip
             rows.append({
-                "noise": noise, "method": method, "baseline": base, "seeds": d["seeds"],
+                "noise": noise, "method": shown, "baseline": base, "seeds": d["seeds"],
                 "dice": float(np.mean(mine)), "diff": float(np.mean(d["per_seed"])), "per_seed": d["per_seed"],
                 "level": level, "level_hd95": level_h, "hd95_diff": float(np.mean(h["per_seed"])),
                 "spread": spread,
@@ -147,6 +151,22 @@ def family_rows(
                 "oracle": method in oracles,
             })  # fmt: skip
     return rows
+
+
+def _row_source(
+    dice: dict[str, dict[str, float]], hd95: dict[str, dict[str, float]], method: str, noise: str,
+    same_as: dict[str, tuple[str, str]],
+) -> tuple[str, str]:
+    """Whose runs a row shows, and its name: a same_as row whose runs all score as its twin's shows the
+    twin's (all seeds), named so; any other row, its own."""
+    if method not in same_as:
+        return method, method
+    twin, _ = same_as[method]
+    seeds = seeds_scored_as_twin(dice, method, twin, noise)
+    if seeds is None or seeds_scored_as_twin(hd95, method, twin, noise) != seeds:
+        print(f"{method} ({noise}): its runs do not all score as {twin}'s; its own shown", file=sys.stderr)
+        return method, method
+    return twin, f"{method} = {twin}'s runs (own runs identical: seed {', '.join(map(str, seeds))})"
 
 
 def _interval(level: dict | None, diff: float, unit: str = "") -> str:
@@ -184,7 +204,7 @@ def main() -> None:
     seeds = set(args.seeds) if args.seeds else None
     dice = read_sources(args.sources, "dice", seeds, args.reference)
     hd95 = read_sources(args.sources, "hd95", seeds, args.reference)
-    print(to_markdown(family_rows(dice, hd95, args.noise, oracle_methods(args.sources))))
+    print(to_markdown(family_rows(dice, hd95, args.noise, oracle_methods(args.sources), same_as_rows(args.sources))))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,46 @@ def load_runs(source: Path, metric: str = "dice") -> dict[str, dict[str, float]]
     return {m.parent.name: per_case_dice(m.parent, metric) for m in sorted(source.glob("*/metrics.json"))}
 
 
+REPO = Path(__file__).resolve().parents[2]
+"""``grid.json`` names its experiment file relative to the repository root."""
+
+
+def same_as_rows(sources: list[Path]) -> dict[str, tuple[str, str]]:
+    """Rows that train weight for weight as another row (``same_as`` in the experiment file that made a
+    source's ``cases.csv``, named by the ``grid.json`` beside it): run-name prefix -> (the other row's
+    prefix, why). A runs folder or a csv without ``grid.json`` names none."""
+    import svldrl.baselines  # noqa: F401  (registers the methods the experiment names)
+    from svldrl.experiments.grid import load_experiment
+
+    found: dict[str, tuple[str, str]] = {}
+    for source in sources:
+        record = source.parent / "grid.json" if source.is_file() else None
+        if record is None or not record.is_file():
+            continue
+        exp = load_experiment(REPO / json.loads(record.read_text())["experiment"])
+        by_name = {name: v for v in exp.variants for name in (v.label, v.slug)}
+        found.update({v.slug: (by_name[v.same_as].slug, v.same_as_why) for v in exp.variants if v.same_as})
+    return found
+
+
+def seeds_scored_as_twin(
+    runs: dict[str, dict[str, float]], prefix: str, twin: str, noise: str
+) -> list[int] | None:
+    """The seeds of row ``prefix`` (under ``noise``) if every run of it scores case for case as the run of
+    the same seed of row ``twin``; None if it has no run or one differs (or has no twin run)."""
+    seeds = []
+    for name, cases in runs.items():
+        head, sep, seed = name.partition(f"__{noise}__seed")
+        if head != prefix or not sep:
+            continue
+        other = runs.get(f"{twin}__{noise}__seed{seed}")
+        if other is None or sorted(other) != sorted(cases) or not all(
+                np.isclose(cases[c], other[c], rtol=1e-9, atol=1e-12, equal_nan=True) for c in cases):
+            return None
+        seeds.append(int(seed))
+    return sorted(seeds) or None
+
+
 def load_sources(
     sources: list[Path], metric: str = "dice", prefixes: tuple[str, ...] | None = None
 ) -> dict[str, dict[str, float]]:

@@ -14,6 +14,8 @@ writes beside its tables; the csv is committed, so a table made from it outlives
 Several sources are read together (the long table takes its baseline, trusted-only and clean rows
 from experiments/la/reference.yaml's grid); a run found in two sources counts once, and a row
 two sources score differently (two machines' SFDA runs) is taken whole from the first (``our_scores``).
+A row that trains as another (``same_as`` in the experiment file, as ``families.py`` reads it) shows
+the other row's runs, named so, where every run of its own scores case for case as the other's.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired import load_runs  # noqa: E402
+from paired import load_runs, same_as_rows, seeds_scored_as_twin  # noqa: E402
 
 # (noise, run-name prefix, row label) -> the paper's (Dice %, HD95 mm); None: a row of ours only
 Rows = dict[tuple[str, str, str], tuple[float, float] | None]
@@ -86,11 +88,6 @@ TABLE1_LONG: Rows = {
     ]
 }
 TABLE1_LONG = {("clean", "baseline", "Baseline"): TABLE1[("clean", "baseline", "Baseline")], **TABLE1_LONG}
-# Rows that train weight for weight as another row (table1_long.yaml's ``same_as``): RSF vets only the
-# corrections of the method it assists, and ADELE corrected in none of its LA runs (mechanisms.py).
-# Such a row is shown with its twin's runs where every run of its own scores as the twin's, case for case.
-SAME_AS = {"rsf-assisted-adele": "adele"}
-SAME_AS_NOTE = "ADELE's runs, ADELE made no correction for RSF to vet"
 TABLES = {"1": TABLE1, "5": TABLE5, "long": TABLE1_LONG}
 NOISE_NAMES = {"clean": "clean", "mt-0.5": "MT 50 %", "sfda-0.5": "SFDA 50 %"}
 
@@ -149,17 +146,13 @@ def row_runs(sources: list[Path], prefix: str, noise: str, seeds: list[int] | No
     return chosen
 
 
-def same_as_twin(own: Cases, twin: Cases, prefix: str, twin_prefix: str) -> bool:
-    """Whether every run of a row scores case for case as the run of the same seed of its twin row."""
-    def same(a: dict[str, float], b: dict[str, float]) -> bool:
-        return sorted(a) == sorted(b) and all(
-            (np.isnan(a[c]) and np.isnan(b[c])) or np.isclose(a[c], b[c], rtol=1e-9, atol=1e-12) for c in a)
-
-    for name, (dice, hd95) in own.items():
-        other = twin.get(name.replace(f"{prefix}__", f"{twin_prefix}__", 1))
-        if other is None or not (same(dice, other[0]) and same(hd95, other[1])):
-            return False
-    return bool(own)
+def twin_seeds(own: Cases, twin: Cases, prefix: str, twin_prefix: str, noise: str) -> list[int] | None:
+    """The seeds of a row if every run of it scores case for case (Dice and HD95) as the run of the same
+    seed of its twin row (``paired.seeds_scored_as_twin``), else None."""
+    both = {**own, **twin}
+    seeds = seeds_scored_as_twin({n: d for n, (d, _) in both.items()}, prefix, twin_prefix, noise)
+    hd95_seeds = seeds_scored_as_twin({n: h for n, (_, h) in both.items()}, prefix, twin_prefix, noise)
+    return seeds if hd95_seeds == seeds else None
 
 
 def fmt(values: list[float]) -> str:
@@ -177,19 +170,21 @@ def main() -> None:
     args = parser.parse_args()
     print("| noise | method | Dice [%] ours | Dice [%] paper | HD95 [mm] ours | HD95 [mm] paper |")
     print("|---|---|---|---|---|---|")
+    same_as = same_as_rows(args.sources)
     for (noise, prefix, label), paper in TABLES[args.table].items():
         own = row_runs(args.sources, prefix, noise, args.seeds)
         dice, hd95 = run_means(own)
         if not dice and "superseded" in label:
             continue  # kept for the runs it has; a superseded setting is not run again
-        twin_prefix = SAME_AS.get(prefix) if args.table == "long" else None
-        if twin_prefix and same_as_twin(own, twin := row_runs(args.sources, twin_prefix, noise, args.seeds),
-                                        prefix, twin_prefix):
-            label = f"{label}: {SAME_AS_NOTE} ({len(own)} run{'s' * (len(own) > 1)} of its own, identical)"
-            dice, hd95 = run_means(twin)
-        elif twin_prefix and own:
-            print(f"{prefix} ({noise}): its runs do not all score as {twin_prefix}'s; its own rows shown",
-                  file=sys.stderr)
+        if prefix in same_as and own:  # a row that trains as another: its twin's runs, if its own agree
+            twin_prefix, why = same_as[prefix]
+            twin = row_runs(args.sources, twin_prefix, noise, args.seeds)
+            if (seeds := twin_seeds(own, twin, prefix, twin_prefix, noise)) is not None:
+                label = f"{label} = {twin_prefix}'s runs ({why}; own runs identical: seed {', '.join(map(str, seeds))})"
+                dice, hd95 = run_means(twin)
+            else:
+                print(f"{prefix} ({noise}): its runs do not all score as {twin_prefix}'s; its own shown",
+                      file=sys.stderr)
         p_dice, p_hd = ("-", "-") if paper is None else (f"{paper[0]:.2f}", f"{paper[1]:.2f}")
         print(f"| {NOISE_NAMES[noise]} | {label} | {fmt(dice)} | {p_dice} | {fmt(hd95)} | {p_hd} |")
 

@@ -82,3 +82,33 @@ def test_rows_that_read_the_noise_manifest_are_marked_oracle_from_their_experime
            "level": None, "diff": -3.0, "per_seed": [-3.0], "level_hd95": None, "hd95_diff": 0.0, "spread": 1.0,
            "below_spread": True, "oracle": True}  # fmt: skip
     assert "**yes** (1.00) (oracle)" in families.to_markdown([row])
+
+
+def test_a_row_that_trains_as_another_shows_its_twins_runs_only_when_its_own_are_identical(
+    families, tmp_path, capsys
+) -> None:
+    """RSF-assisted ADELE, marked same_as ADELE in its experiment file: with its one run scoring as ADELE's
+    it shows ADELE's three seeds, named so; with a run that differs, its own (and stderr says why)."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        f"name: t\ndata: {tmp_path / 'no-data'}\nruns_root: runs\n"
+        "methods: [baseline, adele, {method: rsf-assisted, same_as: {row: ADELE, why: no correction}}]\n"
+        "noise: [mt]\nratios: [0.5]\nseeds: [0, 1, 2]\n"
+    )
+    (tmp_path / "out").mkdir()
+    runs = {f"baseline-dice-ce__mt-0.5__seed{s}": 0.80 + s / 100 for s in range(3)}
+    runs.update({f"adele__mt-0.5__seed{s}": 0.78 + s / 100 for s in range(3)})
+    for rsf, identical in [(0.79, True), (0.50, False)]:
+        cases = write_cases(tmp_path / "out" / "cases.csv", {**runs, "rsf-assisted-adele__mt-0.5__seed1": rsf})
+        (tmp_path / "out" / "grid.json").write_text(f'{{"experiment": "{exp}"}}')
+        same_as = families.same_as_rows([cases])
+        assert same_as == {"rsf-assisted-adele": ("adele", "no correction")}
+        dice, hd95 = families.read_sources([cases], "dice", None), families.read_sources([cases], "hd95", None)
+        rows = {r["method"]: r for r in families.family_rows(dice, hd95, same_as=same_as)}
+        if identical:
+            row = rows["rsf-assisted-adele = adele's runs (own runs identical: seed 1)"]
+            assert row["seeds"] == 3 and row["diff"] == pytest.approx(-2.0)
+        else:
+            own = rows["rsf-assisted-adele"]
+            assert own["seeds"] == 1 and own["diff"] == pytest.approx(-31.0)
+            assert "do not all score as adele's" in capsys.readouterr().err

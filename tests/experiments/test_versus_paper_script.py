@@ -78,15 +78,18 @@ def test_a_row_that_trains_as_another_shows_the_others_runs_only_when_its_own_ar
     as ADELE's of that seed it shows ADELE's five runs, labelled; with one differing run it shows its own."""
     module = load_script(SCRIPT, "la_versus_paper_same_as")
     adele = {f"adele__mt-0.5__seed{s}": [(0.80 + s / 100, 10.0)] for s in range(5)}
-    for rsf_score, expected in [(0.82, "ADELE's runs"), (0.50, "| 50.00 (±0.00, n=1) |")]:
-        cases = _write_cases(tmp_path / "long.csv", {**adele, "rsf-assisted-adele__mt-0.5__seed2": [(rsf_score, 10.0)]})
+    for rsf_score, expected in [(0.82, "= adele's runs"), (0.50, "| 50.00 (±0.00, n=1) |")]:
+        rsf = {"rsf-assisted-adele__mt-0.5__seed2": [(rsf_score, 10.0)]}
+        cases = _write_cases(tmp_path / "cases.csv", {**adele, **rsf})
+        # the same_as mark comes from the experiment file grid.json names: the repository's long Table 1
+        (tmp_path / "grid.json").write_text('{"experiment": "experiments/la/table1_long.yaml"}')
         monkeypatch.setattr("sys.argv", ["versus_paper.py", str(cases), "--table", "long"])
         module.main()
         out = capsys.readouterr()
         row = next(line for line in out.out.splitlines() if line.startswith("| MT 50 % | RSF-Assisted (ADELE)"))
         assert expected in row
         if rsf_score == 0.82:
-            assert "82.00 (±1.41, n=5)" in row and "(1 run of its own, identical)" in row
+            assert "82.00 (±1.41, n=5)" in row and "own runs identical: seed 2" in row
         else:
             assert "do not all score as adele's" in out.err
     sfda = next(line for line in out.out.splitlines() if line.startswith("| SFDA 50 % | RSF-Assisted (ADELE)"))
