@@ -224,12 +224,17 @@ def test_a_superseded_row_keeps_its_runs_and_trains_no_more(phantoms: Path, tmp_
     table = (tmp_path / "results" / "table.md").read_text()
     assert "| Old B (superseded) |" in table
     assert "Old B: superseded (defaults v1; v2 changed it); kept for the runs it has." in table
-    for entry, message in [
+    assert_entries_refused(tmp_path, phantoms, "[{}]", [
         ("{method: baseline, label: X, superseded: ''}", "superseded must say why"),
         ("{method: baseline, labels: X}", "unknown keys ['labels']"),
-    ]:
-        (tmp_path / "bad").mkdir(exist_ok=True)
-        bad = tiny_experiment(tmp_path / "bad", phantoms, f"[{entry}]", "[0]")
+    ])  # fmt: skip
+
+
+def assert_entries_refused(tmp_path: Path, phantoms: Path, methods: str, cases: list[tuple[str, str]]) -> None:
+    """Each method entry, put into ``methods`` (e.g. "[baseline, {}]"), makes --list fail with its message."""
+    (tmp_path / "bad").mkdir(exist_ok=True)
+    for entry, message in cases:
+        bad = tiny_experiment(tmp_path / "bad", phantoms, methods.format(entry), "[0]")
         result = runner.invoke(app, ["compare", str(bad), "--list"])
         assert result.exit_code != 0 and message in str(result.exception), result.output
 
@@ -263,16 +268,12 @@ def test_a_same_as_row_is_not_trained_and_its_runs_check_the_claim(phantoms: Pat
     result = runner.invoke(app, ["compare", str(wrong), "-q", "--tables-only"])
     assert result.exit_code != 0
     assert "Other (MT-Noise 50%, seed 0) scores differently from Baseline" in str(result.exception)
-    for entry, message in [
+    assert_entries_refused(tmp_path, phantoms, "[baseline, {}]", [
         ("{method: baseline, label: X, same_as: {row: Nobody, why: w}}", "is not another trained row"),
         ("{method: baseline, label: X, same_as: {row: X, why: w}}", "is not another trained row"),
         ("{method: baseline, label: X, same_as: Baseline}", "same_as must be {row:"),
         ("{method: baseline, label: X, superseded: old, same_as: {row: Baseline, why: w}}", "not both"),
-    ]:
-        (tmp_path / "bad").mkdir(exist_ok=True)
-        bad = tiny_experiment(tmp_path / "bad", phantoms, f"[baseline, {entry}]", "[0]")
-        result = runner.invoke(app, ["compare", str(bad), "--list"])
-        assert result.exit_code != 0 and message in str(result.exception), result.output
+    ])  # fmt: skip
 
 
 def test_compare_noise_only_makes_the_labels_the_runs_then_read(phantoms: Path, tmp_path: Path) -> None:
