@@ -129,10 +129,10 @@ def family_rows(
         if noises and noise not in noises:
             continue
         for method in methods:
-            base = family_baseline(method)
-            if method == base:
+            if method == family_baseline(method):
                 continue
             source, shown = _row_source(dice, hd95, method, noise, same_as or {})
+            base = family_baseline(source)  # a same_as row shown with its twin's runs: the twin's family
             try:
                 d = paired(dice, base, source, noise)
                 h = paired(hd95, base, source, noise, scale=1.0)

@@ -76,8 +76,8 @@ def same_as_rows(sources: list[Path]) -> dict[str, tuple[str, str]]:
         if record is None or not record.is_file():
             continue
         exp = load_experiment(REPO / json.loads(record.read_text())["experiment"])
-        by_name = {name: v for v in exp.variants for name in (v.label, v.slug)}
-        found.update({v.slug: (by_name[v.same_as].slug, v.same_as_why) for v in exp.variants if v.same_as})
+        slugs = {v.label: v.slug for v in exp.variants}  # the loader resolved same_as to the other row's label
+        found.update({v.slug: (slugs[v.same_as], v.same_as_why) for v in exp.variants if v.same_as})
     return found
 
 

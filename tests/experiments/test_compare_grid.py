@@ -255,8 +255,8 @@ def test_a_same_as_row_is_not_trained_and_its_runs_check_the_claim(phantoms: Pat
     trained = sorted(p.parent.name for p in (tmp_path / "runs").rglob("metrics.json"))
     assert "twin__mt-0.5__seed0" in trained and "twin__mt-0.5__seed1" not in trained and len(trained) == 5
     table = (tmp_path / "results" / "table.md").read_text()
-    assert ("Twin: trains as Baseline (the same method); not trained beyond the runs it has, which score case "
-            "for case as Baseline's (MT-Noise 50% seed 0).") in table
+    assert ("Twin: trains as Baseline (the same method); its other runs are not trained. Runs of its own that "
+            "score case for case as Baseline's: MT-Noise 50% seed 0.") in table
     # the same claim for a row that differs (another loss): the tables are refused, naming the run
     other = "{method: baseline, label: Other, set: [optim.loss=dice_ce], same_as: {row: Baseline, why: 'claimed'}}"
     wrong = tmp_path / "wrong.yaml"
@@ -268,11 +268,13 @@ def test_a_same_as_row_is_not_trained_and_its_runs_check_the_claim(phantoms: Pat
     result = runner.invoke(app, ["compare", str(wrong), "-q", "--tables-only"])
     assert result.exit_code != 0
     assert "Other (MT-Noise 50%, seed 0) scores differently from Baseline" in str(result.exception)
+    assert not (tmp_path / "results-wrong").exists()  # refused before anything was written
     assert_entries_refused(tmp_path, phantoms, "[baseline, {}]", [
-        ("{method: baseline, label: X, same_as: {row: Nobody, why: w}}", "is not another trained row"),
-        ("{method: baseline, label: X, same_as: {row: X, why: w}}", "is not another trained row"),
+        ("{method: baseline, label: X, same_as: {row: Nobody, why: w}}", "is not one other trained row"),
+        ("{method: baseline, label: X, same_as: {row: X, why: w}}", "is not one other trained row"),
         ("{method: baseline, label: X, same_as: Baseline}", "same_as must be {row:"),
         ("{method: baseline, label: X, superseded: old, same_as: {row: Baseline, why: w}}", "not both"),
+        ("{method: baseline, label: 'BASELINE', set: [optim.loss=dice_ce]}", "would share run folders"),
     ])  # fmt: skip
 
 

@@ -39,6 +39,9 @@ def test_identical_only_when_every_case_matches(tmp_path: Path) -> None:
     result = module.compare_run(run, cases)
     assert not result["identical"] and result["max_abs_difference"] == pytest.approx(1.0)
     assert result["mean_committed"] == pytest.approx(69.5)
+    committed = module.load_runs(cases)  # read once by main for every folder: the csv is not read again
+    cases.unlink()
+    assert module.compare_run(run, cases, committed) == result
 
 
 def test_a_run_scored_on_other_cases_or_missing_is_refused(tmp_path: Path) -> None:

@@ -226,15 +226,18 @@ def left_alone(exp: Any, runs: list[Any], dataset_name: str, carried: set[str] |
 
 
 def same_scores(metrics: dict, carried: dict) -> bool:
-    """Whether a run folder's per-case scores are the committed ones (to the precision of the CSV)."""
-    mine, kept = metrics.get("per_case", {}), carried["per_case"]
-    if sorted(mine) != sorted(kept):
+    """Whether two runs' per-case scores are the same (to the precision of the CSV): a run folder's and
+    the committed ones, or two runs of either kind. Only the scores of ``METRICS`` are compared (a
+    folder's record also holds e.g. ``empty_pred``, which ``cases.csv`` does not keep)."""
+    mine, kept = metrics.get("per_case", {}), carried.get("per_case", {})
+    if sorted(mine) != sorted(kept) or any(sorted(mine[c]) != sorted(kept[c]) for c in kept):
         return False
 
     def same(a: float, b: float) -> bool:  # an undefined score (NaN: HD95 of an empty prediction) matches its like
         return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
     return all(
-        same(float(mine[c][cls][m]), float(kept[c][cls][m]))
-        for c in kept for cls in kept[c] for m in kept[c][cls]
+        (m in mine[c][cls]) == (m in kept[c][cls])
+        and (m not in kept[c][cls] or same(float(mine[c][cls][m]), float(kept[c][cls][m])))
+        for c in kept for cls in kept[c] for m in METRICS
     )  # fmt: skip

@@ -37,6 +37,7 @@ from svldrl.experiments.grid_outputs import (
     ratio_plot,
     results_table,
     run_environment,
+    same_as_checks,
     write_cases_csv,
     write_cost_table,
     write_runs_csv,
@@ -278,6 +279,7 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
     if not done:
         raise ValueError(f"{exp.source}: no finished runs to tabulate yet")
     _refuse_to_shrink(exp, len(done))
+    same_as = same_as_checks(done)  # a false same_as claim stops here, before any file is written
     earlier_environments = _freeze_records_before_runs_csv(exp.out, done)
     written: dict[str, Path] = {}
     # Table 5's rows are the configured variants of svl-drl; a configured variant of any other method
@@ -292,12 +294,13 @@ def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, secon
     spread = "seeds" if n_seeds > 1 else "test cases"
     if main:
         caption = f"{exp.name}: mean (± std over {spread}); Dice and IoU in %, HD95 and ASD in mm"
-        table = results_table(main, caption, n_seeds)
+        table = results_table(main, caption, n_seeds, same_as)
         written.update(write_table(table, exp.out / "table"))
     has_ablation = any(_is_ablation(r) for r, _ in done)
     if has_ablation:
         full = [(r, m) for r, m in done if r.variant.method == "svl-drl" and not r.variant.overrides]
-        table = results_table(ablation + full, f"{exp.name} ablations: mean (± std over {spread})", n_seeds)
+        caption = f"{exp.name} ablations: mean (± std over {spread})"
+        table = results_table(ablation + full, caption, n_seeds, same_as)
         written.update(write_table(table, exp.out / "ablation"))
     if len(exp.ratios) > 1 or (exp.clean_methods and exp.ratios):
         written["noise_ratio"] = ratio_plot(done, exp.out / "noise_ratio.png")

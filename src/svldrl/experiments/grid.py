@@ -124,7 +124,7 @@ def load_experiment(path: Path, runs_root: Path | None = None) -> Experiment:
         preset=str(raw.get("preset", "cpu")),
         config=dict(raw.get("config") or {}),
         overrides=tuple(raw.get("set") or ()),
-        variants=_check_same_as(tuple(_variant(v, path, raw) for v in raw["methods"]), path),
+        variants=_check_same_as(_unique_rows(tuple(_variant(v, path, raw) for v in raw["methods"]), path), path),
         noise=tuple(raw.get("noise") or ("mt",)),
         ratios=tuple(float(r) for r in raw.get("ratios") or (0.5,)),
         seeds=tuple(int(s) for s in raw.get("seeds") or (0,)),
@@ -210,17 +210,31 @@ def _same_as(entry: dict[str, Any], path: Path) -> tuple[str, str]:
     return value["row"].strip(), value["why"].strip()
 
 
+def _unique_rows(variants: tuple[Variant, ...], path: Path) -> tuple[Variant, ...]:
+    """Two rows may not share a slug: their runs would share run folders (e.g. labels "B x" and "B-x")."""
+    seen: dict[str, str] = {}
+    for v in variants:
+        if v.slug in seen:
+            raise ValueError(f"{path}: rows {seen[v.slug]!r} and {v.label!r} would share run folders "
+                             f"({v.slug}__...); give one another label")
+        seen[v.slug] = v.label
+    return variants
+
+
 def _check_same_as(variants: tuple[Variant, ...], path: Path) -> tuple[Variant, ...]:
-    """A same_as row names another row of the file (by label or slug) that is itself trained."""
-    by_name = {name: v for v in variants for name in (v.label, v.slug)}
+    """A same_as row names one other row of the file (by label or slug) that is itself trained; the
+    name is replaced by that row's label, the one name the tables and scripts then match on."""
+    resolved = []
     for v in variants:
         if not v.same_as:
+            resolved.append(v)
             continue
-        target = by_name.get(v.same_as)
-        if target is None or target is v or target.same_as or target.superseded:
-            raise ValueError(f"{path}: row {v.label!r}: same_as names {v.same_as!r}, which is not another "
+        targets = [x for x in variants if v.same_as in (x.label, x.slug)]
+        if len(targets) != 1 or targets[0] is v or targets[0].same_as or targets[0].superseded:
+            raise ValueError(f"{path}: row {v.label!r}: same_as names {v.same_as!r}, which is not one other "
                              f"trained row of the file; rows: {[x.label for x in variants]}")
-    return variants
+        resolved.append(replace(v, same_as=targets[0].label))
+    return tuple(resolved)
 
 
 def _entry_config(raw: dict[str, Any], overrides: tuple[str, ...]) -> TrainConfig:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from svldrl._io import atomic_write, write_text
 from svldrl.experiments.carry import FROZEN_COST_FILE, RUN_FIELDS, run_record, same_scores, unrecorded_here
@@ -42,47 +42,69 @@ def shown_label(run: GridRun) -> str:
     return f"{label[:-1]}; superseded)" if label.endswith(")") else f"{label} (superseded)"
 
 
-def results_table(entries: list[tuple[GridRun, dict]], caption: str, n_seeds: int) -> Table:
+def results_table(
+    entries: list[tuple[GridRun, dict]], caption: str, n_seeds: int, same_as: SameAsChecks | None = None
+) -> Table:
     """The rows of ``entries``; with several seeds each row's std is over its seeds and rows with fewer
-    finished seeds than the grid say how many."""
+    finished seeds than the grid say how many. ``same_as``: ``same_as_checks`` of all finished runs,
+    made before anything is written, for the footnotes of the same_as rows among ``entries``."""
     metrics = [dict(m, _group=r.group, _label=shown_label(r)) for r, m in entries]
     rows: list[TableRow] = rows_from_runs(metrics, lambda m: m["_group"], lambda m: m["_label"], n_seeds > 1)
     footnotes = sorted({note for r, _ in entries if (note := method_info(r.variant.method)["footnote"])})
     footnotes += sorted({f"{r.variant.label}: superseded ({r.variant.superseded}); kept for the runs it has."
                          for r, _ in entries if r.variant.superseded})
-    footnotes += [f"{label}: trains as {variant.same_as} ({variant.same_as_why}); not trained beyond the runs it "
-                  f"has, which score case for case as {variant.same_as}'s ({', '.join(checked) or 'none yet'})."
-                  for label, (variant, checked) in sorted(same_as_checks(entries).items())]
+    shown = {r.variant.label for r, _ in entries}
+    footnotes += [same_as_footnote(label, check) for label, check in sorted((same_as or {}).items()) if label in shown]
     return Table(rows, caption=caption, footnotes=footnotes, seeds=n_seeds if n_seeds > 1 else 0)
 
 
-def same_as_checks(entries: list[tuple[GridRun, dict]]) -> dict[str, tuple[Any, list[str]]]:
-    """For each row that trains as another (``Variant.same_as``): the runs of it that were checked, as
-    "noise seed N", each scoring case for case as the other row's run of its noise and seed.
+class SameAsCheck(NamedTuple):
+    """What the finished runs of a same_as row say about its claim (``same_as_checks``)."""
+
+    variant: Any
+    checked: list[str]
+    """its runs that score case for case as the other row's run of their noise and seed ("noise seed N")"""
+    unchecked: list[str]
+    """its runs whose counterpart has not finished"""
+
+
+SameAsChecks = dict[str, SameAsCheck]
+
+
+def same_as_checks(done: list[tuple[GridRun, dict]]) -> SameAsChecks:
+    """For each row that trains as another (``Variant.same_as``, the other row's label), its finished runs,
+    checked against the other row's run of the same noise and seed, whether in a run folder or carried.
 
     Raises ValueError naming the first run that scores differently: the experiment file's claim is
-    then false, and a table built on it must not be written. A run whose counterpart has not
-    finished is not checked (and not listed).
+    then false, and no table built on it may be written, so ``write_results`` calls this first.
     """
-    def named(run: GridRun, name: str) -> bool:
-        return name in (run.variant.label, run.variant.slug)
-
-    out: dict[str, tuple[Any, list[str]]] = {}
-    for run, metrics in entries:
+    runs = {(r.variant.label, r.noise, r.ratio, r.seed): m for r, m in done}
+    out: SameAsChecks = {}
+    for run, metrics in done:
         variant = run.variant
         if not variant.same_as:
             continue
-        checked = out.setdefault(variant.label, (variant, []))[1]
-        twin = next((m for r, m in entries if named(r, variant.same_as) and (r.noise, r.ratio, r.seed)
-                     == (run.noise, run.ratio, run.seed)), None)  # fmt: skip
+        check = out.setdefault(variant.label, SameAsCheck(variant, [], []))
+        twin = runs.get((variant.same_as, run.noise, run.ratio, run.seed))
         if twin is None:
-            continue
-        if not same_scores(metrics, twin):
+            check.unchecked.append(f"{run.group} seed {run.seed}")
+        elif not same_scores(metrics, twin):
             raise ValueError(f"{variant.label} ({run.group}, seed {run.seed}) scores differently from "
                              f"{variant.same_as} of the same seed, so its same_as claim ({variant.same_as_why}) "
                              "is false: take same_as off the row and train its runs")
-        checked.append(f"{run.group} seed {run.seed}")
+        else:
+            check.checked.append(f"{run.group} seed {run.seed}")
     return out
+
+
+def same_as_footnote(label: str, check: SameAsCheck) -> str:
+    """The footnote of a same_as row: the claim, and which of its runs bear it out."""
+    twin = check.variant.same_as
+    note = (f"{label}: trains as {twin} ({check.variant.same_as_why}); its other runs are not trained. "
+            f"Runs of its own that score case for case as {twin}'s: {', '.join(check.checked) or 'none yet'}")
+    if check.unchecked:
+        note += f"; not checked yet ({twin}'s run of the seed not finished): {', '.join(check.unchecked)}"
+    return note + "."
 
 
 def write_table(table: Table, stem: Path) -> dict[str, Path]:
