@@ -39,7 +39,6 @@ labels come from a source model trained on the machine, docs/results.md, "Sessio
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -47,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired import REPO, load_runs, paired, run_level, same_as_rows, seeds_scored_as_twin  # noqa: E402
+from paired import load_runs, paired, run_level, same_as_rows, seeds_scored_as_twin_both, source_experiment  # noqa: E402
 
 DICE_BASELINE, DICE_CE_BASELINE = "baseline", "baseline-dice-ce"
 RUN_NAME = re.compile(r"^(?P<method>.+)__(?P<noise>[a-z]+(?:-[a-z]+)*(?:-[0-9.]+)?)__seed(?P<seed>\d+)$")
@@ -55,15 +54,10 @@ RUN_NAME = re.compile(r"^(?P<method>.+)__(?P<noise>[a-z]+(?:-[a-z]+)*(?:-[0-9.]+
 
 def oracle_methods(sources: list[Path]) -> set[str]:
     """Run-name prefixes of the rows that read the noise manifest, from each source's experiment file."""
-    import svldrl.baselines  # noqa: F401  (registers the methods the experiment names)
-    from svldrl.experiments.grid import grid, load_experiment
+    from svldrl.experiments.grid import grid
 
     found: set[str] = set()
-    for source in sources:
-        record = source.parent / "grid.json" if source.is_file() else None
-        if record is None or not record.is_file():
-            continue
-        exp = load_experiment(REPO / json.loads(record.read_text())["experiment"])
+    for exp in filter(None, map(source_experiment, sources)):
         for run in grid(exp):
             match = RUN_NAME.match(run.run_dir(exp, "any").name)
             if match and run.uses_oracle:
@@ -162,8 +156,8 @@ def _row_source(
     if method not in same_as:
         return method, method
     twin, _ = same_as[method]
-    seeds = seeds_scored_as_twin(dice, method, twin, noise)
-    if seeds is None or seeds_scored_as_twin(hd95, method, twin, noise) != seeds:
+    seeds = seeds_scored_as_twin_both(dice, hd95, method, twin, noise)
+    if seeds is None:
         print(f"{method} ({noise}): its runs do not all score as {twin}'s; its own shown", file=sys.stderr)
         return method, method
     return twin, f"{method} = {twin}'s runs (own runs identical: seed {', '.join(map(str, seeds))})"

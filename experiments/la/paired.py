@@ -31,6 +31,7 @@ import argparse
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import t as student_t
@@ -63,19 +64,23 @@ REPO = Path(__file__).resolve().parents[2]
 """``grid.json`` names its experiment file relative to the repository root."""
 
 
-def same_as_rows(sources: list[Path]) -> dict[str, tuple[str, str]]:
-    """Rows that train weight for weight as another row (``same_as`` in the experiment file that made a
-    source's ``cases.csv``, named by the ``grid.json`` beside it): run-name prefix -> (the other row's
-    prefix, why). A runs folder or a csv without ``grid.json`` names none."""
+def source_experiment(source: Path) -> Any | None:
+    """The experiment file that made a ``cases.csv`` (named by the ``grid.json`` beside it), loaded; None
+    for a runs folder or a csv without ``grid.json``."""
     import svldrl.baselines  # noqa: F401  (registers the methods the experiment names)
     from svldrl.experiments.grid import load_experiment
 
+    record = source.parent / "grid.json" if source.is_file() else None
+    if record is None or not record.is_file():
+        return None
+    return load_experiment(REPO / json.loads(record.read_text())["experiment"])
+
+
+def same_as_rows(sources: list[Path]) -> dict[str, tuple[str, str]]:
+    """Rows that train weight for weight as another row (``same_as`` in a source's experiment file):
+    run-name prefix -> (the other row's prefix, why)."""
     found: dict[str, tuple[str, str]] = {}
-    for source in sources:
-        record = source.parent / "grid.json" if source.is_file() else None
-        if record is None or not record.is_file():
-            continue
-        exp = load_experiment(REPO / json.loads(record.read_text())["experiment"])
+    for exp in filter(None, map(source_experiment, sources)):
         slugs = {v.label: v.slug for v in exp.variants}  # the loader resolved same_as to the other row's label
         found.update({v.slug: (slugs[v.same_as], v.same_as_why) for v in exp.variants if v.same_as})
     return found
@@ -97,6 +102,14 @@ def seeds_scored_as_twin(
             return None
         seeds.append(int(seed))
     return sorted(seeds) or None
+
+
+def seeds_scored_as_twin_both(
+    dice: dict[str, dict[str, float]], hd95: dict[str, dict[str, float]], prefix: str, twin: str, noise: str
+) -> list[int] | None:
+    """``seeds_scored_as_twin`` in Dice and in HD95 alike, else None."""
+    seeds = seeds_scored_as_twin(dice, prefix, twin, noise)
+    return seeds if seeds is not None and seeds_scored_as_twin(hd95, prefix, twin, noise) == seeds else None
 
 
 def load_sources(

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired import load_runs, same_as_rows, seeds_scored_as_twin  # noqa: E402
+from paired import load_runs, same_as_rows, seeds_scored_as_twin_both  # noqa: E402
 
 # (noise, run-name prefix, row label) -> the paper's (Dice %, HD95 mm); None: a row of ours only
 Rows = dict[tuple[str, str, str], tuple[float, float] | None]
@@ -148,11 +148,10 @@ def row_runs(sources: list[Path], prefix: str, noise: str, seeds: list[int] | No
 
 def twin_seeds(own: Cases, twin: Cases, prefix: str, twin_prefix: str, noise: str) -> list[int] | None:
     """The seeds of a row if every run of it scores case for case (Dice and HD95) as the run of the same
-    seed of its twin row (``paired.seeds_scored_as_twin``), else None."""
+    seed of its twin row (``paired.seeds_scored_as_twin_both``), else None."""
     both = {**own, **twin}
-    seeds = seeds_scored_as_twin({n: d for n, (d, _) in both.items()}, prefix, twin_prefix, noise)
-    hd95_seeds = seeds_scored_as_twin({n: h for n, (_, h) in both.items()}, prefix, twin_prefix, noise)
-    return seeds if hd95_seeds == seeds else None
+    dice, hd95 = {n: d for n, (d, _) in both.items()}, {n: h for n, (_, h) in both.items()}
+    return seeds_scored_as_twin_both(dice, hd95, prefix, twin_prefix, noise)
 
 
 def fmt(values: list[float]) -> str:
