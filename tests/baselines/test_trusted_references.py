@@ -39,6 +39,67 @@ def test_weighted_dice_with_unit_weights_is_monais_dice_loss():
     torch.testing.assert_close(weighted_dice_loss(probs, wrong, weights), weighted_dice_loss(probs, target, weights))
 
 
+@pytest.mark.parametrize("mode", ["classes", "regions"])
+def test_reweighted_dice_ce_with_unit_weights_is_the_baselines_dice_ce(mode: str):
+    from svldrl.baselines.meta_reweight import reweighted_loss
+    from svldrl.data import LabelSpec
+    from svldrl.training import build_seg_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 6, 6, 6)
+    if mode == "classes":
+        target = torch.nn.functional.one_hot((torch.rand(2, 6, 6, 6) > 0.7).long(), 2).movedim(-1, 1).float()
+        labels = PHANTOM_LABELS
+    else:
+        target = (torch.rand(2, 2, 6, 6, 6) > 0.6).float()
+        labels = LabelSpec(mode="regions", names=("a", "b"))
+    expected = build_seg_loss(labels, "dice_ce")(logits, target)
+    ones = torch.ones(2, 1, 6, 6, 6)
+    torch.testing.assert_close(reweighted_loss(logits, target, ones, mode, "dice_ce"), expected)
+    dice = build_seg_loss(labels, "dice")(logits, target)
+    torch.testing.assert_close(reweighted_loss(logits, target, ones, mode, "dice"), dice)
+
+
+def weight_meta_gradient(net, image, target, g_t, loss_kind: str) -> torch.Tensor:
+    """d (g_T . grad_theta L_train(w)) / d w at w = 1, by double backward: what L2RW's weights are made of."""
+    from svldrl.baselines.meta_reweight import reweighted_loss
+
+    weights = torch.ones(image.shape[0], 1, *image.shape[2:], requires_grad=True)
+    named = [(name, p) for name, p in net.named_parameters() if name in g_t]
+    loss = reweighted_loss(net(image), target, weights, "classes", loss_kind)
+    grads = torch.autograd.grad(loss, [p for _, p in named], create_graph=True)
+    alignment = sum((g * g_t[name]).sum() for g, (name, _) in zip(grads, named, strict=True))
+    return torch.autograd.grad(alignment, weights)[0]
+
+
+def test_meta_reweight_credit_is_the_exact_weight_meta_gradient_of_dice_ce_only():
+    """C1 credit / N = d(g_T . grad L_train)/dw_i for Dice + weighted CE (L2RW's form); not for weighted Dice."""
+    from svldrl.baselines.common import group_log_probs, group_targets
+    from svldrl.rl.credit import descent_logit_change, group_delta, label_credit, trusted_gradient
+    from svldrl.training import build_seg_loss
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv3d(4, 2, 1))
+    forward = lambda n, x: n(x)  # noqa: E731
+    image, t_image = torch.randn(2, 1, 6, 6, 6), torch.randn(1, 1, 6, 6, 6)
+    onehot = lambda m: torch.nn.functional.one_hot(m.long(), 2).movedim(-1, 1).float()  # noqa: E731
+    target, t_target = onehot(torch.rand(2, 6, 6, 6) > 0.6), onehot(torch.rand(1, 6, 6, 6) > 0.6)
+    credits = {}
+    for kind in ("dice_ce", "dice"):
+        g_t = trusted_gradient(net, forward, t_image, t_target, build_seg_loss(PHANTOM_LABELS, kind))
+        logits, delta = descent_logit_change(net, forward, image, g_t)
+        probs = group_log_probs(logits, "classes").exp()
+        credit = label_credit(group_delta(delta, "classes"), probs, group_targets(target, "classes"))
+        credits[kind] = (credit.flatten(), weight_meta_gradient(net, image, target, g_t, kind).flatten())
+    credit, exact = credits["dice_ce"]
+    torch.testing.assert_close(credit / credit.numel(), exact, rtol=1e-4, atol=1e-9)
+    # weighted Dice: no constant makes the credit its meta-gradient (the best scale leaves a residual
+    # far above the float error of the Dice + CE case just checked)
+    credit, exact = credits["dice"]
+    scale = (credit @ exact) / (credit @ credit)
+    assert (exact - scale * credit).norm() / exact.norm() > 0.01
+
+
 def test_otsu_splits_two_groups_and_drop_shares_rank():
     scores = [0.91, 0.88, 0.9, 0.52, 0.47, 0.93, 0.55]
     threshold = otsu_threshold(scores)

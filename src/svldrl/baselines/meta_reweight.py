@@ -14,10 +14,21 @@ among its data sets). Where we depart, and why:
   (one forward-mode pass), where the reference differentiates through a virtual SGD step; the
   two are the same quantity (``rl/credit.py``, C1) up to the step size, which the normalisation
   removes.
-- The credit takes each voxel's loss as cross-entropy (the only per-voxel decomposable form),
-  while the network trains on the weighted Dice loss (the baseline's loss family): a soft Dice
-  whose sums are weighted, ``1 - (2 sum w p y + e) / (sum w p + sum w y + e)`` per channel and
-  sample, mean over both, as MONAI's ``DiceLoss`` without weights.
+- The credit takes each voxel's loss as cross-entropy (the only per-voxel decomposable form).
+  What the weights then multiply depends on ``optim.loss``:
+
+  - ``dice`` (the default, the baseline's loss family): a soft Dice whose sums are weighted,
+    ``1 - (2 sum w p y + e) / (sum w p + sum w y + e)`` per channel and sample, mean over both, as
+    MONAI's ``DiceLoss`` without weights. This is a departure: Dice is not linear in the weights,
+    so ``C_i`` is not the meta-gradient of this loss's weights. Measured on LA under SFDA 50 %
+    (docs/results.md, Session 32): as the network fits, well-fitted voxels get weight ~0 and drop
+    out of the Dice sums, while foreground labels the network disputes (SFDA's false positives
+    among them) get 1.5-3.3 times the mean weight; it ends below the same batches unweighted.
+  - ``dice_ce`` (Learning to Reweight's form, and MLB-Seg's): the weights multiply the per-voxel
+    cross-entropy, ``Dice + mean_i w_i CE_i``, with the Dice term unweighted, and the trusted loss
+    is the same Dice + CE. The CE term is linear in the weights, so ``C_i / N`` is exactly the
+    derivative of ``g_T . grad L_train`` with respect to ``w_i`` (tested), as in the reference.
+    With all weights 1 it is MONAI's ``DiceCELoss``; its control is the Dice + CE baseline.
 """
 
 from __future__ import annotations
@@ -58,13 +69,18 @@ class MetaReweightTrainer(BaselineTrainer):
     NAME = "Meta-reweight"
     DESCRIPTION = ("Meta-reweight (Ren 2018, per voxel): each noisy voxel weighted by how much training on it "
                    "lowers the loss on trusted cases (needs trusted cases)")
-    FOOTNOTE = "Meta-reweight: Learning to Reweight per voxel, clean set = the trusted cases; weighted Dice loss."
-    TRAIN_SCALARS = ("loss", "weight_zero_fraction", "weight_max", "weight_label_foreground")
+    FOOTNOTE = ("Meta-reweight: Learning to Reweight per voxel, clean set = the trusted cases; the weights on "
+                "the Dice sums (optim.loss=dice) or on the cross-entropy of Dice + CE (dice_ce, the reference's form).")
+    TRAIN_SCALARS = ("loss", "weight_zero_fraction", "weight_max", "weight_label_foreground",
+                     "weight_corrupted", "weight_untouched")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.trusted_batches = TrustedBatches(self.train_cases, self.labels, self.cfg.data, self.cfg.seed,
                                               self.trusted_ids)
+        manifest = self.noise_manifest
+        self.corrupted_ids = frozenset(manifest.corrupted_ids) if manifest is not None else None
+        """Diagnostics only (the log's weight_corrupted / weight_untouched): never used to train."""
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
@@ -85,7 +101,7 @@ class MetaReweightTrainer(BaselineTrainer):
             weights[noisy] = self.voxel_weights(image[noisy], label[noisy], epoch)
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.net(image, heads=("seg",)).seg
-        loss = weighted_dice_loss(seg_probabilities(logits, self.labels.mode), label, weights)
+        loss = reweighted_loss(logits, label, weights, self.labels.mode, self.cfg.optim.loss)
         self.backward_and_step(loss)
         w = weights[noisy] if noisy.any() else weights
         foreground = self.foreground_of(label[noisy]) if noisy.any() else None
@@ -96,7 +112,21 @@ class MetaReweightTrainer(BaselineTrainer):
             # mean weight on voxels labelled foreground: below 1 means foreground labels are distrusted
             "weight_label_foreground": w[foreground].mean().item() if foreground is not None and foreground.any()
             else float("nan"),
+            **self.weight_by_corruption(weights, batch["case_id"], noisy),
         }
+
+    def weight_by_corruption(self, weights: torch.Tensor, case_ids: list[str], noisy: torch.Tensor) -> dict[str, float]:
+        """Mean weight of the noisy rows whose case the noise corrupted, and of the untouched ones (NaN if none).
+
+        After the fact, from the noise manifest: does the reweighting single out the corrupted cases?
+        """
+        if self.corrupted_ids is None:
+            return {"weight_corrupted": float("nan"), "weight_untouched": float("nan")}
+        corrupted = torch.tensor([c in self.corrupted_ids for c in case_ids], device=weights.device)
+        out = {}
+        for name, rows in (("weight_corrupted", noisy & corrupted), ("weight_untouched", noisy & ~corrupted)):
+            out[name] = weights[rows].mean().item() if rows.any() else float("nan")
+        return out
 
     def voxel_weights(self, image: torch.Tensor, label: torch.Tensor, epoch: int) -> torch.Tensor:
         """(b, 1, h, w, d) C3 weights of the noisy rows from one trusted batch's gradient."""
@@ -112,3 +142,30 @@ class MetaReweightTrainer(BaselineTrainer):
         """(b, 1, h, w, d) bool: voxels labelled with any foreground class or region."""
         fg = label[:, 1:] if self.labels.mode == "classes" else label
         return fg.amax(dim=1, keepdim=True) > 0
+
+
+def voxel_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mode: str) -> torch.Tensor:
+    """(B, 1, h, w, d) each voxel's cross-entropy, the loss whose descent step C1 credits.
+
+    Classes: softmax cross-entropy. Regions: binary cross-entropy averaged over the regions, the
+    scale of the baseline's per-channel BCE (``DiceBCELoss``).
+    """
+    per_group = -(group_targets(target, mode) * group_log_probs(logits, mode)).sum(dim=2)  # (B, G, h, w, d)
+    return per_group.mean(dim=1, keepdim=True)
+
+
+def reweighted_loss(
+    logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, mode: str, loss_kind: str
+) -> torch.Tensor:
+    """The training loss with (B, 1, ...) voxel weights: on the Dice sums (``dice``) or on the CE (``dice_ce``).
+
+    ``dice_ce`` is Learning to Reweight's form (module docstring): ``Dice + mean_i w_i CE_i``,
+    equal to MONAI's ``DiceCELoss`` (``DiceBCELoss`` for regions) with all weights 1.
+    """
+    probs = seg_probabilities(logits, mode)
+    if loss_kind == "dice":
+        return weighted_dice_loss(probs, target, weights)
+    if loss_kind != "dice_ce":
+        raise ValueError(f"meta-reweight: optim.loss must be 'dice' or 'dice_ce', got {loss_kind!r}")
+    dice = weighted_dice_loss(probs, target, torch.ones_like(weights))
+    return dice + (weights * voxel_cross_entropy(logits, target, mode)).mean()
