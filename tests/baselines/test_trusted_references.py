@@ -154,6 +154,16 @@ def test_meta_reweight_weights_noisy_rows_only_and_logs_them(tmp_path: Path):
     assert len(rows) == 4 and all(math.isfinite(float(r["weight_max"])) for r in rows)
     with pytest.raises(ValueError, match="needs trusted cases"):
         MetaReweightTrainer.check_config(merge(CPU, {"method": "meta-reweight"}))
+    # Learning to Reweight's form: the weights on the CE of Dice + CE, end to end
+    ce_cfg = merge(cfg, {"optim": {"loss": "dice_ce", "epochs": 1}})
+    MetaReweightTrainer.check_config(ce_cfg)
+    ce_trainer = MetaReweightTrainer(ce_cfg, cases, [], PHANTOM_LABELS, tmp_path / "ce", progress=False,
+                                     trusted_ids=[c.case_id for c in cases[:2]])  # fmt: skip
+    ce_trainer.fit()
+    assert math.isfinite(float(read_log(tmp_path / "ce")[0]["loss"]))
+    with pytest.raises(ValueError, match="leave optim.loss at 'dice'"):
+        CaseFilterTrainer.check_config(merge(CPU, {"method": "case-filter", "optim": {"loss": "dice_ce"},
+                                                   "data": {"trusted_count": 2}}))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- teacher correction

@@ -79,6 +79,8 @@ class BaselineTrainer(Trainer):
     """The frozen dataclass of this method's ``cfg.method_options``."""
     NAME: ClassVar[str] = ""
     """Name shown in tables (e.g. "MTCL")."""
+    LOSS_KINDS: ClassVar[tuple[str, ...]] = ("dice",)
+    """The ``optim.loss`` values it takes: most baselines define their own loss and take only the default."""
     ORACLE: ClassVar[bool] = False
     """Whether the default options use information a real user would not have (the noise manifest)."""
     DESCRIPTION: ClassVar[str] = ""
@@ -109,10 +111,10 @@ class BaselineTrainer(Trainer):
         super().check_config(cfg)
         # a typo fails before the data is read
         parse_method_options(cls.options_class(cfg.method_options), cfg.method_options, cfg.method)
-        if cfg.optim.loss != "dice":
+        if cfg.optim.loss not in cls.LOSS_KINDS:
             raise ValueError(
                 f"{cfg.method}: optim.loss={cfg.optim.loss} is for the baseline and svl-drl; {cls.NAME} trains with "
-                "its own loss (see `svldrl methods`), so leave optim.loss at 'dice'"
+                f"its own loss (see `svldrl methods`), so leave optim.loss at {' or '.join(map(repr, cls.LOSS_KINDS))}"
             )
 
     @classmethod

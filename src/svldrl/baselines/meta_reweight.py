@@ -66,6 +66,7 @@ class MetaReweightTrainer(BaselineTrainer):
     """Per-voxel Learning to Reweight on the trusted cases, trained with the weighted Dice loss."""
 
     OPTIONS = MetaReweightOptions
+    LOSS_KINDS = ("dice", "dice_ce")  # what the weights multiply: reweighted_loss
     NAME = "Meta-reweight"
     DESCRIPTION = ("Meta-reweight (Ren 2018, per voxel): each noisy voxel weighted by how much training on it "
                    "lowers the loss on trusted cases (needs trusted cases)")
