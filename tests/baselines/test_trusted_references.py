@@ -149,6 +149,15 @@ def test_meta_reweight_weights_noisy_rows_only_and_logs_them(tmp_path: Path):
     batch = trainer.batch_to_device(next(iter(trainer.sampler.epoch(0, 1, 2))))
     weights = trainer.voxel_weights(batch["image"][1:], batch["label"][1:], 0)
     assert (weights >= 0).all() and weights.mean().item() == pytest.approx(1.0, abs=1e-4)
+    # the diagnostic: foreground weight of corrupted vs untouched noisy rows (trusted row and background ignored)
+    trainer.corrupted_ids = frozenset({"bad"})
+    label = torch.zeros(3, 2, 2, 2, 2)
+    label[:, 1, 0], label[:, 0, 1] = 1.0, 1.0  # first half foreground, second half background
+    w = torch.tensor([2.0, 0.5, 9.0]).view(3, 1, 1, 1, 1).expand(3, 1, 2, 2, 2).clone()
+    w[:, :, 1] = 7.0  # background weights must not count
+    noisy = torch.tensor([True, True, False])
+    logged = trainer.foreground_weight_by_corruption(w, label, ["bad", "good", "trusted"], noisy)
+    assert logged == {"weight_foreground_corrupted": 2.0, "weight_foreground_untouched": 0.5}
     trainer.fit()
     rows = read_log(tmp_path)
     assert len(rows) == 4 and all(math.isfinite(float(r["weight_max"])) for r in rows)

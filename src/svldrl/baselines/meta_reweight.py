@@ -73,7 +73,7 @@ class MetaReweightTrainer(BaselineTrainer):
     FOOTNOTE = ("Meta-reweight: Learning to Reweight per voxel, clean set = the trusted cases; the weights on "
                 "the Dice sums (optim.loss=dice) or on the cross-entropy of Dice + CE (dice_ce, the reference's form).")
     TRAIN_SCALARS = ("loss", "weight_zero_fraction", "weight_max", "weight_label_foreground",
-                     "weight_corrupted", "weight_untouched")
+                     "weight_foreground_corrupted", "weight_foreground_untouched")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -81,7 +81,7 @@ class MetaReweightTrainer(BaselineTrainer):
                                               self.trusted_ids)
         manifest = self.noise_manifest
         self.corrupted_ids = frozenset(manifest.corrupted_ids) if manifest is not None else None
-        """Diagnostics only (the log's weight_corrupted / weight_untouched): never used to train."""
+        """Diagnostics only (the log's weight_foreground_corrupted / _untouched): never used to train."""
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
@@ -113,20 +113,29 @@ class MetaReweightTrainer(BaselineTrainer):
             # mean weight on voxels labelled foreground: below 1 means foreground labels are distrusted
             "weight_label_foreground": w[foreground].mean().item() if foreground is not None and foreground.any()
             else float("nan"),
-            **self.weight_by_corruption(weights, batch["case_id"], noisy),
+            **self.foreground_weight_by_corruption(weights, label, batch["case_id"], noisy),
         }
 
-    def weight_by_corruption(self, weights: torch.Tensor, case_ids: list[str], noisy: torch.Tensor) -> dict[str, float]:
-        """Mean weight of the noisy rows whose case the noise corrupted, and of the untouched ones (NaN if none).
+    def foreground_weight_by_corruption(
+        self, weights: torch.Tensor, label: torch.Tensor, case_ids: list[str], noisy: torch.Tensor
+    ) -> dict[str, float]:
+        """Mean weight of the voxels labelled foreground in the corrupted noisy rows, and in the untouched ones.
 
-        After the fact, from the noise manifest: does the reweighting single out the corrupted cases?
+        After the fact, from the noise manifest (NaN where a batch has no such row). Under SFDA the
+        corrupted cases' foreground labels hold the false positives: a reweighting that finds them
+        gives their foreground less weight than the untouched cases'. (Per row the mean weight says
+        nothing: with one noisy row per batch it is 1 by the normalisation.)
         """
+        nan = float("nan")
         if self.corrupted_ids is None:
-            return {"weight_corrupted": float("nan"), "weight_untouched": float("nan")}
+            return {"weight_foreground_corrupted": nan, "weight_foreground_untouched": nan}
         corrupted = torch.tensor([c in self.corrupted_ids for c in case_ids], device=weights.device)
+        foreground = self.foreground_of(label)  # (B, 1, h, w, d)
         out = {}
-        for name, rows in (("weight_corrupted", noisy & corrupted), ("weight_untouched", noisy & ~corrupted)):
-            out[name] = weights[rows].mean().item() if rows.any() else float("nan")
+        for name, rows in (("weight_foreground_corrupted", noisy & corrupted),
+                           ("weight_foreground_untouched", noisy & ~corrupted)):  # fmt: skip
+            mask = foreground[rows]
+            out[name] = weights[rows][mask].mean().item() if mask.any() else nan
         return out
 
     def voxel_weights(self, image: torch.Tensor, label: torch.Tensor, epoch: int) -> torch.Tensor:
