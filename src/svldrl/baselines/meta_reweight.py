@@ -20,15 +20,16 @@ among its data sets). Where we depart, and why:
   - ``dice`` (the default, the baseline's loss family): a soft Dice whose sums are weighted,
     ``1 - (2 sum w p y + e) / (sum w p + sum w y + e)`` per channel and sample, mean over both, as
     MONAI's ``DiceLoss`` without weights. This is a departure: Dice is not linear in the weights,
-    so ``C_i`` is not the meta-gradient of this loss's weights. Measured on LA under SFDA 50 %
-    (docs/results.md, Session 32): as the network fits, well-fitted voxels get weight ~0 and drop
-    out of the Dice sums, while foreground labels the network disputes (SFDA's false positives
-    among them) get 1.5-3.3 times the mean weight; it ends below the same batches unweighted.
+    so ``C_i`` is not the meta-gradient of this loss's weights.
   - ``dice_ce`` (Learning to Reweight's form, and MLB-Seg's): the weights multiply the per-voxel
     cross-entropy, ``Dice + mean_i w_i CE_i``, with the Dice term unweighted, and the trusted loss
     is the same Dice + CE. The CE term is linear in the weights, so ``C_i / N`` is exactly the
     derivative of ``g_T . grad L_train`` with respect to ``w_i`` (tested), as in the reference.
     With all weights 1 it is MONAI's ``DiceCELoss``; its control is the Dice + CE baseline.
+
+  On LA under SFDA 50 % (docs/results.md, Session 32) both forms end about 6 Dice points below the
+  same batches unweighted. In both, foreground labels the network disputes, which are SFDA's false
+  positives, get 2-3 times the mean weight.
 """
 
 from __future__ import annotations
