@@ -36,12 +36,20 @@ def mechanism_columns(header: list[str]) -> list[str]:
     return [c for c in header if c not in GENERIC and not c.startswith(("loss", "val_"))]
 
 
-def final_state(run_dir: Path) -> dict[str, str]:
-    """Column -> formatted value at the last logged epoch (empty cells skipped), plus the run's json state."""
+def final_state(run_dir: Path, window: int = 0) -> dict[str, str]:
+    """Column -> formatted value at the last logged epoch (empty cells skipped), plus the run's json state.
+
+    ``window > 0``: each column as "mean of the first ``window`` epochs -> mean of the last ``window``"
+    (empty and NaN cells skipped), to show how a mechanism moved over the run, not one noisy epoch.
+    """
     rows = read_log(run_dir)
     state = {"epochs": str(len(rows))}
     for column in mechanism_columns(list(rows[0])) if rows else []:
-        if rows[-1][column] != "":
+        if window > 0:
+            first, last = window_mean(rows[:window], column), window_mean(rows[-window:], column)
+            if not (np.isnan(first) and np.isnan(last)):
+                state[column] = f"{first:.3g}->{last:.3g}"
+        elif rows[-1][column] != "":
             state[column] = f"{float(rows[-1][column]):.4g}"
     state.update(clcs_shares(rows[-1]) if rows else {})
     adele = run_dir / "adele.json"
@@ -54,6 +62,13 @@ def final_state(run_dir: Path) -> dict[str, str]:
         matrices = json.loads(transition.read_text())["T"]
         state["T"] = str([[[round(v, 4) for v in row] for row in m] for m in matrices])
     return state
+
+
+def window_mean(rows: list[dict[str, str]], column: str) -> float:
+    """Mean of a column over some log rows, empty and NaN cells skipped (NaN if none is left)."""
+    values = [float(r[column]) for r in rows if r.get(column, "") != ""]
+    values = [v for v in values if not np.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def adele_curve_state(iou: list) -> dict[str, str]:
@@ -98,10 +113,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="a runs folder, e.g. runs/la2018")
     parser.add_argument("patterns", nargs="+", help="run-folder name patterns, e.g. 'jcas__mt-0.5__seed*'")
+    parser.add_argument("--window", type=int, default=0,
+                        help="report each column as the mean of the first K epochs -> the mean of the last K")
     args = parser.parse_args()
     for pattern in args.patterns:
         for run_dir in sorted(p.parent for p in args.root.glob(f"{pattern}/log.csv")):
-            items = ", ".join(f"{k} {v}" for k, v in final_state(run_dir).items())
+            items = ", ".join(f"{k} {v}" for k, v in final_state(run_dir, args.window).items())
             print(f"{run_dir.name}: {items}")
 
 

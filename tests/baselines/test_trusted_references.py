@@ -156,7 +156,7 @@ def test_meta_reweight_weights_noisy_rows_only_and_logs_them(tmp_path: Path):
     w = torch.tensor([2.0, 0.5, 9.0]).view(3, 1, 1, 1, 1).expand(3, 1, 2, 2, 2).clone()
     w[:, :, 1] = 7.0  # background weights must not count
     noisy = torch.tensor([True, True, False])
-    logged = trainer.foreground_weight_by_corruption(w, label, ["bad", "good", "trusted"], noisy)
+    logged = trainer.foreground_weight_by_corruption(w, trainer.foreground_of(label), ["bad", "good", "trusted"], noisy)
     assert logged == {"weight_foreground_corrupted": 2.0, "weight_foreground_untouched": 0.5}
     trainer.fit()
     rows = read_log(tmp_path)

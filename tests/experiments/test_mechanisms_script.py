@@ -23,6 +23,19 @@ def test_final_state_keeps_the_mechanism_columns_of_the_last_epoch(tmp_path: Pat
                      "corrections": "[79, 159]"}
 
 
+def test_window_reports_first_and_last_means_skipping_empty_and_nan(tmp_path: Path) -> None:
+    module = load_script(SCRIPT, "la_mechanisms")
+    (tmp_path / "log.csv").write_text(
+        "epoch,stage,loss,weight_zero_fraction,weight_foreground_corrupted,lr,epoch_time\n"
+        "0,supervised,0.5,0.1,,0.003,8.0\n"
+        "1,supervised,0.4,0.3,nan,0.003,8.0\n"
+        "2,supervised,0.3,0.5,2.0,0.003,8.0\n"
+        "3,supervised,0.2,0.7,3.0,0.003,8.0\n"
+    )
+    state = module.final_state(tmp_path, window=2)
+    assert state == {"epochs": "4", "weight_zero_fraction": "0.2->0.6", "weight_foreground_corrupted": "nan->2.5"}
+
+
 def test_adele_curve_state_says_how_many_points_the_flat_start_drop_leaves() -> None:
     module = load_script(SCRIPT, "la_mechanisms")
     slow = [[[0.9, v]] for v in (0.40, 0.45, 0.48, 0.55, 0.60)]  # climbs 0.2, never 0.1 between two points

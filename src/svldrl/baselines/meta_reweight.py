@@ -106,7 +106,8 @@ class MetaReweightTrainer(BaselineTrainer):
         loss = reweighted_loss(logits, label, weights, self.labels.mode, self.cfg.optim.loss)
         self.backward_and_step(loss)
         w = weights[noisy] if noisy.any() else weights
-        foreground = self.foreground_of(label[noisy]) if noisy.any() else None
+        labelled_foreground = self.foreground_of(label)  # (B, 1, h, w, d)
+        foreground = labelled_foreground[noisy] if noisy.any() else None
         return {
             "loss": loss.item(),
             "weight_zero_fraction": (w == 0).float().mean().item(),
@@ -114,13 +115,15 @@ class MetaReweightTrainer(BaselineTrainer):
             # mean weight on voxels labelled foreground: below 1 means foreground labels are distrusted
             "weight_label_foreground": w[foreground].mean().item() if foreground is not None and foreground.any()
             else float("nan"),
-            **self.foreground_weight_by_corruption(weights, label, batch["case_id"], noisy),
+            **self.foreground_weight_by_corruption(weights, labelled_foreground, batch["case_id"], noisy),
         }
 
     def foreground_weight_by_corruption(
-        self, weights: torch.Tensor, label: torch.Tensor, case_ids: list[str], noisy: torch.Tensor
+        self, weights: torch.Tensor, foreground: torch.Tensor, case_ids: list[str], noisy: torch.Tensor
     ) -> dict[str, float]:
         """Mean weight of the voxels labelled foreground in the corrupted noisy rows, and in the untouched ones.
+
+        ``foreground``: (B, 1, h, w, d) bool, ``foreground_of`` the batch label.
 
         After the fact, from the noise manifest (NaN where a batch has no such row). Under SFDA the
         corrupted cases' foreground labels hold the false positives: a reweighting that finds them
@@ -131,7 +134,6 @@ class MetaReweightTrainer(BaselineTrainer):
         if self.corrupted_ids is None:
             return {"weight_foreground_corrupted": nan, "weight_foreground_untouched": nan}
         corrupted = torch.tensor([c in self.corrupted_ids for c in case_ids], device=weights.device)
-        foreground = self.foreground_of(label)  # (B, 1, h, w, d)
         out = {}
         for name, rows in (("weight_foreground_corrupted", noisy & corrupted),
                            ("weight_foreground_untouched", noisy & ~corrupted)):  # fmt: skip
