@@ -80,9 +80,6 @@ class MetaReweightTrainer(BaselineTrainer):
         super().__init__(*args, **kwargs)
         self.trusted_batches = TrustedBatches(self.train_cases, self.labels, self.cfg.data, self.cfg.seed,
                                               self.trusted_ids)
-        manifest = self.noise_manifest
-        self.corrupted_ids = frozenset(manifest.corrupted_ids) if manifest is not None else None
-        """Diagnostics only (the log's weight_foreground_corrupted / _untouched): never used to train."""
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:

@@ -109,9 +109,6 @@ class LabelAgentsTrainer(LabelAgentLogMixin, FrozenTeacherMixin, SVLDRLTrainer):
         super().__init__(*args, **kwargs)
         self.trusted_batches = TrustedBatches(self.train_cases, self.labels, self.cfg.data, self.cfg.seed,
                                               self.trusted_ids)
-        manifest = self.noise_manifest
-        self.corrupted_ids = frozenset(manifest.corrupted_ids) if manifest is not None else None
-        """Diagnostics only (the log's changed_corrupted / changed_clean): never used to train."""
         self.flagged: frozenset[str] | None = None
         """gate=case: the cases the agents may edit, once the teacher has scored them; None: every case."""
         if self.options.teacher_run:

@@ -90,6 +90,9 @@ class Trainer:
         _check_cases(train_cases, val_cases, labels)
         self.noise_manifest = noise_manifest
         """The run's noise manifest (None for clean runs); only oracle methods read it."""
+        self.corrupted_ids = frozenset(noise_manifest.corrupted_ids) if noise_manifest is not None else None
+        """The training cases the noise corrupted (None for clean runs), from the manifest. Only oracle methods
+        and diagnostics (a log column that splits a mechanism's effect by corrupted vs untouched cases) read it."""
         self.trusted_ids = frozenset(trusted_ids)
         """The trusted training cases (empty when none are given)."""
         train_cases = self.select_training_cases(train_cases)
