@@ -59,12 +59,14 @@ from svldrl.training.losses import weighted_dice_loss
 @dataclasses.dataclass(frozen=True)
 class MetaReweightOptions:
     trusted_batch: int = option(2, "trusted patches per step for the meta-gradient (from the trusted cases only)")
-    credit_estimator: str = option("jvp", "'jvp' (exact) or 'finite_difference' (one more forward)")
+    credit_estimator: str = option("jvp",
+                                   "'jvp' (exact) or 'finite_difference' (two more forwards, a few per cent off)")
 
 
 @METHODS.register("meta-reweight", aliases=("l2rw",))
 class MetaReweightTrainer(BaselineTrainer):
-    """Per-voxel Learning to Reweight on the trusted cases, trained with the weighted Dice loss."""
+    """Per-voxel Learning to Reweight on the trusted cases: the weights multiply the Dice sums (``optim.loss=dice``)
+    or each voxel's cross-entropy in Dice + CE (``dice_ce``, the reference's form); ``reweighted_loss``."""
 
     OPTIONS = MetaReweightOptions
     LOSS_KINDS = ("dice", "dice_ce")  # what the weights multiply: reweighted_loss

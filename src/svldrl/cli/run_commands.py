@@ -65,7 +65,8 @@ def train(
         typer.Option(
             "--trusted",
             help="File of expert-checked training case ids, one per line (short for "
-            "`--set data.trusted_cases=@FILE`): never corrupted; trusted-only and MTCL use them.",
+            "`--set data.trusted_cases=@FILE`): never corrupted; trusted-only, MTCL, svl-drl-trusted, "
+            "meta-reweight, case-filter and teacher-correction use them.",
         ),
     ] = None,
 ) -> None:
@@ -107,6 +108,10 @@ def train(
 
 @app.command()
 def methods(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="One method in full: its description and each method_options key, default and meaning."),
+    ] = None,
     parameters: Annotated[
         bool,
         typer.Option("--parameters", help="Instead: each method's parameter count (1-channel image, binary label)."),
@@ -116,8 +121,13 @@ def methods(
         list[str] | None, typer.Option("--set", help="With --parameters: override one key, e.g. model.heads=light.")
     ] = None,
 ) -> None:
-    """List the training methods, with oracle and reconstruction notes (or their model sizes)."""
+    """List the training methods with oracle and reconstruction notes (or their model sizes, or one method's options)."""
     load_methods()
+    if name is not None:
+        from svldrl.experiments.methods import method_detail
+
+        typer.echo(method_detail(name))  # an unknown name: the registry's one line with the valid names
+        return
     if parameters:
         from svldrl.experiments.methods import parameter_table
 

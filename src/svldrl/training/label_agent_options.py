@@ -1,6 +1,6 @@
 """``method_options`` of SVL-DRL-T (``svl-drl-trusted``): the dataclass, its one-line docs and its checks.
 
-Kept apart from the trainer (``label_agents.py``) so that ``svldrl methods`` and the configuration
+Kept apart from the trainer (``label_agents.py``) so that ``svldrl methods NAME`` and the configuration
 checks read them without building anything.
 """
 
@@ -22,7 +22,7 @@ GATES = ("none", "case")
 
 @dataclasses.dataclass(frozen=True)
 class LabelAgentOptions:
-    """``method_options`` of svl-drl-trusted (one line each, shown by ``svldrl methods``)."""
+    """``method_options`` of svl-drl-trusted (one line each, shown by ``svldrl methods svl-drl-trusted``)."""
 
     credit: str = dataclasses.field(
         default="voxel",
@@ -37,7 +37,8 @@ class LabelAgentOptions:
     )
     credit_estimator: str = dataclasses.field(
         default="jvp",
-        metadata={"doc": "'jvp' (exact forward-mode product) or 'finite_difference' (one more forward, ~1e-3 error)"},
+        metadata={"doc": "'jvp' (exact forward-mode product) or 'finite_difference' (two more forwards, a few per "
+                         "cent off: FINITE_DIFFERENCE_STEP)"},
     )
     correction_threshold: float = dataclasses.field(
         default=0.5,

@@ -95,8 +95,10 @@ class LabelAgentsTrainer(LabelAgentLogMixin, FrozenTeacherMixin, SVLDRLTrainer):
     DDP_REFUSAL = ("its reward differentiates the network functionally (torch.func) and its teacher and trusted "
                    "streams are per process; not yet made distributed")
     DESCRIPTION = ("SVL-DRL-T (ours, issue 15): voxel agents keep / set foreground / set background the noisy "
-                   "training label; reward = each voxel's credit from a descent step on trusted cases")
-    FOOTNOTE = "SVL-DRL-T: uses the trusted cases (data.trusted_count / trusted_cases); see docs/method.md."
+                   "training label; reward = each voxel's credit from a descent step on trusted cases, or "
+                   "(reward=teacher) the confidence of a teacher trained on them")
+    FOOTNOTE = ("SVL-DRL-T: uses the trusted cases (data.trusted_count / trusted_cases), never the noise manifest "
+                "(read for log diagnostics only); see docs/method.md.")
     TRAIN_SCALARS = (
         "loss", "loss_dice", "loss_value", "loss_policy", "reward", "reward_penalty_change", "credit_rms",
         "action_keep", "action_enhance", "action_weaken", "label_changed", "changed_to_foreground",

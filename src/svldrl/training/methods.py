@@ -37,19 +37,44 @@ def compared_settings(cfg: TrainConfig | dict[str, Any]) -> dict[str, Any]:
 def resolved_method_options(cfg: TrainConfig) -> dict[str, Any]:
     """``cfg.method_options`` completed with the defaults of ``cfg.method``, as its trainer parses them;
     options the method cannot parse (a typo, an option since removed) are returned as given."""
+    given = dict(cfg.method_options)
+    try:
+        options = parsed_method_options(cfg)
+    except (KeyError, ValueError, TypeError):
+        return given
+    if options is None:
+        return given
+    resolved = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)
+    return json.loads(json.dumps(resolved, sort_keys=True, default=list))  # tuples and lists alike
+
+
+def parsed_method_options(cfg: TrainConfig) -> Any:
+    """``cfg.method_options`` as ``cfg.method``'s trainer parses them: its options dataclass (the baselines,
+    SVL-DRL-T), a mapping with defaults (SVL-DRL, PixelDRL-MG), or None for a method without options.
+    Bad keys or values raise as in training (``KeyError`` for an unknown method)."""
     import svldrl.baselines  # noqa: F401  (registers the methods)
     from svldrl.baselines.common import parse_method_options
 
     given = dict(cfg.method_options)
-    try:
-        cls: Any = METHODS.get(cfg.method)
-        if hasattr(cls, "options_class"):
-            options: Any = parse_method_options(cls.options_class(given), given, cfg.method)
-        elif hasattr(cls, "parse_options"):
-            options = cls.parse_options(cfg)
-        else:
-            return given
-    except (KeyError, ValueError, TypeError):
-        return given
-    resolved = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)
-    return json.loads(json.dumps(resolved, sort_keys=True, default=list))  # tuples and lists alike
+    cls: Any = METHODS.get(cfg.method)
+    if hasattr(cls, "options_class"):
+        return parse_method_options(cls.options_class(given), given, cfg.method)
+    if hasattr(cls, "parse_options"):
+        return cls.parse_options(cfg)
+    return None
+
+
+def method_option_docs(name: str) -> list[tuple[str, Any, str]]:
+    """(key, default, one-line meaning) of each ``method_options`` key a method takes, for ``svldrl methods NAME``.
+
+    Read from what training parses (``parsed_method_options`` of the defaults), so the list cannot drift
+    from the options a run accepts; meanings from the dataclass fields' ``doc`` or ``OPTION_DOCS``.
+    """
+    cls: Any = METHODS.get(name)
+    options = parsed_method_options(TrainConfig(method=name))
+    if options is None:
+        return []
+    if dataclasses.is_dataclass(options):
+        return [(f.name, getattr(options, f.name), f.metadata.get("doc", "")) for f in dataclasses.fields(options)]
+    docs = getattr(cls, "OPTION_DOCS", {})
+    return [(key, value, docs.get(key, "")) for key, value in sorted(dict(options).items())]

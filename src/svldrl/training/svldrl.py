@@ -57,6 +57,12 @@ from svldrl.training.trainer import Trainer
 GRADIENT_ESTIMATORS = ("full", "sampled", "single")
 METHOD_OPTIONS = {"gradient_estimator": "full"}
 """Options of this method in ``cfg.method_options`` and their defaults."""
+METHOD_OPTION_DOCS = {
+    "gradient_estimator": "'full' (every state of an episode with gradient, method.md), 'sampled' (s(0) and one "
+    "sampled state: unbiased, fewer backward passes) or 'single' (one state, one backward pass; needs "
+    "rl.seg_loss_states=all); module docstring",
+}
+"""One line each, shown by ``svldrl methods NAME``."""
 
 
 class GradientPlan(NamedTuple):
@@ -165,6 +171,7 @@ def stage_loss(
 class SVLDRLTrainer(Trainer):
     """Staged voxel-level deep RL (Warmup -> Transition -> Full RL) on the three-decoder network."""
 
+    OPTION_DOCS = METHOD_OPTION_DOCS
     TRAIN_SCALARS = (
         "loss", "loss_dice", "loss_value", "loss_policy",
         "reward", "reward_dice_gain", "reward_penalty_change",
