@@ -121,7 +121,7 @@ def methods(
         list[str] | None, typer.Option("--set", help="With --parameters: override one key, e.g. model.heads=light.")
     ] = None,
 ) -> None:
-    """List the training methods with oracle and reconstruction notes (or their model sizes, or one method's options)."""
+    """List the training methods with oracle and reconstruction notes (or model sizes, or one method's options)."""
     load_methods()
     if name is not None:
         from svldrl.experiments.methods import method_detail
