@@ -20,6 +20,7 @@ from svldrl.cli import app
 from svldrl.config import CPU, merge
 from svldrl.data import PHANTOM_LABELS, PatchSampler, make_phantoms
 from svldrl.models import build_network
+from svldrl.noise import NoiseManifest
 from svldrl.rl.credit import (
     descent_logit_change,
     group_delta,
@@ -220,6 +221,8 @@ def test_trusted_cases_feed_the_reward_and_are_never_agents(tmp_path: Path, monk
     monkeypatch.setattr(trainer, "compute_loss", spy_loss)
     batch = trainer.batch_to_device(next(iter(trainer.sampler.epoch(2, 1, 2))))
     agents = trainer.agent_rows(batch["case_id"]).tolist()
+    rows_trusted = [c in trusted for c in batch["case_id"]]
+    assert any(rows_trusted) and not all(rows_trusted)  # both kinds of row, so the checks below test something
     assert [batch["case_id"][i] for i in agents] == [c for c in batch["case_id"] if c not in trusted]
     trainer.train_step(batch, epoch=2)  # Full RL
     assert seen["reward"] and set(seen["reward"]) <= trusted
@@ -281,7 +284,10 @@ def test_cli_run_on_phantoms_with_sfda_noise(tmp_path: Path):
     assert 0.0 <= metrics["summary"]["mean"]["mean"]["dice"] <= 1.0
     rows = read_log(out)
     assert rows[-1]["stage"] == "full_rl" and rows[-1]["changed_corrupted"] != ""
-    assert json.loads((out / "trusted.json").read_text())["n"] == 2
+    trusted = json.loads((out / "trusted.json").read_text())
+    manifest = NoiseManifest.load(out / "noise_manifest.json")
+    assert trusted["n"] == 2 and manifest.kind == "sfda" and manifest.corrupted_ids  # the agents had noise to see
+    assert not set(manifest.corrupted_ids) & set(trusted["cases"])
 
 
 # ----------------------------------------------------------------------------- the teacher reward (C5)
