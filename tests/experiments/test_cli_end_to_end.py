@@ -3,7 +3,6 @@ few epochs), checking their outputs; ``compare`` grids are in test_compare_grid.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli_helpers import invoke, refused, runner
+from cli_helpers import invoke, runner
 from svldrl.cli import app
 from svldrl.noise import n_noisy_cases
 
@@ -230,23 +229,3 @@ def test_methods_lists_descriptions_and_model_sizes() -> None:
     assert cpu["svl-drl"][0] == cpu["baseline"][0]  # the value and policy decoders are not run at inference
     light = sizes("--set", "model.heads=light")
     assert light["svl-drl"][1] == cpu["svl-drl"][1] and light["svl-drl"][2] < cpu["svl-drl"][2] / 5
-
-
-def test_methods_name_lists_every_option_a_run_takes_with_its_default_and_meaning() -> None:
-    import svldrl.baselines  # noqa: F401  (registers the methods)
-    from svldrl.config import TrainConfig
-    from svldrl.training import METHODS
-    from svldrl.training.label_agent_options import LabelAgentOptions
-    from svldrl.training.methods import method_option_docs, resolved_method_options
-
-    for name in METHODS.names():  # the listed defaults are what a run with no method_options resolves to
-        rows = method_option_docs(name)
-        listed = {key: default for key, default, _ in rows}
-        assert listed.keys() == resolved_method_options(TrainConfig(method=name)).keys(), name
-        assert all(doc for _, _, doc in rows), f"{name}: an option without its one-line meaning"
-    text = invoke("methods", "svl-drl-trusted")
-    assert "trusted cases" in text  # what information it uses (issue 15)
-    for field in dataclasses.fields(LabelAgentOptions):
-        assert f"  {field.name} " in text
-    assert "method_options: none" in invoke("methods", "baseline")
-    assert "unknown method 'svl-drl-t'" in refused("methods", "svl-drl-t")

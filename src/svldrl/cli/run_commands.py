@@ -65,8 +65,9 @@ def train(
         typer.Option(
             "--trusted",
             help="File of expert-checked training case ids, one per line (short for "
-            "`--set data.trusted_cases=@FILE`): never corrupted; trusted-only, MTCL, svl-drl-trusted, "
-            "meta-reweight, case-filter and teacher-correction use them.",
+            "`--set data.trusted_cases=@FILE`): never corrupted. trusted-only, svl-drl-trusted, meta-reweight, "
+            "case-filter and teacher-correction need them; MTCL (and rsf-assisted on MTCL) take them as clean "
+            "cases, co-teaching its forget rates from them, and data.trusted_per_batch puts them in every batch.",
         ),
     ] = None,
 ) -> None:
@@ -118,7 +119,9 @@ def methods(
     ] = False,
     preset: Annotated[str, typer.Option("--preset", help="With --parameters: 'cpu' or 'paper'.")] = "cpu",
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="With --parameters: override one key, e.g. model.heads=light.")
+        list[str] | None,
+        typer.Option("--set", help="With --parameters or NAME: override one key, e.g. model.heads=light or "
+                     "method_options.base=mtcl (rsf-assisted's options for that base)."),
     ] = None,
 ) -> None:
     """List the training methods with oracle and reconstruction notes (or model sizes, or one method's options)."""
@@ -126,7 +129,7 @@ def methods(
     if name is not None:
         from svldrl.experiments.methods import method_detail
 
-        typer.echo(method_detail(name))  # an unknown name: the registry's one line with the valid names
+        typer.echo(method_detail(name, list(set_ or [])))  # an unknown name: the registry's one line
         return
     if parameters:
         from svldrl.experiments.methods import parameter_table

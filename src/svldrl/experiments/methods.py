@@ -69,20 +69,20 @@ DISPLAY_NAMES = {
 """The names the paper's tables use."""
 
 
-def method_detail(name: str) -> str:
+def method_detail(name: str, overrides: list[str] | None = None) -> str:
     """One method in full, for ``svldrl methods NAME``: its description, note, and each ``method_options`` key
-    with its default and meaning (``--set method_options.KEY=VALUE``)."""
+    with its default (or the value ``overrides`` give) and meaning (``--set method_options.KEY=VALUE``)."""
     from svldrl.training.methods import method_option_docs
 
     info = method_info(name)
     lines = [f"{info['name']} ({info['label']}): {info['description']}"]
     if info["footnote"]:
         lines.append(f"note: {info['footnote']}")
-    rows = method_option_docs(name)
+    rows = method_option_docs(name, overrides)
     if not rows:
         lines.append("method_options: none")
         return "\n".join(lines)
-    lines.append("method_options (--set method_options.KEY=VALUE): key, default, meaning")
+    lines.append("method_options (--set method_options.KEY=VALUE): key, value (default unless set), meaning")
     width = max(len(key) for key, _, _ in rows)
     for key, default, doc in rows:
         shown = repr(default) if isinstance(default, str) else str(default)

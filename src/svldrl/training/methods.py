@@ -64,14 +64,18 @@ def parsed_method_options(cfg: TrainConfig) -> Any:
     return None
 
 
-def method_option_docs(name: str) -> list[tuple[str, Any, str]]:
-    """(key, default, one-line meaning) of each ``method_options`` key a method takes, for ``svldrl methods NAME``.
+def method_option_docs(name: str, overrides: list[str] | None = None) -> list[tuple[str, Any, str]]:
+    """(key, value, one-line meaning) of each ``method_options`` key a method takes, for ``svldrl methods NAME``.
 
-    Read from what training parses (``parsed_method_options`` of the defaults), so the list cannot drift
-    from the options a run accepts; meanings from the dataclass fields' ``doc`` or ``OPTION_DOCS``.
+    Read from what training parses (``parsed_method_options`` of the cpu preset with ``overrides``), so the
+    keys are the ones a run accepts and the values its defaults, or the given values. Options that depend
+    on another option show for the given one: rsf-assisted lists MTCL's keys with
+    ``method_options.base=mtcl``. Meanings from the dataclass fields' ``doc`` or ``OPTION_DOCS``.
     """
+    from svldrl.config import resolve_config
+
     cls: Any = METHODS.get(name)
-    options = parsed_method_options(TrainConfig(method=name))
+    options = parsed_method_options(resolve_config("cpu", None, overrides, method=name))
     if options is None:
         return []
     if dataclasses.is_dataclass(options):

@@ -89,10 +89,10 @@ class Trainer:
         check_distributed(type(self), cfg)
         _check_cases(train_cases, val_cases, labels)
         self.noise_manifest = noise_manifest
-        """The run's noise manifest (None for clean runs); only oracle methods read it."""
+        """The run's noise manifest (None for clean runs); oracle methods train with it, diagnostics read it."""
         self.corrupted_ids = frozenset(noise_manifest.corrupted_ids) if noise_manifest is not None else None
-        """The training cases the noise corrupted (None for clean runs), from the manifest. Only oracle methods
-        and diagnostics (a log column that splits a mechanism's effect by corrupted vs untouched cases) read it."""
+        """The training cases the noise corrupted (None for clean runs), from the manifest. For diagnostics only:
+        log columns that split a mechanism's effect by corrupted vs untouched cases (meta-reweight, SVL-DRL-T)."""
         self.trusted_ids = frozenset(trusted_ids)
         """The trusted training cases (empty when none are given)."""
         train_cases = self.select_training_cases(train_cases)
