@@ -59,8 +59,9 @@ def test_operations_come_from_the_manifest_of_the_runs_own_seed(report_module, t
 def test_the_run_records_the_operation_of_its_corrupted_cases():
     from svldrl.baselines.teacher_correction import TeacherCorrectionTrainer
 
-    trainer = SimpleNamespace(noise_manifest=manifest(0))
+    trainer = SimpleNamespace(noise_manifest=manifest(0), corrupted_ids=frozenset(manifest(0).corrupted_ids))
     assert TeacherCorrectionTrainer.noise_diagnostics(trainer, "b") == {"corrupted": True, "operation": "erosion"}
     assert TeacherCorrectionTrainer.noise_diagnostics(trainer, "d") == {"corrupted": False}
-    assert TeacherCorrectionTrainer.noise_diagnostics(SimpleNamespace(noise_manifest=None), "b") == {}
+    clean_run = SimpleNamespace(noise_manifest=None, corrupted_ids=None)
+    assert TeacherCorrectionTrainer.noise_diagnostics(clean_run, "b") == {}
     assert json.dumps(TeacherCorrectionTrainer.noise_diagnostics(trainer, "a"))  # JSON-ready

@@ -141,9 +141,9 @@ class TeacherCorrectionTrainer(CaseFilterTrainer):
         Read after the directions are chosen and never by them: it lets ``direction_report.py``
         count whether a corrupted case was corrected in the direction its noise calls for.
         """
-        if self.noise_manifest is None:
+        if self.noise_manifest is None or self.corrupted_ids is None:
             return {}
-        corrupted = case_id in set(self.noise_manifest.corrupted_ids)
+        corrupted = case_id in self.corrupted_ids  # Trainer.corrupted_ids: the manifest's, derived once
         operation = self.noise_manifest.case(case_id).operation if corrupted else None
         return {"corrupted": corrupted, **({"operation": operation} if operation else {})}
 

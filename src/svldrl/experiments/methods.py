@@ -84,8 +84,8 @@ def method_detail(name: str, overrides: list[str] | None = None) -> str:
         return "\n".join(lines)
     lines.append("method_options (--set method_options.KEY=VALUE): key, value (default unless set), meaning")
     width = max(len(key) for key, _, _ in rows)
-    for key, default, doc in rows:
-        shown = repr(default) if isinstance(default, str) else str(default)
+    for key, value, doc in rows:
+        shown = repr(value) if isinstance(value, str) else str(value)
         lines.append(f"  {key:{width}s}  {shown:12s}  {doc}")
     return "\n".join(lines)
 
