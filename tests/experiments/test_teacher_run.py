@@ -171,3 +171,22 @@ def test_a_resumed_co_teaching_run_takes_the_teacher_rates_from_its_checkpoint(t
     monkeypatch.setattr(CoTeachingTrainer, "teacher_rates", not_again)
     resumed = train_run(data, cfg, out=out, progress=False, resume=True).metrics
     assert resumed["summary"] == json.loads((whole / "metrics.json").read_text())["summary"]
+
+
+def test_the_run_labels_name_each_corrupted_case_s_mt_operation(teacher) -> None:
+    """After-the-fact studies split MT's dilated from its eroded cases: the groups come from the run's own files."""
+    from svldrl.data import load_dataset
+    from svldrl.experiments.run_labels import run_trusted_ids, training_case_labels
+
+    data, run = teacher
+    _, cfg, _ = load_trained(run, device="cpu")
+    cases = list(training_case_labels(run, load_dataset(data), cfg.data))
+    manifest = {c["case_id"]: c for c in json.loads((run / "noise_manifest.json").read_text())["cases"]}
+    assert {c.case_id for c in cases if c.group == "trusted"} == set(run_trusted_ids(run))
+    for case in cases:
+        if case.group == "corrupted":
+            assert case.operation == manifest[case.case_id]["operation"] in ("dilation", "erosion")
+            assert (case.noisy != case.clean).any()
+        else:
+            assert case.operation is None
+    assert any(c.group == "corrupted" for c in cases) and any(c.group != "corrupted" for c in cases)

@@ -32,6 +32,10 @@ class TrainingCaseLabels:
     """(H, W, D) bool, the clean foreground."""
     noisy: np.ndarray
     """(H, W, D) bool, the foreground of the label the run trained on."""
+    operation: str | None = None
+    """The noise manifest's operation on the case ("dilation"/"erosion" under MT, "source-model" under
+    SFDA, ...); None when the noise left it alone. Under MT a correction must go opposite ways on
+    dilated and eroded cases, so a study that pools them hides which way a method acts."""
 
 
 def run_trusted_ids(run: Path) -> list[str]:
@@ -44,13 +48,14 @@ def training_case_labels(
 ) -> Iterator[TrainingCaseLabels]:
     """The run's training cases of ``groups``, in case-id order, from its noisy labels, manifest and trusted cases."""
     noisy = np.load(json.loads((run / "noisy_labels.json").read_text())["path"])
-    manifest = {c["case_id"]: c["corrupted"] for c in json.loads((run / "noise_manifest.json").read_text())["cases"]}
+    manifest = {c["case_id"]: c for c in json.loads((run / "noise_manifest.json").read_text())["cases"]}
     trusted = set(run_trusted_ids(run))
-    for case_id, corrupted in sorted(manifest.items()):
-        group = "trusted" if case_id in trusted else "corrupted" if corrupted else "untouched"
+    for case_id, entry in sorted(manifest.items()):
+        group = "trusted" if case_id in trusted else "corrupted" if entry["corrupted"] else "untouched"
         if group not in groups:
             continue
         case = dataset.get(case_id)
         clean = prepare_cases([case], data_cfg)[0]
         label = prepare_cases([case.with_label(noisy[case_id])], data_cfg)[0].label > 0
-        yield TrainingCaseLabels(case_id, group, clean.image, clean.label > 0, label)
+        operation = entry.get("operation") if group == "corrupted" else None
+        yield TrainingCaseLabels(case_id, group, clean.image, clean.label > 0, label, operation)
