@@ -93,7 +93,7 @@ def case_row(
 
 def summarise(rows: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
     """Per report row, the case count and the mean of each measure over its cases (NaN where none changed)."""
-    with np.errstate(all="ignore"), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a group where no case changed: its means are NaN
         return {g: {"n": len(r), **{k: float(np.nanmean([x[k] for x in r])) for k in r[0]}} for g, r in rows.items()}
 

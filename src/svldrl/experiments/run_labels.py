@@ -17,6 +17,7 @@ import numpy as np
 
 from svldrl.config import DataConfig
 from svldrl.data import Dataset, prepare_cases
+from svldrl.noise import NoiseManifest
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,15 @@ def training_case_labels(
 ) -> Iterator[TrainingCaseLabels]:
     """The run's training cases of ``groups``, in case-id order, from its noisy labels, manifest and trusted cases."""
     noisy = np.load(json.loads((run / "noisy_labels.json").read_text())["path"])
-    manifest = {c["case_id"]: c for c in json.loads((run / "noise_manifest.json").read_text())["cases"]}
+    manifest = NoiseManifest.load(run / "noise_manifest.json")  # one entry per case, in case-id order
     trusted = set(run_trusted_ids(run))
-    for case_id, entry in sorted(manifest.items()):
-        group = "trusted" if case_id in trusted else "corrupted" if entry["corrupted"] else "untouched"
+    for entry in manifest.cases:
+        case_id = entry.case_id
+        group = "trusted" if case_id in trusted else "corrupted" if entry.corrupted else "untouched"
         if group not in groups:
             continue
         case = dataset.get(case_id)
         clean = prepare_cases([case], data_cfg)[0]
         label = prepare_cases([case.with_label(noisy[case_id])], data_cfg)[0].label > 0
-        operation = entry.get("operation") if group == "corrupted" else None
+        operation = entry.operation if group == "corrupted" else None
         yield TrainingCaseLabels(case_id, group, clean.image, clean.label > 0, label, operation)
