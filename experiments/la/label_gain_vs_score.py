@@ -57,7 +57,8 @@ def main() -> None:
     sources = [Path(p) for p in args[split + 1:]]
     scores = load_sources(sources, prefixes=("baseline__", *reports))
     rows = seed_rows(reports, scores, "baseline")
-    print("| seed | corrupted cases, Dice to clean | untouched cases | all training labels | network against the noisy baseline |")
+    print("| seed | corrupted cases, Dice to clean | untouched cases | all training labels"
+          " | network against the noisy baseline |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['seed']} | {r['corrupted'][0]:.1f} -> {r['corrupted'][1]:.1f} | 100 -> {r['untouched']:.1f} | "
