@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from svldrl.experiments.environment import KERNEL_LIMIT_VARIABLES, environment_record
-from svldrl.experiments.grid_outputs import environments
+from svldrl.experiments.grid_outputs import environments, mixed_kernel_footnotes, results_table
+from svldrl.metrics import METRICS
 
 
 def test_kernel_limits_are_recorded_only_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,3 +29,26 @@ def test_runs_with_and_without_kernel_limits_are_two_environments() -> None:
     assert sorted(g["runs"] for g in groups) == [1, 2]
     assert {str(g.get("cpu_kernel_limits")) for g in groups} == {"None", "{'ONEDNN_MAX_CPU_ISA': 'AVX2'}"}
     assert sum("cpu_kernel_limits" in g for g in groups) == 1  # absent, not null, where none was set
+
+
+def _run(label: str, seed: int) -> SimpleNamespace:
+    """What the table writer reads of a grid run: its row (noise group, label) and seed."""
+    variant = SimpleNamespace(label=label, superseded=None, method="baseline")
+    return SimpleNamespace(group="MT-Noise 50%", seed=seed, variant=variant)
+
+
+def test_a_row_whose_seeds_were_trained_with_different_kernels_says_which() -> None:
+    avx2 = {"environment": {"torch_cpu_capability": "AVX2"}}
+    avx512 = {"environment": {"torch_cpu_capability": "AVX512"}}
+    capped = {"environment": {"torch_cpu_capability": "AVX2", "cpu_kernel_limits": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}}
+    entries = [(_run("Trusted only 6", 5), avx2), (_run("Trusted only 6", 6), avx2),
+               (_run("Trusted only 6", 8), avx512), (_run("Agents", 5), avx2), (_run("Agents", 6), avx2),
+               (_run("Agents", 7), {}), (_run("Capped", 1), avx2), (_run("Capped", 2), capped)]  # fmt: skip
+    notes = mixed_kernel_footnotes(entries)
+    assert len(notes) == 2  # "Agents": one kernel family, and a run with no record is not a second one
+    assert notes[0].startswith("Capped (MT-Noise 50%): seeds trained with different CPU kernels (AVX2: seed 1; "
+                               "AVX2 capped by ONEDNN_MAX_CPU_ISA=AVX2: seed 2)")  # fmt: skip
+    assert "(AVX2: seeds 5, 6; AVX512: seed 8)" in notes[1] and notes[1].startswith("Trusted only 6 (MT-Noise 50%)")
+    scores = {"summary": {"mean": {"mean": dict.fromkeys(METRICS, 0.8)}}}
+    table = results_table([(run, {**metrics, **scores}) for run, metrics in entries[:3]], "caption", 3)
+    assert table.footnotes[-1] == notes[1]  # the table of the grid carries it

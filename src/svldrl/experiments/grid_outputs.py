@@ -55,6 +55,7 @@ def results_table(
                          for r, _ in entries if r.variant.superseded})
     shown = {r.variant.label for r, _ in entries}
     footnotes += [same_as_footnote(label, check) for label, check in sorted((same_as or {}).items()) if label in shown]
+    footnotes += mixed_kernel_footnotes(entries)
     return Table(rows, caption=caption, footnotes=footnotes, seeds=n_seeds if n_seeds > 1 else 0)
 
 
@@ -143,6 +144,41 @@ def ratio_plot(done: list[tuple[GridRun, dict]], path: Path) -> Path:
         k: {r: (float(np.mean(v)), float(np.std(v))) for r, v in d.items()} for k, d in series.items() if len(d) > 1
     }
     return noise_ratio_plot(points, path)
+
+
+def cpu_kernels(environment: dict[str, Any] | None) -> str | None:
+    """The CPU kernel family a run was trained with, as its ``env.json`` records it ("AVX2", or
+    "AVX512 capped by ONEDNN_MAX_CPU_ISA=AVX2"); None where the run has no record of it."""
+    capability = (environment or {}).get("torch_cpu_capability")
+    if capability is None:
+        return None
+    limits = (environment or {}).get("cpu_kernel_limits") or {}
+    capped = ", ".join(f"{k}={v}" for k, v in sorted(limits.items()))
+    return f"{capability} capped by {capped}" if capped else str(capability)
+
+
+def mixed_kernel_footnotes(entries: list[tuple[GridRun, dict]]) -> list[str]:
+    """A footnote for each table row whose seeds were trained with different CPU kernels.
+
+    Why: kernels of another instruction set round differently, so a seed retrained on another machine
+    gives another model (docs/results.md, Sessions 12 and 28); a row's mean over seeds from two kernel
+    families is still a mean over seeds, but a run of it pairs only with runs trained alike, and the
+    row should say which seeds those are. Runs with no record of their kernels are left out.
+    """
+    rows: dict[tuple[str, str], dict[str, list[int]]] = {}
+    for run, metrics in entries:
+        kernels = cpu_kernels(metrics.get("environment"))
+        if kernels is not None:
+            row = rows.setdefault((run.group, shown_label(run)), {})
+            row.setdefault(kernels, []).append(run.seed)
+    notes = []
+    for (group, label), by_kernels in sorted(rows.items()):
+        if len(by_kernels) > 1:
+            parts = "; ".join(f"{k}: seed{'s' if len(v) > 1 else ''} {', '.join(map(str, sorted(v)))}"
+                              for k, v in sorted(by_kernels.items()))  # fmt: skip
+            notes.append(f"{label} ({group}): seeds trained with different CPU kernels ({parts}); "
+                         "a run pairs only with runs trained with the same kernels.")  # fmt: skip
+    return notes
 
 
 def environments(done: list[tuple[GridRun, dict]]) -> list[dict[str, Any]]:
