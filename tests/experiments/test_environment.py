@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from svldrl.experiments.environment import KERNEL_LIMIT_VARIABLES, environment_record
-from svldrl.experiments.grid_outputs import environments, mixed_kernel_footnotes, results_table
+from svldrl.experiments.grid_outputs import cpu_kernels, environments, mixed_kernel_footnotes, results_table
 from svldrl.metrics import METRICS
 
 
@@ -40,15 +40,28 @@ def _run(label: str, seed: int) -> SimpleNamespace:
 def test_a_row_whose_seeds_were_trained_with_different_kernels_says_which() -> None:
     avx2 = {"environment": {"torch_cpu_capability": "AVX2"}}
     avx512 = {"environment": {"torch_cpu_capability": "AVX512"}}
-    capped = {"environment": {"torch_cpu_capability": "AVX2", "cpu_kernel_limits": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}}
+    both = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+    capped = {"environment": {"torch_cpu_capability": "AVX2", "cpu_kernel_limits": both}}  # Session 28: as AVX2
+    aten_only = {"environment": {"torch_cpu_capability": "AVX2", "cpu_kernel_limits": {"ATEN_CPU_CAPABILITY": "avx2"}}}
     entries = [(_run("Trusted only 6", 5), avx2), (_run("Trusted only 6", 6), avx2),
                (_run("Trusted only 6", 8), avx512), (_run("Agents", 5), avx2), (_run("Agents", 6), avx2),
-               (_run("Agents", 7), {}), (_run("Capped", 1), avx2), (_run("Capped", 2), capped)]  # fmt: skip
+               (_run("Agents", 7), {}), (_run("Capped", 1), avx2), (_run("Capped", 2), capped),
+               (_run("Half-capped", 1), avx2), (_run("Half-capped", 2), aten_only)]  # fmt: skip
     notes = mixed_kernel_footnotes(entries)
-    assert len(notes) == 2  # "Agents": one kernel family, and a run with no record is not a second one
-    assert notes[0].startswith("Capped (MT-Noise 50%): seeds trained with different CPU kernels (AVX2: seed 1; "
-                               "AVX2 capped by ONEDNN_MAX_CPU_ISA=AVX2: seed 2)")  # fmt: skip
+    # "Agents": one kernel family, and a run with no record is not a second one; "Capped": an AVX-512
+    # machine capped at AVX2 in ATen and oneDNN trains what an AVX2 machine trains
+    assert len(notes) == 2
+    assert notes[0].startswith("Half-capped (MT-Noise 50%): seeds trained with different CPU kernels (AVX2: seed 1; "
+                               "AVX2 (oneDNN not capped): seed 2)")  # fmt: skip
     assert "(AVX2: seeds 5, 6; AVX512: seed 8)" in notes[1] and notes[1].startswith("Trusted only 6 (MT-Noise 50%)")
     scores = {"summary": {"mean": {"mean": dict.fromkeys(METRICS, 0.8)}}}
     table = results_table([(run, {**metrics, **scores}) for run, metrics in entries[:3]], "caption", 3)
     assert table.footnotes[-1] == notes[1]  # the table of the grid carries it
+
+
+def test_a_kernel_cap_that_is_not_atens_choice_is_named() -> None:
+    env = {"torch_cpu_capability": "AVX512", "cpu_kernel_limits": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}
+    assert cpu_kernels(env) == "AVX512 (ONEDNN_MAX_CPU_ISA=AVX2)"
+    same = {"torch_cpu_capability": "AVX512", "cpu_kernel_limits": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}}
+    assert cpu_kernels(same) == "AVX512"  # oneDNN's name of the same instruction set
+    assert cpu_kernels({}) is None and cpu_kernels(None) is None

@@ -147,14 +147,24 @@ def ratio_plot(done: list[tuple[GridRun, dict]], path: Path) -> Path:
 
 
 def cpu_kernels(environment: dict[str, Any] | None) -> str | None:
-    """The CPU kernel family a run was trained with, as its ``env.json`` records it ("AVX2", or
-    "AVX512 capped by ONEDNN_MAX_CPU_ISA=AVX2"); None where the run has no record of it."""
-    capability = (environment or {}).get("torch_cpu_capability")
+    """The CPU kernel family a run was trained with, from its ``env.json``: "AVX2", or "AVX2 (oneDNN not
+    capped)"; None where the run has no record of it.
+
+    An AVX-512 machine with ATen and oneDNN both capped at AVX2 counts as "AVX2": it trains what an
+    AVX2 machine trains, bit for bit (docs/results.md, Session 28). A cap that differs from ATen's
+    choice, or ATen capped and oneDNN not, is named, since those runs are not an AVX2 machine's.
+    """
+    env = environment or {}
+    capability = env.get("torch_cpu_capability")
     if capability is None:
         return None
-    limits = (environment or {}).get("cpu_kernel_limits") or {}
-    capped = ", ".join(f"{k}={v}" for k, v in sorted(limits.items()))
-    return f"{capability} capped by {capped}" if capped else str(capability)
+    limits: dict[str, str] = env.get("cpu_kernel_limits") or {}
+    isa = str(capability).upper()
+    named = [f"{k}={v}" for k, v in sorted(limits.items())
+             if k != "ATEN_CPU_CAPABILITY" and not v.upper().replace("_", "").startswith(isa)]  # fmt: skip
+    if "ATEN_CPU_CAPABILITY" in limits and not {"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"} & set(limits):
+        named.append("oneDNN not capped")
+    return f"{capability} ({', '.join(named)})" if named else str(capability)
 
 
 def mixed_kernel_footnotes(entries: list[tuple[GridRun, dict]]) -> list[str]:
