@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from svldrl.experiments.environment import KERNEL_LIMIT_VARIABLES, environment_record
-from svldrl.experiments.grid_outputs import cpu_kernels, environments, mixed_kernel_footnotes, results_table
+from svldrl.experiments.environment import KERNEL_LIMIT_VARIABLES, cpu_kernels, environment_record
+from svldrl.experiments.grid_outputs import environments, mixed_kernel_footnotes, results_table
 from svldrl.metrics import METRICS
 
 

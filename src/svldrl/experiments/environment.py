@@ -70,6 +70,10 @@ def cpu_model() -> str | None:
 KERNEL_LIMIT_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
+#: the two names oneDNN reads its cap from (the newer and the older one)
+ONEDNN_LIMIT_VARIABLES = frozenset({"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"})
+
+
 def kernel_limits() -> dict[str, str]:
     """The kernel-limiting variables set in this process's environment (``KERNEL_LIMIT_VARIABLES``)."""
     import os
@@ -104,3 +108,24 @@ def environment_record(device: str) -> dict[str, Any]:
         # variable, and only both together reproduced an AVX2 machine's run on an AVX-512 one
         record["cpu_kernel_limits"] = limits
     return record
+
+
+def cpu_kernels(environment: dict[str, Any] | None) -> str | None:
+    """The CPU kernel family a run was trained with, from its ``env.json``: "AVX2", or "AVX2 (oneDNN not
+    capped)"; None where the run has no record of it.
+
+    An AVX-512 machine with ATen and oneDNN both capped at AVX2 counts as "AVX2": it trains what an
+    AVX2 machine trains, bit for bit (docs/results.md, Session 28). A cap that differs from ATen's
+    choice, or ATen capped and oneDNN not, is named, since those runs are not an AVX2 machine's.
+    """
+    env = environment or {}
+    capability = env.get("torch_cpu_capability")
+    if capability is None:
+        return None
+    limits: dict[str, str] = env.get("cpu_kernel_limits") or {}
+    isa = str(capability).upper()
+    named = [f"{k}={v}" for k, v in sorted(limits.items())
+             if k != "ATEN_CPU_CAPABILITY" and not v.upper().replace("_", "").startswith(isa)]  # fmt: skip
+    if "ATEN_CPU_CAPABILITY" in limits and not ONEDNN_LIMIT_VARIABLES & set(limits):
+        named.append("oneDNN not capped")
+    return f"{capability} ({', '.join(named)})" if named else str(capability)

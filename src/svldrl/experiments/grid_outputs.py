@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from svldrl._io import atomic_write, write_text
 from svldrl.experiments.carry import FROZEN_COST_FILE, RUN_FIELDS, run_record, same_scores, unrecorded_here
+from svldrl.experiments.environment import cpu_kernels
 from svldrl.experiments.grid import Experiment, GridRun
 from svldrl.experiments.methods import method_info
 from svldrl.experiments.tables import Table, TableRow, rows_from_runs
@@ -144,27 +145,6 @@ def ratio_plot(done: list[tuple[GridRun, dict]], path: Path) -> Path:
         k: {r: (float(np.mean(v)), float(np.std(v))) for r, v in d.items()} for k, d in series.items() if len(d) > 1
     }
     return noise_ratio_plot(points, path)
-
-
-def cpu_kernels(environment: dict[str, Any] | None) -> str | None:
-    """The CPU kernel family a run was trained with, from its ``env.json``: "AVX2", or "AVX2 (oneDNN not
-    capped)"; None where the run has no record of it.
-
-    An AVX-512 machine with ATen and oneDNN both capped at AVX2 counts as "AVX2": it trains what an
-    AVX2 machine trains, bit for bit (docs/results.md, Session 28). A cap that differs from ATen's
-    choice, or ATen capped and oneDNN not, is named, since those runs are not an AVX2 machine's.
-    """
-    env = environment or {}
-    capability = env.get("torch_cpu_capability")
-    if capability is None:
-        return None
-    limits: dict[str, str] = env.get("cpu_kernel_limits") or {}
-    isa = str(capability).upper()
-    named = [f"{k}={v}" for k, v in sorted(limits.items())
-             if k != "ATEN_CPU_CAPABILITY" and not v.upper().replace("_", "").startswith(isa)]  # fmt: skip
-    if "ATEN_CPU_CAPABILITY" in limits and not {"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"} & set(limits):
-        named.append("oneDNN not capped")
-    return f"{capability} ({', '.join(named)})" if named else str(capability)
 
 
 def mixed_kernel_footnotes(entries: list[tuple[GridRun, dict]]) -> list[str]:
