@@ -25,7 +25,6 @@ many.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gap import gap_share  # noqa: E402
-from paired import run_level  # noqa: E402
+from paired import load_runs, run_level  # noqa: E402
 
 REFERENCES = ("clean", "noisy", "trusted")
 """The reference rows every table needs: clean-label baseline, noisy baseline, trusted-only."""
@@ -76,12 +75,7 @@ def read_cases(path: Path, cache: dict[Path, dict[str, dict[str, float]]]) -> di
     if path not in cache:
         if not path.is_file():
             raise SystemExit(f"{path}: no such cases.csv")
-        runs: dict[str, dict[str, float]] = {}
-        with path.open(newline="") as fh:
-            for row in csv.DictReader(fh):
-                if row["class"] == "mean":
-                    runs.setdefault(row["run"], {})[row["case_id"]] = float(row["dice"])
-        cache[path] = runs
+        cache[path] = load_runs(path)
     return cache[path]
 
 
