@@ -118,4 +118,4 @@ def test_the_committed_spec_reads_every_source_it_names(summary) -> None:
     results = SCRIPT.parents[2] / "docs" / "results"
     for table in spec["tables"]:
         markdown = summary.table_markdown(table, results, {})
-        assert row_cells(markdown, table["focus"])[1].startswith(("5 ", "10 "))
+        assert int(row_cells(markdown, table["focus"])[1].split()[0]) >= 5  # the method has its seeds
