@@ -184,7 +184,7 @@ def gap_cell(row: Series, noisy: Series, clean: Series, reference_row: bool = Fa
 def seeds_text(series: Series) -> str:
     """``10 (0-9)``, or with label sets ``10 (0-4 A, 5-9 B)``."""
     groups: dict[str, list[int]] = {}
-    for seed, labels in sorted(series, key=lambda k: (k[0], k[1])):
+    for seed, labels in sorted(series):
         groups.setdefault(labels, []).append(seed)
 
     def span(seeds: list[int]) -> str:
