@@ -98,6 +98,30 @@ def test_compare_runs_grid_skips_finished_and_writes_tables(phantoms: Path, tmp_
     assert "Baseline" in (tmp_path / "results" / "table.md").read_text()
 
 
+def test_a_run_folder_that_replaced_committed_rows_stays_on_record(phantoms: Path, tmp_path: Path) -> None:
+    """A retrained run whose scores differ from the committed ``cases.csv`` is named on stderr and in
+    ``grid.json``, and stays named there after later calls, when ``cases.csv`` already holds its scores."""
+    exp = tiny_experiment(tmp_path, phantoms, "[baseline]", "[0]")
+    invoke("compare", exp, "-q")
+    assert "replaced_carried_runs" not in json.loads((tmp_path / "results" / "grid.json").read_text())
+    cases = tmp_path / "results" / "cases.csv"
+    with cases.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    retrained = rows[0]["run"]
+    for row in rows:  # the committed rows of one run, as another training of it scored
+        if row["run"] == retrained:
+            row["dice"] = str(float(row["dice"]) / 2)
+    with cases.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = runner.invoke(app, ["compare", str(exp), "-q", "--tables-only"])
+    assert result.exit_code == 0 and f"{retrained}: its run folder replaces the committed rows" in result.output
+    for _ in range(2):  # the first call wrote the folder's scores into cases.csv; the record stays
+        assert json.loads((tmp_path / "results" / "grid.json").read_text())["replaced_carried_runs"] == [retrained]
+        invoke("compare", exp, "-q", "--tables-only")
+
+
 def test_a_grid_carries_the_runs_it_shares_with_a_carry_from_grid_only_where_the_settings_match(
     phantoms: Path, tmp_path: Path
 ) -> None:

@@ -275,12 +275,13 @@ def _train_in_workers(path: Path, jobs: int, runs_root: Path | None = None) -> N
 def write_results(exp: Experiment, runs: list[GridRun], dataset_name: str, seconds: float) -> dict[str, Path]:
     """The tables of every finished run: those with a folder, and those carried from ``cases.csv``
     (``carry.py``: finished earlier, on a machine or disk whose run folders are gone)."""
-    done, replaced = finished_runs(exp, runs, dataset_name)
+    done, replaced_now = finished_runs(exp, runs, dataset_name)
     if not done:
         raise ValueError(f"{exp.source}: no finished runs to tabulate yet")
     _refuse_to_shrink(exp, len(done))
     same_as = same_as_checks(done)  # a false same_as claim stops here, before any file is written
     earlier_environments = _freeze_records_before_runs_csv(exp.out, done)
+    replaced = _replaced_so_far(exp.out, replaced_now, {r.run_dir(exp, dataset_name).name for r, _ in done})
     written: dict[str, Path] = {}
     # Table 5's rows are the configured variants of svl-drl; a configured variant of any other method
     # (e.g. "Trusted only 6", a baseline with another loss) is a row of the main table
@@ -384,6 +385,16 @@ def _freeze_records_before_runs_csv(out: Path, done: list[tuple[GridRun, dict]])
             write_text(frozen_cost, (out / "cost.md").read_text())
         return earlier.get("environments", [])
     return earlier.get("environments_before_runs_csv", [])
+
+
+def _replaced_so_far(out: Path, replaced_now: list[str], tabulated: set[str]) -> list[str]:
+    """The runs whose folders have ever replaced committed rows with other scores: those found now, and
+    those the earlier ``grid.json`` named that are still tabulated. ``finished_runs`` compares a folder
+    with ``cases.csv`` as it stands, which after one tabulation holds the new scores, so without this
+    the record would vanish at the next ``--tables-only`` (Session 37's teachers 8-9)."""
+    grid_json = out / "grid.json"
+    earlier = json.loads(grid_json.read_text()).get("replaced_carried_runs", []) if grid_json.exists() else []
+    return sorted(set(replaced_now) | (set(earlier) & tabulated))
 
 
 def _is_ablation(run: GridRun) -> bool:

@@ -254,7 +254,7 @@ def _score_run(trainer: Any, dataset: Any, cfg: TrainConfig, run_dir: Path, trai
         "n_cases": len(ids),
         "epochs": trainer.epoch,
         "train_seconds_this_session": round(train_seconds, 1),
-        "seconds_per_epoch": mean_epoch_seconds(run_dir),
+        **epoch_cost(run_dir),
         "parameters": parameter_counts(net, refine=cfg.rl.refine_steps > 0),
         "config": to_dict(cfg),
         "trusted_cases": sorted(trainer.trusted_ids),
@@ -289,12 +289,37 @@ def record_trusted(run_dir: Path, trusted: list[str]) -> list[str]:
     return trusted
 
 
-def mean_epoch_seconds(run_dir: Path) -> float | None:
-    """Mean wall time of an epoch over the whole run (all sessions), from ``log.csv``."""
+# A training epoch this many times the run's median training epoch was not training: the process was
+# stopped (SIGSTOP while another job had the cores; a suspended laptop). Sessions 36-37 measured one
+# such epoch at 60x the median, which raised a run's mean by 40 %; unpaused runs stay under 2x.
+PAUSED_EPOCH_FACTOR = 10.0
+
+
+def epoch_cost(run_dir: Path) -> dict[str, Any]:
+    """``seconds_per_epoch``: the mean wall time of an epoch over the whole run (all sessions), from
+    ``log.csv``, without the paused epochs, whose number is ``paused_epochs_left_out_of_cost``.
+    Epochs that validated are always kept: their time is real work, however long validation takes."""
     from svldrl.training import read_log
 
-    times = [float(r["epoch_time"]) for r in read_log(run_dir) if r.get("epoch_time")]
-    return round(sum(times) / len(times), 3) if times else None
+    rows = [r for r in read_log(run_dir) if r.get("epoch_time")]
+    paused = set(paused_epochs(rows))
+    times = [float(r["epoch_time"]) for i, r in enumerate(rows) if i not in paused]
+    return {
+        "seconds_per_epoch": round(sum(times) / len(times), 3) if times else None,
+        "paused_epochs_left_out_of_cost": len(paused),
+    }
+
+
+def paused_epochs(rows: Sequence[dict[str, str]]) -> list[int]:
+    """Positions in ``rows`` (``log.csv`` rows with an ``epoch_time``) of training-only epochs that took
+    more than ``PAUSED_EPOCH_FACTOR`` times the median training-only epoch: a pause, not a cost."""
+    import statistics
+
+    training_only = [i for i, r in enumerate(rows) if not r.get("val_dice")]
+    if not training_only:
+        return []
+    median = statistics.median(float(rows[i]["epoch_time"]) for i in training_only)
+    return [i for i in training_only if float(rows[i]["epoch_time"]) > PAUSED_EPOCH_FACTOR * median]
 
 
 def score_cases(
