@@ -152,7 +152,7 @@ def paired_cell(row: Series, ref: Series, name: str, reference_row: bool = False
         if not diffs:
             cells.append(prefix + "no shared seed")
             continue
-        fewer = f", {len(diffs)} seeds" if len(diffs) < len(row) else ""
+        fewer = f", {n_seeds(len(diffs))}" if len(diffs) < len(row) else ""
         stats = run_level(diffs)
         if stats is None:
             cells.append(f"{prefix}{np.mean(diffs):+.2f}{fewer}, {sum(d > 0 for d in diffs)}/{len(diffs)} higher")
@@ -160,6 +160,10 @@ def paired_cell(row: Series, ref: Series, name: str, reference_row: bool = False
             cells.append(f"{prefix}{stats['mean']:+.2f} ({stats['ci_low']:+.2f} to {stats['ci_high']:+.2f}){fewer}, "
                          f"{stats['b_better']}/{stats['n']} higher")  # fmt: skip
     return "; ".join(cells)
+
+
+def n_seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
 def gap_cell(row: Series, noisy: Series, clean: Series, reference_row: bool = False) -> str:
@@ -176,7 +180,7 @@ def gap_cell(row: Series, noisy: Series, clean: Series, reference_row: bool = Fa
             continue
         m, n, c = (np.array(column) for column in zip(*triples, strict=True))
         share, low, high = gap_share(m, n, c)
-        fewer = f", {len(triples)} seeds" if len(triples) < len(row) else ""
+        fewer = f", {n_seeds(len(triples))}" if len(triples) < len(row) else ""
         cells.append(f"{prefix}{share:+.2f} ({low:+.2f} to {high:+.2f}){fewer}")
     return "; ".join(cells)
 
@@ -234,8 +238,8 @@ def table_markdown(table: dict[str, Any], results: Path, cache: dict[Path, dict[
     lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, series, ref_name in shown:
         means = np.array([mean_points(c) for c in series.values()])
-        sd = float(means.std(ddof=1)) if len(means) > 1 else 0.0
-        cells = [label, seeds_text(series), f"{means.mean():.2f} ± {sd:.2f}"]
+        spread = f" ± {means.std(ddof=1):.2f}" if len(means) > 1 else ""  # no spread from one seed
+        cells = [label, seeds_text(series), f"{means.mean():.2f}{spread}"]
         is_ref = ref_name is not None
         cells.append("" if ref_name == "noisy" else paired_cell(series, refs["noisy"], label, is_ref))
         cells.append("" if ref_name == "trusted" else paired_cell(series, refs["trusted"], label, is_ref))
