@@ -163,6 +163,7 @@ def paired_cell(row: Series, ref: Series, name: str, reference_row: bool = False
 
 
 def n_seeds(n: int) -> str:
+    """``1 seed``, ``3 seeds``: how many seeds a paired cell rests on, when fewer than the row has."""
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 

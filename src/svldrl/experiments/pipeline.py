@@ -290,8 +290,9 @@ def record_trusted(run_dir: Path, trusted: list[str]) -> list[str]:
 
 
 # A training epoch this many times the run's median training epoch was not training: the process was
-# stopped (SIGSTOP while another job had the cores; a suspended laptop). Sessions 36-37 measured one
-# such epoch at 60x the median, which raised a run's mean by 40 %; unpaused runs stay under 2x.
+# stopped (SIGSTOP while another job had the cores; a suspended laptop). Session 36 left one epoch of
+# about 1,510 s in runs whose other epochs averaged 26.7 s, which raised their mean to 36 s
+# (docs/results.md, Session 37).
 PAUSED_EPOCH_FACTOR = 10.0
 
 
